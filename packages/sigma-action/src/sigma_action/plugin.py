@@ -1,0 +1,23 @@
+"""Entry point of sigma-vla-action: query generator, branches, residual, fusion (no torch)."""
+
+from __future__ import annotations
+
+from sigma_core.hookspecs import RegisterFn, hookimpl
+from sigma_action import config as c
+
+_COMPONENTS = (
+    ("action.query", "sigma", c.SigmaQueryConfig, "query:SigmaQuery"),
+    ("action.vector", "token", c.TokenVectorConfig, "branches:TokenVector"),
+    ("action.chunk", "chunk-pooling", c.ChunkPoolingConfig, "branches:ChunkPooling"),
+    ("action.trajectory", "mlp", c.MlpTrajectoryConfig, "branches:MlpTrajectory"),
+    ("residual", "mlp", c.MlpResidualConfig, "heads:MlpResidual"),
+    ("fusion", "weighted", c.WeightedFusionConfig, "heads:WeightedFusion"),
+    ("controller", "clip", c.ClipControllerConfig, "control:ClipController"),
+    ("adapter", "risk", c.RiskAdapterConfig, "control:RiskAdapter"),
+)
+
+
+@hookimpl
+def sigma_register_components(register: RegisterFn) -> None:
+    for kind, name, config, impl in _COMPONENTS:
+        register(kind=kind, name=name, config=config, impl=f"sigma_action.{impl}")

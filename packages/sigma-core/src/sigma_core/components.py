@@ -1,0 +1,423 @@
+"""Component ABCs: one per kind, each a ``torch.nn.Module`` with declared shapes.
+
+A component subclasses its kind's ABC and sets two class attributes::
+
+    class MyChunk(ChunkBranch):
+        name = "my-chunk"              # the spec's ``type``
+        config_class = MyChunkConfig   # pydantic, extra="forbid"
+        shape_symbols = {"N_q": "num_queries"}  # optional: symbol -> config field
+
+``__init_subclass__`` checks these when the class is defined: the name, the
+config class, and that every symbol used in the kind's ``inputs`` / ``outputs``
+shape declarations is either a shared dimension (see :class:`Dims`) or mapped to
+a field of the config. The contract kit (:mod:`sigma_core.testing`) then builds
+inputs from those declarations and checks outputs against them.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import Tensor, nn
+
+from sigma_core.kinds import KINDS
+from sigma_core.spec import Dims
+from sigma_core.types import (
+    ActionSet,
+    BackboneOutput,
+    IntentOutput,
+    QueryOutput,
+    SigmaBatch,
+    VisionOutput,
+    tensors_of,
+)
+
+Shape = tuple[str | int, ...]
+#: Symbols every component may use: batch, sequence length, backbone width, Dims symbols.
+SHARED_SYMBOLS = frozenset({"B", "L", "W", *Dims().symbols()})
+_BASES: dict[str, type[Component]] = {}
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+
+class ComponentDefinitionError(TypeError):
+    """A component class is missing or misdeclares a load-bearing attribute."""
+
+
+class Component(nn.Module, metaclass=ABCMeta):
+    """Base of every component; subclass a kind ABC below, not this class.
+
+    Attributes:
+        kind: the spec slot kind (set by the kind ABC).
+        name: the registered name, used as ``type:`` in specs.
+        config_class: the pydantic model of the component's parameters.
+        inputs / outputs: forward argument / result names -> shapes in symbols.
+        shape_symbols: component-specific symbols -> config field names.
+    """
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    config_class: ClassVar[type[BaseModel]]
+    inputs: ClassVar[Mapping[str, Shape]] = {}
+    outputs: ClassVar[Mapping[str, Shape]] = {}
+    shape_symbols: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, kind: str | None = None, abstract: bool = False, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if kind is not None:
+            if kind not in KINDS:
+                raise ComponentDefinitionError(f"{cls.__name__}: unknown kind {kind!r}")
+            cls.kind = kind
+            _BASES[kind] = cls
+        if abstract:
+            return
+        _check_definition(cls)
+
+    def __init__(self, config: BaseModel, dims: Dims) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{self.name}: config must be {self.config_class.__name__}")
+        self.config = config
+        self.dims = dims
+
+    def symbols(self, batch_size: int) -> dict[str, int]:
+        """Sizes of every shape symbol for this instance (used to check shapes)."""
+        sizes = {"B": batch_size, "W": self.dims.d_model, **self.dims.symbols()}
+        sizes |= {sym: getattr(self.config, fld) for sym, fld in self.shape_symbols.items()}
+        return sizes
+
+    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
+        """Fake forward arguments built from ``inputs`` (random normal, global RNG)."""
+        sizes = self.symbols(batch_size) | {"L": 7}
+        return {k: torch.randn(resolve(shape, sizes)) for k, shape in self.inputs.items()}
+
+    def check_outputs(self, out: Any, batch_size: int, seq_len: int | None = None) -> None:
+        """Raise ``AssertionError`` unless ``out`` matches the declared ``outputs`` shapes."""
+        sizes = self.symbols(batch_size) | ({"L": seq_len} if seq_len is not None else {})
+        got = tensors_of(out)
+        for key, shape in self.outputs.items():
+            assert key in got, f"{self.kind}:{self.name} output lacks {key!r}"
+            want = resolve(shape, sizes, partial=True)
+            have = tuple(got[key].shape)
+            ok = len(have) == len(want) and all(w is None or w == h for w, h in zip(want, have))
+            assert ok, f"{self.kind}:{self.name} output {key}: shape {have}, declared {shape}"
+
+
+def resolve(
+    shape: Shape, sizes: Mapping[str, int], partial: bool = False
+) -> tuple[int | None, ...]:
+    """Turn a symbolic shape into sizes (``None`` for unknown symbols when ``partial``)."""
+    out: list[int | None] = []
+    for s in shape:
+        if isinstance(s, int):
+            out.append(s)
+        elif s in sizes:
+            out.append(int(sizes[s]))
+        elif partial:
+            out.append(None)
+        else:
+            raise KeyError(f"shape symbol {s!r} has no size")
+    return tuple(out)
+
+
+def _check_definition(cls: type[Component]) -> None:
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if not hasattr(cls, "kind"):
+        raise ComponentDefinitionError(f"{where}: subclass a kind ABC (e.g. VisionWorkspace)")
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ComponentDefinitionError(
+            f"{where}: set `name` to a lowercase registered name (letters, digits, - _ .)"
+        )
+    config = cls.__dict__.get("config_class")
+    if not (isinstance(config, type) and issubclass(config, BaseModel)):
+        raise ComponentDefinitionError(f"{where}: set `config_class` to a pydantic model class")
+    if config.model_config.get("extra") != "forbid":
+        raise ComponentDefinitionError(f"{where}: {config.__name__} must set extra='forbid'")
+    for sym, fld in cls.shape_symbols.items():
+        if fld not in config.model_fields:
+            raise ComponentDefinitionError(
+                f"{where}: shape symbol {sym!r} maps to {fld!r}, not a field of {config.__name__}"
+            )
+    known = SHARED_SYMBOLS | set(cls.shape_symbols)
+    for label, decl in (("inputs", cls.inputs), ("outputs", cls.outputs)):
+        for key, shape in decl.items():
+            bad = [s for s in shape if not isinstance(s, int) and s not in known]
+            if bad:
+                raise ComponentDefinitionError(
+                    f"{where}: {label}[{key!r}] uses undeclared shape symbols {bad}; "
+                    "map them in `shape_symbols`"
+                )
+
+
+def component_base(kind: str) -> type[Component]:
+    """The ABC of a kind."""
+    return _BASES[kind]
+
+
+# -- kind ABCs -----------------------------------------------------------------
+
+
+class VisionWorkspace(Component, kind="vision", abstract=True):
+    """Vision workspace (paper §1): cameras + state (+ tau) -> vision and state tokens.
+
+    ``forward(images (B,C,F,3,P,P), state (B,S), tau (B,E) | None) -> VisionOutput``
+    where ``tau=None`` yields V_base and a tau yields V_mod.
+    """
+
+    shape_symbols: ClassVar[Mapping[str, str]] = {
+        "N_v": "num_queries",
+        "N_s": "num_state_tokens",
+    }
+    inputs = {"images": ("B", "C", "F", 3, "P", "P"), "state": ("B", "S"), "tau": ("B", "E")}
+    outputs = {"tokens": ("B", "N_v", "D"), "state_tokens": ("B", "N_s", "D")}
+
+    @abstractmethod
+    def forward(self, images: Tensor, state: Tensor, tau: Tensor | None = None) -> VisionOutput:
+        """Encode cameras and state; modulate vision tokens by ``tau`` when given."""
+
+    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
+        inputs = super().example_inputs(batch_size)
+        inputs["images"] = inputs["images"].sigmoid()  # pixels live in [0, 1]
+        return inputs
+
+
+class Backbone(Component, kind="backbone", abstract=True):
+    """Language backbone (paper §2): [text tokens; prefix tokens] -> hidden sequence.
+
+    ``forward(input_ids (B,L_t) long, attention_mask (B,L_t), prefix (B,N_p,D))``
+    returns hidden states (B, L_t + N_p, W) and their mask. The backbone owns the
+    projection of D-wide prefix tokens into its width W and its LoRA adapter.
+    """
+
+    inputs = {"input_ids": ("B", "L"), "attention_mask": ("B", "L"), "prefix": ("B", 5, "D")}
+    outputs = {"hidden": ("B", "L", "W"), "mask": ("B", "L")}
+
+    @property
+    @abstractmethod
+    def hidden_size(self) -> int:
+        """The backbone width W."""
+
+    @abstractmethod
+    def tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """Texts -> (input_ids (B, L_t) long, attention_mask (B, L_t) long) on this device."""
+
+    @abstractmethod
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, prefix: Tensor) -> BackboneOutput:
+        """Run the backbone over [embedded text; projected prefix]."""
+
+    def symbols(self, batch_size: int) -> dict[str, int]:
+        return super().symbols(batch_size) | {"W": self.hidden_size}
+
+    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
+        ids, mask = self.tokenize([f"pick up cube {i}" * (i + 1) for i in range(batch_size)])
+        prefix = torch.randn(batch_size, 5, self.dims.d_model)
+        return {"input_ids": ids, "attention_mask": mask, "prefix": prefix}
+
+
+MemoryFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class SemanticMemory(Component, kind="memory", abstract=True):
+    """Semantic memory (paper §2): ``m_t = f(z_pool (B,D), m_{t-1} (B,D))``."""
+
+    inputs = {"z_pool": ("B", "D"), "m_prev": ("B", "D")}
+    outputs = {"return": ("B", "D")}
+
+    @abstractmethod
+    def forward(self, z_pool: Tensor, m_prev: Tensor) -> Tensor:
+        """Update the memory state."""
+
+    def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> Tensor:
+        """m_0: zeros (B, D)."""
+        return torch.zeros(batch_size, self.dims.d_model, device=device)
+
+
+class IntentWorkspace(Component, kind="intent", abstract=True):
+    """Intent workspace (paper §2): hidden sequence -> Z_sem, m_t, z_intent, tau, high_level_rep.
+
+    ``forward(hidden (B,L,W), mask (B,L), m_prev (B,D), memory)`` where ``memory``
+    is the memory slot's component (called as ``memory(z_pool, m_prev)``).
+    """
+
+    shape_symbols: ClassVar[Mapping[str, str]] = {"K": "num_factors"}
+    inputs = {"hidden": ("B", "L", "W"), "mask": ("B", "L"), "m_prev": ("B", "D")}
+    outputs = {
+        "z_sem": ("B", "K", "D"),
+        "z_pool": ("B", "D"),
+        "m_t": ("B", "D"),
+        "c_env": ("B", "D"),
+        "c_beh": ("B", "D"),
+        "c_text": ("B", "D"),
+        "z_intent": ("B", "D"),
+        "tau": ("B", "E"),
+        "high_level_rep": ("B", "D"),
+    }
+
+    @abstractmethod
+    def forward(
+        self, hidden: Tensor, mask: Tensor, m_prev: Tensor, memory: MemoryFn
+    ) -> IntentOutput:
+        """Read the backbone's hidden states into intent, memory and tau."""
+
+    def __init__(self, config: BaseModel, dims: Dims, backbone_width: int | None = None) -> None:
+        super().__init__(config, dims)
+        #: W, the width of the hidden states this workspace reads (set by the assembler).
+        self.backbone_width = backbone_width or dims.d_model
+
+    def symbols(self, batch_size: int) -> dict[str, int]:
+        return super().symbols(batch_size) | {"W": self.backbone_width}
+
+    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
+        inputs = super().example_inputs(batch_size)
+        inputs["mask"] = torch.ones(batch_size, 7, dtype=torch.long)
+        inputs["mask"][0, -2:] = 0  # exercise padding
+        inputs["memory"] = lambda z, m: 0.5 * (z + m)
+        return inputs
+
+
+class ActionQuery(Component, kind="action.query", abstract=True):
+    """Condition projector + query generator (paper §3).
+
+    ``c_act = P(high_level_rep, tau)``; queries from learnable seeds that attend to
+    the state (and vision) tokens, biased by c_act.
+    """
+
+    shape_symbols: ClassVar[Mapping[str, str]] = {"N_q": "num_queries"}
+    inputs = {
+        "high_level_rep": ("B", "D"),
+        "tau": ("B", "E"),
+        "state_tokens": ("B", 3, "D"),
+        "vision_tokens": ("B", 4, "D"),
+    }
+    outputs = {"queries": ("B", "N_q", "D"), "c_act": ("B", "D")}
+
+    @abstractmethod
+    def forward(
+        self, high_level_rep: Tensor, tau: Tensor, state_tokens: Tensor, vision_tokens: Tensor
+    ) -> QueryOutput:
+        """Project the condition and generate action queries."""
+
+
+class _Branch(Component, kind=None, abstract=True):
+    """Shared signature of the three action branches: (queries, c_act) -> actions."""
+
+    shape_symbols: ClassVar[Mapping[str, str]] = {}
+    inputs = {"queries": ("B", 4, "D"), "c_act": ("B", "D")}
+
+    @abstractmethod
+    def forward(self, queries: Tensor, c_act: Tensor) -> Tensor:
+        """Predict actions from the action queries and condition."""
+
+    def loss(self, queries: Tensor, c_act: Tensor, target: Tensor) -> Tensor:
+        """Per-sample training loss (B,) of this branch alone (default: MSE)."""
+        pred = self(queries, c_act)
+        return (pred - target).pow(2).flatten(1).mean(1)
+
+
+class VectorBranch(_Branch, kind="action.vector", abstract=True):
+    """Vector branch: one-step action (B, A)."""
+
+    outputs = {"return": ("B", "A")}
+
+
+class ChunkBranch(_Branch, kind="action.chunk", abstract=True):
+    """Chunk branch: short-horizon chunk (B, H, A)."""
+
+    outputs = {"return": ("B", "H", "A")}
+
+
+class TrajectoryBranch(_Branch, kind="action.trajectory", abstract=True):
+    """Trajectory branch: full-horizon trajectory (B, T, A).
+
+    Stochastic samplers take ``noise`` (B, T, A) so that the tau and tau=0 passes
+    can share it; deterministic ones ignore it.
+    """
+
+    outputs = {"return": ("B", "T", "A")}
+
+    @abstractmethod
+    def forward(self, queries: Tensor, c_act: Tensor, noise: Tensor | None = None) -> Tensor:
+        """Predict (or sample) the trajectory."""
+
+
+class ResidualHead(Component, kind="residual", abstract=True):
+    """Residual heads (paper §3): ``delta_a = g([high_level_rep, tau])`` for each branch."""
+
+    inputs = {"high_level_rep": ("B", "D"), "tau": ("B", "E")}
+    outputs = {"vector": ("B", "A"), "chunk": ("B", "H", "A"), "trajectory": ("B", "T", "A")}
+
+    @abstractmethod
+    def forward(self, high_level_rep: Tensor, tau: Tensor) -> ActionSet:
+        """Residual corrections at the three scales."""
+
+
+class Fusion(Component, kind="fusion", abstract=True):
+    """Fusion phi (paper §3): vector, chunk and trajectory -> one (B, H, A) plan."""
+
+    inputs = {"vector": ("B", "A"), "chunk": ("B", "H", "A"), "trajectory": ("B", "T", "A")}
+    outputs = {"return": ("B", "H", "A")}
+
+    @abstractmethod
+    def forward(self, vector: Tensor, chunk: Tensor, trajectory: Tensor) -> Tensor:
+        """Fuse the three scales into an executable plan."""
+
+
+class Controller(Component, kind="controller", abstract=True):
+    """Low-level controller (paper §3): plan -> motor commands within joint limits."""
+
+    inputs = {"plan": ("B", "H", "A")}
+    outputs = {"return": ("B", "H", "A")}
+
+    @abstractmethod
+    def forward(self, plan: Tensor, previous: Tensor | None = None) -> Tensor:
+        """Limit (and optionally smooth from ``previous`` (B, A)) the plan."""
+
+
+class InferenceAdapter(Component, kind="adapter", abstract=True):
+    """Inference adapter (paper §5): ``a = a_base + scale * delta_a`` with a risk-based scale."""
+
+    inputs = {
+        "base": ("B", "A"),
+        "residual": ("B", "A"),
+        "tau": ("B", "E"),
+        "c_act": ("B", "D"),
+    }
+    outputs = {"return": ("B",)}
+
+    @abstractmethod
+    def forward(self, base: Tensor, residual: Tensor, tau: Tensor, c_act: Tensor) -> Tensor:
+        """The per-sample residual scale (B,) in [min_scale, max_scale]."""
+
+
+class BasePolicy(Component, kind="base_policy", abstract=True):
+    """Source of a_base. Returns ``None`` to use the model's own tau=0 path."""
+
+    inputs = {}
+    outputs = {}
+
+    @abstractmethod
+    def forward(self, batch: SigmaBatch) -> ActionSet | None:
+        """Base actions for ``batch``, or ``None`` for the internal tau=0 path."""
+
+    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
+        d = self.dims
+        images = torch.rand(batch_size, len(d.cameras), d.frame_history, 3, 8, 8)
+        state = torch.randn(batch_size, d.state_dim)
+        return {"batch": SigmaBatch(images, state, ["task"] * batch_size)}
+
+
+class DataSource(Component, kind="data_source", abstract=True):
+    """A producer of LeRobot datasets (e.g. a simulator with a scripted expert).
+
+    It holds no trainable parameters; it is a Component so that it is named,
+    configured and registered like every other slot.
+    """
+
+    @abstractmethod
+    def forward(self, out_dir: str, episodes: int, seed: int = 0) -> dict[str, Any]:
+        """Write ``episodes`` episodes under ``out_dir``; return a summary."""

@@ -1,0 +1,64 @@
+"""User-facing error types.
+
+Every error a user can cause (bad spec, unknown component, broken plugin) is a
+:class:`SigmaUserError`; the CLI prints its message and exits with code 2 instead
+of showing a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SigmaUserError(Exception):
+    """An error caused by user input; its message says what, where and what to do."""
+
+    exit_code: int = 2
+
+
+class UnknownKindError(SigmaUserError):
+    """A component kind that Sigma does not define."""
+
+
+class UnknownComponentError(SigmaUserError):
+    """A component name that no loaded plugin registered."""
+
+
+class DuplicateComponentError(SigmaUserError):
+    """Two plugins registered the same (kind, name) without ``override=True``."""
+
+
+class PluginLoadError(SigmaUserError):
+    """A plugin failed to import or register (raised only in strict mode)."""
+
+
+class SpecError(SigmaUserError):
+    """A run spec failed validation; ``problems`` holds every error found."""
+
+    def __init__(self, source: str, problems: list[SpecProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        n = len(problems)
+        lines = [f"{source}: {n} problem{'s' if n != 1 else ''} in the spec"]
+        lines += [f"  {p.render(source)}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class SpecProblem:
+    """One validation problem: a dotted key path, the YAML line (if known) and a message."""
+
+    __slots__ = ("line", "message", "path")
+
+    def __init__(self, path: str, message: str, line: int | None = None) -> None:
+        self.path = path
+        self.message = message
+        self.line = line
+
+    def render(self, source: str) -> str:
+        where = f"{source}:{self.line}" if self.line else source
+        key = f" {self.path}:" if self.path else ""
+        return f"{where}{key} {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"path": self.path, "line": self.line, "message": self.message}
+
+    def __repr__(self) -> str:
+        return f"SpecProblem({self.path!r}, {self.message!r}, line={self.line})"

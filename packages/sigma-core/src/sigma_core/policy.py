@@ -1,0 +1,151 @@
+"""Model assembly (spec -> components) and the two-pass telepathy forward.
+
+Forward for one batch (paper §1-3; symbols as in the paper):
+
+1. ``V_base, S_tok = vision(images, state)`` (pass 1, no tau).
+2. ``hidden = backbone([text; V_base; S_tok])``.
+3. ``Z_sem, m_t, z_intent, tau, high_level_rep = intent(hidden, m_{t-1}, memory)``.
+4. ``V_mod, S_tok = vision(images, state, tau)`` (pass 2: tau fed back to vision).
+5. Telepathy path: ``Q, c_act = query(high_level_rep, tau, S_tok, V_mod)`` and
+   ``a_tau = branches(Q, c_act)``. Baseline path: the same with ``tau = 0`` and
+   V_base, giving ``c_act_base`` and ``a_0``.
+6. ``a_base`` = the ``base_policy`` slot's actions, else the batch's
+   ``base_actions``, else ``a_0``.
+7. ``delta_a = (a_tau - a_0) + g([high_level_rep, tau])`` (residual heads), and
+   ``a = a_base + delta_a`` at each scale. With the telepathy path disabled,
+   ``delta_a = 0`` and ``a = a_base``.
+8. ``plan = controller(fusion(a.vector, a.chunk, a.trajectory))``.
+
+Choice (the paper is vague here): tau reaches the actions both through the
+frozen base's conditioning (c_act, V_mod, the ``a_tau - a_0`` term) and through
+the residual heads, so the ``tau = 0`` path is exactly the base.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sigma_core.components import Component
+from sigma_core.kinds import MODEL_SLOTS
+from sigma_core.registry import Registry, get_registry
+from sigma_core.spec import ComponentRef, Dims, SigmaSpec
+from sigma_core.types import ActionSet, SigmaBatch, SigmaOutput
+
+
+def build_component(
+    kind: str, ref: ComponentRef, dims: Dims, registry: Registry | None = None, **context: Any
+) -> Component:
+    """Instantiate one registered component from a spec entry ``{type, ...params}``."""
+    registry = registry or get_registry()
+    cls = registry.get(kind, ref.type).load()
+    config = cls.config_class.model_validate(ref.params)
+    return cls(config, dims, **context)
+
+
+def parameter_counts(module: nn.Module) -> tuple[int, int]:
+    """(trainable, frozen) parameter counts, shared tensors counted once."""
+    seen: set[int] = set()
+    trainable = frozen = 0
+    for p in module.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if p.requires_grad:
+            trainable += p.numel()
+        else:
+            frozen += p.numel()
+    return trainable, frozen
+
+
+class SigmaPolicy(nn.Module):
+    """The assembled Sigma model: one submodule per spec slot (attribute = slot name)."""
+
+    def __init__(self, spec: SigmaSpec, registry: Registry | None = None) -> None:
+        super().__init__()
+        registry = registry or get_registry()
+        self.spec = spec
+        dims = spec.model.dims
+        self.slots: dict[str, str] = dict(MODEL_SLOTS)
+        self.backbone = build_component("backbone", spec.model.backbone, dims, registry)
+        for slot, kind in MODEL_SLOTS.items():
+            if slot == "backbone":
+                continue
+            context = {"backbone_width": self.backbone.hidden_size} if slot == "intent" else {}
+            ref = getattr(spec.model, slot)
+            self.add_module(slot, build_component(kind, ref, dims, registry, **context))
+        self.base_policy = build_component("base_policy", spec.base_policy, dims, registry)
+        self.slots["base_policy"] = "base_policy"
+
+    @property
+    def dims(self) -> Dims:
+        return self.spec.model.dims
+
+    def named_components(self) -> list[tuple[str, Component]]:
+        """(slot, component) in spec order."""
+        return [(slot, getattr(self, slot)) for slot in self.slots]
+
+    def _branches(self, queries: Tensor, c_act: Tensor, noise: Tensor) -> ActionSet:
+        return ActionSet(
+            self.vector(queries, c_act),
+            self.chunk(queries, c_act),
+            self.trajectory(queries, c_act, noise=noise),
+        )
+
+    def forward(
+        self, batch: SigmaBatch, m_prev: Tensor | None = None, telepathy: bool = True
+    ) -> SigmaOutput:
+        """Two-pass telepathy forward (see the module docstring for the formulas).
+
+        Args:
+            batch: observations; ``batch.base_actions`` is used as a_base when set.
+            m_prev: semantic memory m_{t-1} (B, D); zeros when ``None``.
+            telepathy: ``False`` disables the pathway (tau = 0, delta_a = 0).
+        """
+        b = batch.batch_size
+        device = batch.state.device
+        if m_prev is None:
+            m_prev = self.memory.initial_state(b, device)
+        vis_base = self.vision(batch.images, batch.state, None)
+        ids, mask = self.backbone.tokenize(batch.texts)
+        prefix = torch.cat([vis_base.tokens, vis_base.state_tokens], dim=1)
+        bb = self.backbone(ids, mask, prefix)
+        intent = self.intent(bb.hidden, bb.mask, m_prev, self.memory)
+        tau = intent.tau if telepathy else torch.zeros_like(intent.tau)
+        noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
+
+        q0 = self.query(
+            intent.high_level_rep, torch.zeros_like(tau), vis_base.state_tokens, vis_base.tokens
+        )
+        a_0 = self._branches(q0.queries, q0.c_act, noise)
+        external = self.base_policy(batch)
+        a_base = external or batch.base_actions or a_0
+
+        if telepathy:
+            vis_mod = self.vision(batch.images, batch.state, tau)
+            q = self.query(intent.high_level_rep, tau, vis_mod.state_tokens, vis_mod.tokens)
+            a_tau = self._branches(q.queries, q.c_act, noise)
+            delta = (a_tau - a_0) + self.residual(intent.high_level_rep, tau)
+            c_act = q.c_act
+        else:
+            delta = a_base.map(torch.zeros_like)
+            c_act = q0.c_act
+        actions = a_base + delta
+        plan = self.controller(self.fusion(actions.vector, actions.chunk, actions.trajectory))
+        return SigmaOutput(
+            actions=actions,
+            base=a_base,
+            residual=delta,
+            plan=plan,
+            tau=tau,
+            c_act=c_act,
+            c_act_base=q0.c_act,
+            intent=intent,
+        )
+
+
+def build_policy(spec: SigmaSpec, registry: Registry | None = None) -> SigmaPolicy:
+    """Assemble a :class:`SigmaPolicy` from a validated spec."""
+    return SigmaPolicy(spec, registry)

@@ -1,0 +1,297 @@
+"""The run spec: one YAML file -> pydantic models -> (later) a model.
+
+Layout::
+
+    model:                  # one entry per slot: {type: <registered name>, ...params}
+      dims: {d_model: 64, action_dim: 6, ...}
+      vision: {type: perceiver, num_queries: 16}
+      ...
+    base_policy: {type: internal}
+    data: {...}
+    train: {...}
+    eval: {...}
+
+Unknown keys are errors everywhere, including inside component parameters
+(every registered config forbids extras). :func:`validate_spec` collects *every*
+problem before raising, each with its dotted key path and YAML line, and never
+imports torch, so ``sigma build --dry-run`` stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from sigma_core.errors import SigmaUserError, SpecError, SpecProblem
+from sigma_core.kinds import MODEL_SLOTS
+from sigma_core.registry import Registry, unknown_component_message
+
+
+class StrictModel(BaseModel):
+    """Base for spec sections and component configs: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Dims(StrictModel):
+    """Dimensions shared by every component (the shape symbols in brackets)."""
+
+    d_model: PositiveInt = Field(64, description="[D] width of vision, intent and action tokens")
+    action_dim: PositiveInt = Field(6, description="[A] action dimension (SO-101: 6 joints)")
+    state_dim: PositiveInt = Field(6, description="[S] robot state dimension")
+    chunk_horizon: PositiveInt = Field(8, description="[H] chunk branch horizon H_c")
+    horizon: PositiveInt = Field(16, description="[T] trajectory horizon (window length)")
+    cameras: list[str] = Field(
+        default_factory=lambda: ["up", "side"], min_length=1, description="[C] camera names"
+    )
+    image_size: PositiveInt = Field(96, description="[P] square image side in pixels")
+    frame_history: PositiveInt = Field(1, description="[F] frames per camera (history)")
+
+    def symbols(self) -> dict[str, int]:
+        """Shape symbols -> sizes, as used by component ``inputs``/``outputs`` declarations."""
+        return {
+            "D": self.d_model,
+            "A": self.action_dim,
+            "S": self.state_dim,
+            "H": self.chunk_horizon,
+            "T": self.horizon,
+            # tau lives in the action-condition space: L_tau and the adapter's
+            # risk compare tau with c_act by cosine, so E = D by construction.
+            "E": self.d_model,
+            "C": len(self.cameras),
+            "P": self.image_size,
+            "F": self.frame_history,
+        }
+
+
+class ComponentRef(BaseModel):
+    """A slot entry ``{type: name, ...params}``; params are validated by the component's config."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The component parameters (everything but ``type``)."""
+        return dict(self.model_extra or {})
+
+
+def _ref(name: str) -> Any:
+    return Field(default_factory=lambda: ComponentRef(type=name))
+
+
+class ModelSpec(StrictModel):
+    """The ``model:`` section: shared dims and one component per slot."""
+
+    dims: Dims = Field(default_factory=Dims)
+    vision: ComponentRef = _ref("perceiver")
+    backbone: ComponentRef = _ref("tiny")
+    memory: ComponentRef = _ref("gated")
+    intent: ComponentRef = _ref("sigma")
+    query: ComponentRef = _ref("sigma")
+    vector: ComponentRef = _ref("token")
+    chunk: ComponentRef = _ref("chunk-pooling")
+    trajectory: ComponentRef = _ref("mlp")
+    residual: ComponentRef = _ref("mlp")
+    fusion: ComponentRef = _ref("weighted")
+    controller: ComponentRef = _ref("clip")
+    adapter: ComponentRef = _ref("risk")
+
+
+class DataSpec(StrictModel):
+    """The ``data:`` section (preprocessed shards)."""
+
+    path: str | None = Field(None, description="directory of preprocessed shards")
+    batch_size: PositiveInt = 8
+    num_workers: int = Field(0, ge=0)
+
+
+class TrainSpec(StrictModel):
+    """The ``train:`` section."""
+
+    stage: Literal["base", "sigma"] = "sigma"
+    steps: PositiveInt = 300
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_accum: PositiveInt = 1
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 0
+
+
+class EvalSpec(StrictModel):
+    """The ``eval:`` section."""
+
+    split: Literal["val", "test"] = "test"
+    batch_size: PositiveInt = 16
+
+
+class SigmaSpec(StrictModel):
+    """A whole run file."""
+
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    base_policy: ComponentRef = _ref("internal")
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    def slots(self) -> dict[str, tuple[str, ComponentRef]]:
+        """Every component slot: slot path -> (kind, ref), in model order."""
+        out = {f"model.{s}": (k, getattr(self.model, s)) for s, k in MODEL_SLOTS.items()}
+        out["base_policy"] = ("base_policy", self.base_policy)
+        return out
+
+
+# -- YAML with line numbers ---------------------------------------------------
+Path_ = tuple[str | int, ...]
+
+
+def _node_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, key.value)
+            lines[sub] = key.start_mark.line + 1
+            _node_lines(value, sub, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _node_lines(item, (*path, i), lines)
+
+
+def load_yaml(path: str | Path) -> tuple[Any, dict[Path_, int]]:
+    """Read a YAML file, returning the data and a map from key path to line number.
+
+    Raises:
+        SigmaUserError: the file is missing or unreadable.
+        SpecError: the YAML does not parse (with the line of the syntax error).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SigmaUserError(f"spec file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SigmaUserError(f"cannot read spec file {path}: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        raise SpecError(str(path), [SpecProblem("", f"YAML syntax error: {problem}", line)]) from None
+    lines: dict[Path_, int] = {}
+    if node is not None:
+        _node_lines(node, (), lines)
+    return data, lines
+
+
+def _line_for(loc: Path_, lines: Mapping[Path_, int]) -> int | None:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _dotted(loc: Path_) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _pydantic_problems(
+    exc: ValidationError, prefix: Path_, lines: Mapping[Path_, int]
+) -> list[SpecProblem]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = (*prefix, *err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] != "missing" and "input" in err and not isinstance(err["input"], dict):
+            msg = f"{msg} (got {err['input']!r})"
+        out.append(SpecProblem(_dotted(loc), msg, _line_for(loc, lines)))
+    return out
+
+
+def _component_problems(
+    raw: Mapping[str, Any], registry: Registry, lines: Mapping[Path_, int]
+) -> tuple[list[SpecProblem], dict[Path_, ComponentRef]]:
+    """Check every slot's ``type`` against the registry and its params against the config."""
+    problems: list[SpecProblem] = []
+    resolved: dict[Path_, ComponentRef] = {}
+    defaults = SigmaSpec()
+    model = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
+    for slot_path, (kind, default) in defaults.slots().items():
+        loc: Path_ = tuple(slot_path.split("."))
+        entry = model.get(loc[1]) if loc[0] == "model" else raw.get(loc[0])
+        if entry is None and (loc[-1] not in (model if loc[0] == "model" else raw)):
+            entry = {"type": default.type}
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("type"), str):
+            continue  # structural validation reports this one
+        name = entry["type"]
+        if (kind, name) not in registry:
+            problems.append(
+                SpecProblem(
+                    _dotted((*loc, "type")),
+                    unknown_component_message(registry, kind, name),
+                    _line_for((*loc, "type"), lines),
+                )
+            )
+            continue
+        config_class = registry.get(kind, name).config_class
+        params = {k: v for k, v in entry.items() if k != "type"}
+        try:
+            config = config_class.model_validate(params)
+        except ValidationError as exc:
+            problems += _pydantic_problems(exc, loc, lines)
+            continue
+        resolved[loc] = ComponentRef(type=name, **config.model_dump(mode="json"))
+    return problems, resolved
+
+
+def validate_spec(
+    raw: Any,
+    registry: Registry,
+    *,
+    source: str = "<spec>",
+    lines: Mapping[Path_, int] | None = None,
+) -> SigmaSpec:
+    """Validate a parsed spec and resolve every component's parameters (defaults filled).
+
+    Raises:
+        SpecError: listing every problem found, each with key path and line.
+    """
+    lines = lines or {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(source, [SpecProblem("", "the spec must be a mapping of sections", 1)])
+    problems: list[SpecProblem] = []
+    spec: SigmaSpec | None = None
+    try:
+        spec = SigmaSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc, (), lines)
+    comp_problems, resolved = _component_problems(raw, registry, lines)
+    seen = {p.path for p in problems}
+    problems += [p for p in comp_problems if p.path not in seen]
+    if problems or spec is None:
+        problems.sort(key=lambda p: (p.line or 0, p.path))
+        raise SpecError(source, problems)
+    for loc, ref in resolved.items():
+        owner = spec.model if loc[0] == "model" else spec
+        setattr(owner, loc[-1], ref)
+    return spec
+
+
+def load_spec(path: str | Path, registry: Registry | None = None) -> SigmaSpec:
+    """Read, validate and resolve a spec file against the (installed) registry."""
+    if registry is None:
+        from sigma_core.registry import get_registry
+
+        registry = get_registry()
+    raw, lines = load_yaml(path)
+    return validate_spec(raw, registry, source=str(path), lines=lines)

@@ -1,0 +1,171 @@
+"""Batch and output types passed between components, with their tensor shapes.
+
+Shape symbols: B batch, C cameras, F frames per camera, P image side, S state
+dim, A action dim, H chunk horizon H_c, T trajectory horizon, D model width,
+E telepathy dim tau, W backbone width, L sequence length, N_* token counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ActionSet:
+    """Actions at the paper's three scales.
+
+    Attributes:
+        vector: (B, A) the current step's action.
+        chunk: (B, H, A) the next H_c steps.
+        trajectory: (B, T, A) the whole window.
+    """
+
+    vector: Tensor
+    chunk: Tensor
+    trajectory: Tensor
+
+    def map(self, fn) -> ActionSet:  # type: ignore[no-untyped-def]
+        """Apply ``fn`` to each of the three tensors."""
+        return ActionSet(fn(self.vector), fn(self.chunk), fn(self.trajectory))
+
+    def zip(self, other: ActionSet, fn) -> ActionSet:  # type: ignore[no-untyped-def]
+        """Combine with another set scale by scale: ``fn(self.x, other.x)``."""
+        return ActionSet(
+            fn(self.vector, other.vector),
+            fn(self.chunk, other.chunk),
+            fn(self.trajectory, other.trajectory),
+        )
+
+    def __add__(self, other: ActionSet) -> ActionSet:
+        return self.zip(other, torch.add)
+
+    def __sub__(self, other: ActionSet) -> ActionSet:
+        return self.zip(other, torch.sub)
+
+    def to(self, *args, **kwargs) -> ActionSet:  # type: ignore[no-untyped-def]
+        return self.map(lambda t: t.to(*args, **kwargs))
+
+
+@dataclass
+class SigmaBatch:
+    """One batch of observations (and, for training, targets).
+
+    Attributes:
+        images: (B, C, F, 3, P, P) float in [0, 1], cameras in ``dims.cameras`` order.
+        state: (B, S) robot state (normalized).
+        texts: B task instructions.
+        base_actions: optional external base actions a_base (e.g. pi0.5's, precomputed).
+        targets: optional ground-truth actions for training and evaluation.
+    """
+
+    images: Tensor
+    state: Tensor
+    texts: list[str]
+    base_actions: ActionSet | None = None
+    targets: ActionSet | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 6:
+            raise ValueError(f"images must be (B, C, F, 3, P, P), got {tuple(self.images.shape)}")
+        b = self.images.shape[0]
+        if self.state.shape[0] != b or len(self.texts) != b:
+            raise ValueError(
+                f"batch size mismatch: images {b}, state {self.state.shape[0]}, "
+                f"texts {len(self.texts)}"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> SigmaBatch:
+        """Move every tensor to ``device``."""
+        return replace(
+            self,
+            images=self.images.to(device),
+            state=self.state.to(device),
+            base_actions=self.base_actions.to(device) if self.base_actions else None,
+            targets=self.targets.to(device) if self.targets else None,
+        )
+
+
+@dataclass
+class VisionOutput:
+    """Vision workspace output.
+
+    Attributes:
+        tokens: (B, N_v, D) V_mod after the modulated block (V_base when tau is None).
+        state_tokens: (B, N_s, D) expanded state tokens.
+    """
+
+    tokens: Tensor
+    state_tokens: Tensor
+
+
+@dataclass
+class BackboneOutput:
+    """Backbone output: hidden (B, L, W) over [text; prefix] and its mask (B, L)."""
+
+    hidden: Tensor
+    mask: Tensor
+
+
+@dataclass
+class IntentOutput:
+    """Intent workspace output (paper §2 symbols), all (B, D) but Z_sem (B, K, D), tau (B, E)."""
+
+    z_sem: Tensor
+    z_pool: Tensor
+    m_t: Tensor
+    c_env: Tensor
+    c_beh: Tensor
+    c_text: Tensor
+    z_intent: Tensor
+    tau: Tensor
+    high_level_rep: Tensor
+
+
+@dataclass
+class QueryOutput:
+    """Action queries Q (B, N_q, D) and the condition c_act (B, D)."""
+
+    queries: Tensor
+    c_act: Tensor
+
+
+@dataclass
+class SigmaOutput:
+    """Everything one telepathy forward produces.
+
+    ``actions = base + residual`` scale by scale (before the adapter); ``plan`` is
+    the fused, controller-limited (B, H, A) command sequence.
+    """
+
+    actions: ActionSet
+    base: ActionSet
+    residual: ActionSet
+    plan: Tensor
+    tau: Tensor
+    c_act: Tensor
+    c_act_base: Tensor
+    intent: IntentOutput
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+def tensors_of(obj: object) -> dict[str, Tensor]:
+    """Flatten a dataclass (nested ones too) or tensor into ``{dotted name: tensor}``."""
+    if obj is None:
+        return {}
+    if isinstance(obj, Tensor):
+        return {"return": obj}
+    out: dict[str, Tensor] = {}
+    for f in fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, Tensor):
+            out[f.name] = value
+        elif hasattr(value, "__dataclass_fields__"):
+            out |= {f"{f.name}.{k}": v for k, v in tensors_of(value).items()}
+    return out

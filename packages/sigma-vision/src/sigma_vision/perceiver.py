@@ -1,0 +1,94 @@
+"""The paper's vision workspace (§1): patches -> projector -> resampler -> tau modulator."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from sigma_core.components import VisionWorkspace
+from sigma_core.layers import CrossAttentionBlock, SelfAttentionBlock, mlp
+from sigma_core.spec import Dims
+from sigma_core.types import VisionOutput
+from sigma_vision.config import PerceiverVisionConfig
+
+
+class VisionModulator(nn.Module):
+    """Telepathy modulation of vision tokens with two learnable log-scale gates.
+
+    ``tau' = exp(theta_t) * tau``; ``(gamma, beta) = MLP_GELU(tau')``;
+    ``V_film = V_base * (1 + gamma) + beta``;
+    ``V_mod = V_base + exp(theta_mod) * (V_film - V_base)``.
+    theta_mod -> -inf gives V_mod = V_base ("no telepathy"); tau = 0 gives
+    gamma, beta from the MLP's biases only.
+    """
+
+    def __init__(self, d: int, tau_dim: int, theta_t: float, theta_mod: float) -> None:
+        super().__init__()
+        self.theta_t = nn.Parameter(torch.tensor(float(theta_t)))
+        self.theta_mod = nn.Parameter(torch.tensor(float(theta_mod)))
+        self.film = mlp(tau_dim, d, 2 * d)
+
+    def forward(self, v_base: Tensor, tau: Tensor) -> Tensor:
+        gamma, beta = self.film(self.theta_t.exp() * tau).unsqueeze(1).chunk(2, dim=-1)
+        v_film = v_base * (1 + gamma) + beta
+        return v_base + self.theta_mod.exp() * (v_film - v_base)
+
+
+class PerceiverVision(VisionWorkspace):
+    """Vision workspace of the paper.
+
+    Per camera c and frame f: ``X = Conv_p(image) + e_cam[c] + e_pos`` (shared conv,
+    patch p); ``X = MLP2(X)`` (projector); ``V_base = LN(FFN(CrossAttn(Q_v, X)))``
+    with N_v learnable queries Q_v (perceiver resampler); state tokens
+    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens); with tau,
+    ``V_mod = VisionModulator(V_base, tau)``; finally a self-attention block over
+    the (modulated) tokens. ``tau = None`` returns the block applied to V_base.
+    """
+
+    name = "perceiver"
+    config_class = PerceiverVisionConfig
+
+    def __init__(self, config: PerceiverVisionConfig, dims: Dims) -> None:
+        super().__init__(config, dims)
+        d, p = dims.d_model, config.patch_size
+        if dims.image_size % p:
+            raise ValueError(
+                f"vision.patch_size={p} must divide model.dims.image_size={dims.image_size}"
+            )
+        if d % config.num_heads:
+            raise ValueError(
+                f"vision.num_heads={config.num_heads} must divide model.dims.d_model={d}"
+            )
+        n_patches = (dims.image_size // p) ** 2
+        self.patch = nn.Conv2d(3, d, kernel_size=p, stride=p)
+        self.camera_embed = nn.Parameter(torch.randn(len(dims.cameras), d) * 0.02)
+        self.frame_embed = nn.Parameter(torch.randn(dims.frame_history, d) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(n_patches, d) * 0.02)
+        self.projector = mlp(d, 2 * d, d, config.dropout)
+        self.queries = nn.Parameter(torch.randn(config.num_queries, d) / math.sqrt(d))
+        self.resampler = CrossAttentionBlock(d, config.num_heads, config.ffn_mult, config.dropout)
+        self.resampler_norm = nn.LayerNorm(d)
+        self.state_encoder = mlp(dims.state_dim, d, d)
+        self.state_expander = nn.Linear(d, config.num_state_tokens * d)
+        self.modulator = VisionModulator(d, d, config.theta_t_init, config.theta_mod_init)
+        self.block = SelfAttentionBlock(d, config.num_heads, config.ffn_mult, config.dropout)
+
+    def encode_patches(self, images: Tensor) -> Tensor:
+        """(B, C, F, 3, P, P) -> projected patch tokens (B, C*F*N_patches, D)."""
+        b, c, f = images.shape[:3]
+        x = self.patch(images.flatten(0, 2))  # (B*C*F, D, h, w)
+        x = x.flatten(2).transpose(1, 2).unflatten(0, (b, c, f))  # (B, C, F, N, D)
+        x = x + self.pos_embed + self.frame_embed[:, None] + self.camera_embed[:, None, None]
+        return self.projector(x.flatten(1, 3))
+
+    def forward(self, images: Tensor, state: Tensor, tau: Tensor | None = None) -> VisionOutput:
+        patches = self.encode_patches(images)
+        queries = self.queries.expand(images.shape[0], -1, -1)
+        v = self.resampler_norm(self.resampler(queries, patches))
+        if tau is not None:
+            v = self.modulator(v, tau)
+        state_tokens = self.state_expander(self.state_encoder(state))
+        state_tokens = state_tokens.unflatten(1, (self.config.num_state_tokens, -1))
+        return VisionOutput(tokens=self.block(v), state_tokens=state_tokens)
