@@ -42,6 +42,10 @@ class SigmaQuery(ActionQuery):
     ) -> QueryOutput:
         c_act = self.condition(torch.cat([high_level_rep, tau], dim=-1))
         q = self.seeds + self.bias(c_act).unsqueeze(1)
-        context = torch.cat([state_tokens, vision_tokens], 1) if self.config.attend_vision else state_tokens
+        context = (
+            torch.cat([state_tokens, vision_tokens], 1)
+            if self.config.attend_vision
+            else state_tokens
+        )
         q = self.norm(self.refine(self.cross(q, context)))
         return QueryOutput(queries=q, c_act=c_act)

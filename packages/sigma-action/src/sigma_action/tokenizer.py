@@ -20,7 +20,9 @@ class BinningTokenizer:
         self.low, self.high, self.num_bins = float(low), float(high), int(num_bins)
         self.width = (self.high - self.low) / self.num_bins
 
-    def centers(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
+    def centers(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> Tensor:
         """Bin centres (num_bins,)."""
         k = torch.arange(self.num_bins, device=device, dtype=dtype)
         return self.low + (k + 0.5) * self.width

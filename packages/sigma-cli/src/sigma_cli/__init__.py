@@ -1,1 +1,5 @@
-"""placeholder"""
+"""The ``sigma`` command-line tool of Sigma-VLA."""
+
+from sigma_core._version import __version__
+
+__all__ = ["__version__"]

@@ -150,6 +150,12 @@ class Registry:
         self._plugins: dict[str, PluginInfo] = {}
         self.pm = pluggy.PluginManager("sigma")
         self.pm.add_hookspecs(hookspecs)
+        #: log every hook call and registration to stderr (``SIGMA_TRACE_PLUGINS=1``).
+        self.trace = False
+
+    def _log(self, message: str) -> None:
+        if self.trace:
+            print(f"sigma-trace: {message}", file=sys.stderr)
 
     # -- registration -------------------------------------------------------
     def register(
@@ -245,12 +251,14 @@ class Registry:
                 version=info.version,
             )
             info.components.append((kind, name))
+            self._log(f"  register(kind={kind!r}, name={name!r}, impl={impl!r})")
 
         for hook in self.pm.hook.sigma_register_components.get_hookimpls():
             if hook.plugin is plugin:
                 # Pass only the arguments the implementation asks for (pluggy's
                 # rule), so hooks can gain arguments without breaking plugins.
                 available = {"register": register}
+                self._log(f"{info.name}.sigma_register_components({', '.join(hook.argnames)})")
                 hook.function(*[available[arg] for arg in hook.argnames])
 
     def _fail(self, info: PluginInfo, exc: BaseException, strict: bool) -> None:
@@ -327,8 +335,7 @@ def load_registry(
     strict = _truthy(env.get("SIGMA_STRICT_PLUGINS")) if strict is None else strict
     registry = Registry()
     if _truthy(env.get("SIGMA_TRACE_PLUGINS")):
-        registry.pm.trace.root.setwriter(lambda msg: print(f"sigma-trace: {msg}", end="", file=sys.stderr))
-        registry.pm.enable_tracing()
+        registry.trace = True
     only = _env_list(env, "SIGMA_LOAD_PLUGINS")
     deny = _env_list(env, "SIGMA_DISABLE_PLUGINS") or set()
     if entry_points:

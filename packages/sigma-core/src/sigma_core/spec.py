@@ -183,7 +183,9 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[Path_, int]]:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
-        raise SpecError(str(path), [SpecProblem("", f"YAML syntax error: {problem}", line)]) from None
+        raise SpecError(
+            str(path), [SpecProblem("", f"YAML syntax error: {problem}", line)]
+        ) from None
     lines: dict[Path_, int] = {}
     if node is not None:
         _node_lines(node, (), lines)

@@ -1,0 +1,3 @@
+from sigma_cli.main import run
+
+run()

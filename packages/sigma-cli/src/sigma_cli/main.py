@@ -1,0 +1,238 @@
+"""The ``sigma`` command.
+
+Start-up stays light: ``sigma --help``, ``sigma --version``, ``sigma plugins``
+and ``sigma build --dry-run`` never import torch (a test checks ``sys.modules``).
+User errors print one screen naming the file, key and line and exit with code 2;
+``--debug`` shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sigma_core._version import __version__
+from sigma_core.errors import SigmaUserError, SpecError
+
+app = typer.Typer(
+    name="sigma",
+    help="Sigma-VLA: telepathy heads for vision-language-action policies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_STATE = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn :class:`SigmaUserError` into a short message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SigmaUserError as exc:
+            if _STATE["debug"]:
+                err.print_exception()
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            if not _STATE["debug"]:
+                err.print("(run with --debug for the traceback)", style="dim")
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _versions() -> list[tuple[str, str]]:
+    from sigma_core.registry import get_registry
+
+    names = {"sigma-vla-core", "sigma-vla-cli", "sigma-vla-vision", "sigma-vla-intent"}
+    names |= {"sigma-vla-action"}
+    names |= {p.distribution for p in get_registry().plugins if p.distribution}
+    found = []
+    for name in sorted(names):
+        try:
+            found.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"sigma-vla {__version__}")
+        for name, version in _versions():
+            out.print(f"  {name} {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Show the version of Sigma-VLA and of each installed component package.",
+        ),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Sigma-VLA: telepathy heads for vision-language-action policies."""
+    _STATE["debug"] = debug
+
+
+@app.command()
+@user_errors
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List registered components and plugins (including failed ones and why)."""
+    from sigma_core.registry import get_registry
+
+    registry = get_registry()
+    if as_json:
+        payload = {
+            "components": [c.as_dict() for c in registry.components()],
+            "plugins": [p.as_dict() for p in registry.plugins],
+        }
+        out.print_json(json.dumps(payload))
+        return
+    table = Table(title="Sigma components", title_justify="left")
+    for col in ("kind", "name", "distribution", "version", "status"):
+        table.add_column(col)
+    for c in registry.components():
+        table.add_row(c.kind, c.name, c.distribution or "-", c.version or "-", "ok")
+    out.print(table)
+    broken = [p for p in registry.plugins if p.status != "ok"]
+    if broken:
+        bad = Table(title="Plugins not loaded", title_justify="left")
+        for col in ("plugin", "distribution", "status", "error"):
+            bad.add_column(col)
+        for p in broken:
+            bad.add_row(p.name, p.distribution or "-", p.status, p.error or "")
+        out.print(bad)
+
+
+def _load(spec_path: Path) -> Any:
+    from sigma_core.registry import get_registry
+    from sigma_core.spec import load_yaml, validate_spec
+
+    raw, lines = load_yaml(spec_path)
+    return validate_spec(raw, get_registry(), source=str(spec_path), lines=lines)
+
+
+def _slot_rows(spec: Any) -> list[dict[str, Any]]:
+    from sigma_core.registry import get_registry
+
+    registry = get_registry()
+    rows = []
+    for slot, (kind, ref) in spec.slots().items():
+        info = registry.get(kind, ref.type)
+        rows.append(
+            {
+                "slot": slot,
+                "kind": kind,
+                "type": ref.type,
+                "distribution": info.distribution,
+                "version": info.version,
+                "params": ref.params,
+            }
+        )
+    return rows
+
+
+@app.command()
+@user_errors
+def build(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Run spec (YAML).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate names and parameters; build nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Validate a spec and build the model, printing the component tree and parameter counts."""
+    try:
+        spec = _load(spec_path)
+    except SpecError as exc:
+        if as_json:
+            out.print_json(
+                json.dumps({"valid": False, "problems": [p.as_dict() for p in exc.problems]})
+            )
+        raise
+    rows = _slot_rows(spec)
+    if dry_run:
+        if as_json:
+            out.print_json(json.dumps({"valid": True, "spec": spec.model_dump(mode="json")}))
+            return
+        table = Table(title=f"{spec_path}: valid ({len(rows)} components)", title_justify="left")
+        for col in ("slot", "kind", "type", "distribution"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["slot"], r["kind"], r["type"], r["distribution"] or "-")
+        out.print(table)
+        return
+    _print_built(spec, rows, as_json)
+
+
+def _print_built(spec: Any, rows: list[dict[str, Any]], as_json: bool) -> None:
+    import torch
+    from sigma_core.policy import build_policy, parameter_counts
+
+    torch.manual_seed(spec.train.seed)
+    policy = build_policy(spec)
+    total = parameter_counts(policy)
+    for row, (_, module) in zip(rows, policy.named_components(), strict=True):
+        row["trainable"], row["frozen"] = parameter_counts(module)
+        row["children"] = [
+            {"name": n, "trainable": t, "frozen": f}
+            for n, child in module.named_children()
+            for t, f in [parameter_counts(child)]
+        ]
+    if as_json:
+        payload = {"components": rows, "trainable": total[0], "frozen": total[1]}
+        out.print_json(json.dumps(payload))
+        return
+    table = Table(title="SigmaPolicy", title_justify="left")
+    for col, justify in (
+        ("component", "left"),
+        ("type", "left"),
+        ("distribution", "left"),
+        ("trainable", "right"),
+        ("frozen", "right"),
+    ):
+        table.add_column(col, justify=justify, no_wrap=col == "component")  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(
+            f"[bold]{r['slot']}[/]",
+            r["type"],
+            r["distribution"] or "-",
+            f"{r['trainable']:,}",
+            f"{r['frozen']:,}",
+        )
+        for c in r["children"]:
+            table.add_row(f"  └ {c['name']}", "", "", f"{c['trainable']:,}", f"{c['frozen']:,}")
+    table.add_section()
+    table.add_row("[bold]total[/]", "", "", f"{total[0]:,}", f"{total[1]:,}")
+    out.print(table)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app(prog_name="sigma")
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,143 @@
+"""Registry: registration, duplicates, isolation of broken plugins, env switches, lookups."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from conftest import FakeConfig, OpenConfig, make_plugin
+
+from sigma_core.errors import (
+    DuplicateComponentError,
+    PluginLoadError,
+    SigmaUserError,
+    UnknownComponentError,
+    UnknownKindError,
+)
+from sigma_core.hookspecs import hookimpl
+from sigma_core.registry import Registry, load_registry
+
+
+def test_plugin_components_are_registered_with_their_plugin():
+    reg = load_registry(entry_points=False, plugins=[make_plugin("p1", [("fusion", "avg")])])
+    info = reg.get("fusion", "avg")
+    assert (info.plugin, info.config_class, info.impl) == ("p1", FakeConfig, "p1_impl:Thing")
+    assert reg.plugins[0].status == "ok"
+    assert reg.plugins[0].components == [("fusion", "avg")]
+
+
+def test_registration_is_lazy_implementation_not_imported():
+    reg = load_registry(entry_points=False, plugins=[make_plugin("lazyp", [("fusion", "x")])])
+    assert "lazyp_impl" not in sys.modules
+    with pytest.raises(PluginLoadError, match="cannot import fusion component 'x'"):
+        reg.get("fusion", "x").load()
+
+
+def test_duplicates_are_rejected_and_the_second_plugin_is_skipped(capsys):
+    reg = load_registry(
+        entry_points=False,
+        plugins=[make_plugin("a", [("fusion", "avg")]), make_plugin("b", [("fusion", "avg")])],
+    )
+    assert reg.get("fusion", "avg").plugin == "a"
+    b = next(p for p in reg.plugins if p.name == "b")
+    assert b.status == "failed" and "registered twice" in b.error
+    assert "skipped plugin 'b'" in capsys.readouterr().err
+
+
+def test_duplicate_raises_directly_and_override_replaces():
+    reg = Registry()
+    reg.register(kind="fusion", name="avg", config=FakeConfig, impl="m:A")
+    with pytest.raises(DuplicateComponentError, match="override=True"):
+        reg.register(kind="fusion", name="avg", config=FakeConfig, impl="m:B")
+    reg.register(kind="fusion", name="avg", config=FakeConfig, impl="m:B", override=True)
+    assert reg.get("fusion", "avg").impl == "m:B"
+
+
+def test_failing_plugin_is_rolled_back_and_others_survive():
+    good = make_plugin("good", [("fusion", "ok")])
+    bad = make_plugin("bad", [("fusion", "half")], fail=True)
+    reg = load_registry(entry_points=False, plugins=[bad, good])
+    assert ("fusion", "half") not in reg  # partial registration rolled back
+    assert ("fusion", "ok") in reg
+    info = next(p for p in reg.plugins if p.name == "bad")
+    assert info.status == "failed" and "boom in plugin" in info.error and info.components == []
+
+
+def test_strict_mode_raises(monkeypatch):
+    bad = make_plugin("bad", [], fail=True)
+    with pytest.raises(PluginLoadError, match="boom in plugin"):
+        load_registry(entry_points=False, plugins=[bad], strict=True)
+    monkeypatch.setenv("SIGMA_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError):
+        load_registry(entry_points=False, plugins=[make_plugin("bad2", [], fail=True)])
+
+
+def test_unknown_hook_is_caught_by_check_pending():
+    module = types.ModuleType("typo")
+
+    @hookimpl
+    def sigma_register_component(register):  # missing "s": not a Sigma hook
+        pass
+
+    module.sigma_register_component = sigma_register_component
+    reg = load_registry(entry_points=False, plugins=[module])
+    assert reg.plugins[0].status == "failed"
+    assert "sigma_register_component" in reg.plugins[0].error
+
+
+def test_hook_may_omit_arguments():
+    module = types.ModuleType("noargs")
+
+    @hookimpl
+    def sigma_register_components():
+        module.called = True
+
+    module.sigma_register_components = sigma_register_components
+    reg = load_registry(entry_points=False, plugins=[module])
+    assert reg.plugins[0].status == "ok" and module.called
+
+
+def test_unknown_name_lists_choices_and_suggests_closest():
+    reg = load_registry(
+        entry_points=False, plugins=[make_plugin("p", [("fusion", "weighted"), ("fusion", "max")])]
+    )
+    with pytest.raises(UnknownComponentError) as exc:
+        reg.get("fusion", "wieghted")
+    assert "registered: max, weighted" in str(exc.value)
+    assert "Did you mean 'weighted'?" in str(exc.value)
+
+
+def test_unknown_kind_and_bad_registrations():
+    reg = Registry()
+    with pytest.raises(UnknownKindError, match="Did you mean 'fusion'"):
+        reg.register(kind="fusoin", name="a", config=FakeConfig, impl="m:A")
+    with pytest.raises(SigmaUserError, match="must forbid unknown keys"):
+        reg.register(kind="fusion", name="a", config=OpenConfig, impl="m:A")
+    with pytest.raises(SigmaUserError, match="invalid component name"):
+        reg.register(kind="fusion", name="Bad Name", config=FakeConfig, impl="m:A")
+    with pytest.raises(SigmaUserError, match="impl must look like"):
+        reg.register(kind="fusion", name="a", config=FakeConfig, impl="no-colon")
+
+
+def test_installed_entry_points_cover_every_model_kind():
+    from sigma_core.kinds import KINDS
+
+    reg = load_registry(env={})
+    kinds = {c.kind for c in reg.components()}
+    assert kinds >= set(KINDS) - {"data_source"}
+    assert {p.distribution for p in reg.plugins} >= {"sigma-vla-core", "sigma-vla-vision"}
+
+
+def test_env_allow_and_deny_lists():
+    only = load_registry(env={"SIGMA_LOAD_PLUGINS": "core"})
+    assert {c.kind for c in only.components()} == {"base_policy"}
+    assert {p.name for p in only.plugins if p.status == "disabled"} >= {"vision", "intent"}
+    denied = load_registry(env={"SIGMA_DISABLE_PLUGINS": "sigma-vla-vision"})
+    assert "perceiver" not in denied.names("vision")
+    assert denied.names("memory")  # the others still load
+
+
+def test_trace_mode_logs_hook_calls(capsys):
+    load_registry(env={"SIGMA_TRACE_PLUGINS": "1", "SIGMA_LOAD_PLUGINS": "core"})
+    assert "sigma-trace:" in capsys.readouterr().err
