@@ -1,0 +1,51 @@
+"""Values of the action workspace: tokenizer, fusion, controller and adapter formulas."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sigma_action.config import ClipControllerConfig, RiskAdapterConfig, WeightedFusionConfig
+from sigma_action.control import ClipController, RiskAdapter
+from sigma_action.heads import WeightedFusion
+from sigma_action.tokenizer import BinningTokenizer
+from sigma_core.spec import Dims
+
+DIMS = Dims(d_model=8, action_dim=2, chunk_horizon=3, horizon=5)
+
+
+def test_binning_round_trip_within_half_a_bin():
+    tok = BinningTokenizer(-1.0, 1.0, 20)
+    a = torch.linspace(-0.999, 0.999, 101)
+    assert (tok.decode(tok.encode(a)) - a).abs().max() <= tok.width / 2 + 1e-6
+    assert tok.encode(torch.tensor([-5.0, 5.0])).tolist() == [0, 19]
+    one_hot = torch.nn.functional.one_hot(tok.encode(a), 20).float()
+    torch.testing.assert_close(tok.decode_probs(one_hot), tok.decode(tok.encode(a)))
+
+
+def test_fusion_starts_as_equal_weights():
+    f = WeightedFusion(WeightedFusionConfig(), DIMS)
+    v, c, t = torch.ones(1, 2), torch.full((1, 3, 2), 4.0), torch.full((1, 5, 2), 7.0)
+    plan = f(v, c, t)
+    torch.testing.assert_close(plan[0, 0], torch.full((2,), 4.0))  # (1 + 4 + 7) / 3
+    torch.testing.assert_close(plan[0, 1:], torch.full((2, 2), 5.5))  # (4 + 7) / 2
+
+
+def test_controller_clips_and_smooths():
+    ctl = ClipController(ClipControllerConfig(low=[-1, -1], high=[1, 1], smoothing=0.5), DIMS)
+    plan = torch.tensor([[[4.0, 0.0], [0.0, 0.0]]])
+    out = ctl(plan, previous=torch.zeros(1, 2))
+    torch.testing.assert_close(out, torch.tensor([[[1.0, 0.0], [1.0, 0.0]]]))
+
+
+def test_risk_adapter_formula_and_fallback():
+    cfg = RiskAdapterConfig(min_scale=0.1, max_scale=0.9, temperature=2.0, fallback_below=0.0)
+    ad = RiskAdapter(cfg, DIMS)
+    base, delta = torch.tensor([[3.0, 4.0]]), torch.tensor([[0.6, 0.8]])
+    tau, c_act = torch.ones(1, 8), -torch.ones(1, 8)
+    risk = 1.0 * 0.2 + 0.1 * (math.sqrt(8) / math.sqrt(8)) + 1.0 * 1.0
+    want = 0.1 + 0.8 * math.exp(-risk / 2.0)
+    torch.testing.assert_close(ad(base, delta, tau, c_act), torch.tensor([want]))
+    strict = RiskAdapter(RiskAdapterConfig(fallback_below=0.9), DIMS)
+    assert strict(base, delta, tau, c_act).item() == 0.0

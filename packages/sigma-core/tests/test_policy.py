@@ -1,0 +1,88 @@
+"""The assembled model: forward/backward on images + state + text, baseline identities."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sigma_core.policy import build_policy, parameter_counts
+from sigma_core.registry import get_registry
+from sigma_core.spec import validate_spec
+from sigma_core.testing import CONTRACT_DIMS
+from sigma_core.types import ActionSet, SigmaBatch
+
+
+@pytest.fixture(scope="module")
+def policy():
+    spec = validate_spec({"model": {"dims": CONTRACT_DIMS.model_dump()}}, get_registry())
+    torch.manual_seed(0)
+    return build_policy(spec).eval()
+
+
+def batch(b: int = 3, seed: int = 0) -> SigmaBatch:
+    g = torch.Generator().manual_seed(seed)
+    d = CONTRACT_DIMS
+    images = torch.rand(b, len(d.cameras), d.frame_history, 3, d.image_size, d.image_size, generator=g)
+    state = torch.randn(b, d.state_dim, generator=g)
+    return SigmaBatch(images, state, ["pick up the red cube", "place it", "go"][:b])
+
+
+def test_forward_returns_three_scales_tau_and_residuals(policy):
+    d = CONTRACT_DIMS
+    out = policy(batch())
+    assert out.actions.vector.shape == (3, d.action_dim)
+    assert out.actions.chunk.shape == (3, d.chunk_horizon, d.action_dim)
+    assert out.actions.trajectory.shape == (3, d.horizon, d.action_dim)
+    assert out.plan.shape == (3, d.chunk_horizon, d.action_dim)
+    assert out.tau.shape == (3, d.d_model) and out.intent.m_t.shape == (3, d.d_model)
+    for a, b_, r in zip(
+        (out.actions.vector, out.actions.chunk),
+        (out.base.vector, out.base.chunk),
+        (out.residual.vector, out.residual.chunk),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b_ + r)
+
+
+def test_backward_reaches_trainable_and_not_frozen(policy):
+    policy.zero_grad(set_to_none=True)
+    out = policy.train()(batch())
+    loss = sum(t.pow(2).mean() for t in (out.actions.vector, out.actions.chunk, out.actions.trajectory))
+    loss = loss + out.tau.pow(2).mean()
+    loss.backward()
+    policy.eval()
+    frozen = [n for n, p in policy.named_parameters() if not p.requires_grad]
+    assert frozen and all(policy.get_parameter(n).grad is None for n in frozen)
+    got = [n for n, p in policy.named_parameters() if p.requires_grad and p.grad is not None]
+    assert any("lora_" in n for n in got) and any(n.startswith("residual.") for n in got)
+    trainable, frozen_count = parameter_counts(policy)
+    assert trainable > 0 and frozen_count > 0
+
+
+def test_telepathy_off_gives_exactly_the_base(policy):
+    with torch.no_grad():
+        out = policy(batch(), telepathy=False)
+    assert torch.equal(out.actions.vector, out.base.vector)
+    assert torch.equal(out.actions.trajectory, out.base.trajectory)
+    assert torch.count_nonzero(out.tau) == 0
+
+
+def test_external_base_actions_are_used(policy):
+    b = batch()
+    d = CONTRACT_DIMS
+    ext = ActionSet(
+        torch.full((3, d.action_dim), 5.0),
+        torch.full((3, d.chunk_horizon, d.action_dim), 5.0),
+        torch.full((3, d.horizon, d.action_dim), 5.0),
+    )
+    b.base_actions = ext
+    with torch.no_grad():
+        out = policy(b, telepathy=False)
+    assert torch.equal(out.actions.chunk, ext.chunk)
+
+
+def test_memory_carries_across_calls(policy):
+    with torch.no_grad():
+        first = policy(batch())
+        second = policy(batch(), m_prev=first.intent.m_t)
+    assert not torch.allclose(first.intent.m_t, second.intent.m_t)
