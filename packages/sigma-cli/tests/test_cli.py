@@ -1,0 +1,135 @@
+"""The sigma CLI: light start-up, plugins listing, build, and every bad input -> exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT = REPO / "configs" / "default.yaml"
+
+
+def sigma(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sigma_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )
+
+
+def test_help_and_plugins_do_not_import_torch():
+    code = (
+        "import sys; from typer.testing import CliRunner; from sigma_cli.main import app;"
+        "r = CliRunner();"
+        "assert r.invoke(app, ['--help']).exit_code == 0;"
+        "assert r.invoke(app, ['plugins']).exit_code == 0;"
+        "assert r.invoke(app, ['--version']).exit_code == 0;"
+        "assert r.invoke(app, ['build', sys.argv[1], '--dry-run']).exit_code == 0;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers'}))"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(DEFAULT)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_help_is_fast():
+    start = time.perf_counter()
+    res = sigma("--help")
+    elapsed = time.perf_counter() - start
+    assert res.returncode == 0 and "plugins" in res.stdout and "build" in res.stdout
+    assert elapsed < 3.0  # 1.5 s is the target on an idle machine; slack for loaded CI
+
+
+def test_version_lists_every_component_distribution():
+    res = sigma("--version")
+    assert res.returncode == 0
+    from sigma_core import __version__
+
+    assert res.stdout.splitlines()[0] == f"sigma-vla {__version__}"
+    for dist in ("sigma-vla-core", "sigma-vla-cli", "sigma-vla-vision", "sigma-vla-intent"):
+        assert f"{dist} {__version__}" in res.stdout
+
+
+def test_plugins_json_lists_every_kind_with_distribution():
+    res = sigma("plugins", "--json")
+    data = json.loads(res.stdout)
+    kinds = {c["kind"] for c in data["components"]}
+    assert {"vision", "backbone", "memory", "intent", "action.chunk", "base_policy"} <= kinds
+    assert all(c["distribution"].startswith("sigma-vla-") for c in data["components"])
+    assert all(p["status"] == "ok" for p in data["plugins"])
+
+
+def test_build_prints_tree_with_counts():
+    res = sigma("build", str(DEFAULT), "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    slots = {c["slot"]: c for c in data["components"]}
+    assert slots["model.backbone"]["frozen"] > 0 and slots["model.residual"]["frozen"] == 0
+    total = sum(c["trainable"] for c in data["components"])
+    assert total == data["trainable"]
+
+
+def test_dry_run_json_resolves_defaults():
+    res = sigma("build", str(DEFAULT), "--dry-run", "--json")
+    assert res.returncode == 0
+    spec = json.loads(res.stdout)["spec"]
+    assert spec["model"]["memory"] == {"type": "gated"}
+    assert spec["model"]["chunk"]["pooling"] == "mean"
+
+
+BAD = {
+    "yaml-syntax": ("model:\n  vision: {type: perceiver\n", ":3", "YAML syntax error"),
+    "unknown-key": ("model:\n  visoin: {type: perceiver}\n", ":2 model.visoin: unknown key", ""),
+    "wrong-type": ("train:\n  steps: lots\n", ":2 train.steps:", "'lots'"),
+    "unknown-component": ("model:\n  chunk: {type: chunk-pool}\n", ":2 model.chunk.type", "Did you mean 'chunk-pooling'"),
+    "bad-config": ("model:\n  memory: {type: ema, decay: 2}\n", ":2 model.memory.decay", "less than or equal to 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_spec_exits_2_with_location_and_no_traceback(tmp_path, case):
+    text, where, what = BAD[case]
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    res = sigma("build", str(path), "--dry-run")
+    assert res.returncode == 2
+    assert f"{path}{where}" in res.stderr and what in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.splitlines()) < 25
+
+
+def test_missing_spec_file(tmp_path):
+    res = sigma("build", str(tmp_path / "missing.yaml"))
+    assert res.returncode == 2 and "spec file not found" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_debug_shows_traceback(tmp_path):
+    res = sigma("--debug", "build", str(tmp_path / "missing.yaml"))
+    assert res.returncode == 2 and "Traceback" in res.stderr
+
+
+def test_broken_plugin_is_reported_not_fatal(tmp_path):
+    (tmp_path / "broken_sigma_plugin.py").write_text("raise ImportError('no such dependency: foo')\n")
+    dist = tmp_path / "broken_sigma_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-sigma-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[sigma]\nbroken = broken_sigma_plugin\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    res = sigma("plugins", "--json", env=env)
+    assert res.returncode == 0
+    broken = next(p for p in json.loads(res.stdout)["plugins"] if p["name"] == "broken")
+    assert broken["status"] == "failed" and "no such dependency: foo" in broken["error"]
+    assert broken["distribution"] == "broken-sigma-plugin"
+    res = sigma("build", str(DEFAULT), "--dry-run", env=env)
+    assert res.returncode == 0  # the rest still works
+    strict = sigma("plugins", env={**env, "SIGMA_STRICT_PLUGINS": "1"})
+    assert strict.returncode == 2 and "broken" in strict.stderr and "Traceback" not in strict.stderr
