@@ -47,13 +47,36 @@ def venv(tmp_path_factory) -> Path:
     py = root / "bin" / "python"
     # Resolve against the same lock as the workspace so nothing new is downloaded.
     constraints = root.parent / "constraints.txt"
-    exported = run(uv(), "export", "--quiet", "--no-hashes", "--frozen", "--no-emit-workspace",
-                   "--all-packages", "--directory", REPO).stdout
+    exported = run(
+        uv(),
+        "export",
+        "--quiet",
+        "--no-hashes",
+        "--frozen",
+        "--no-emit-workspace",
+        "--all-packages",
+        "--directory",
+        REPO,
+    ).stdout
     constraints.write_text(exported)
-    pkgs = [REPO / "packages" / p for p in ("sigma-core", "sigma-vision", "sigma-intent",
-                                            "sigma-action", "sigma-cli")]
-    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints,
-        *pkgs, EXAMPLE, BROKEN, "pytest")
+    pkgs = [
+        REPO / "packages" / p
+        for p in ("sigma-core", "sigma-vision", "sigma-intent", "sigma-action", "sigma-cli")
+    ]
+    run(
+        uv(),
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        py,
+        "-c",
+        constraints,
+        *pkgs,
+        EXAMPLE,
+        BROKEN,
+        "pytest",
+    )
     return root
 
 
@@ -76,14 +99,18 @@ def check_plugin_in_use(venv: Path) -> None:
 
 def test_normal_install(venv):
     check_plugin_in_use(venv)
-    site = run(venv / "bin" / "python", "-c",
-               "import sigma_example_chunk, os; print(os.path.dirname(sigma_example_chunk.__file__))")
+    site = run(
+        venv / "bin" / "python",
+        "-c",
+        "import sigma_example_chunk, os; print(os.path.dirname(sigma_example_chunk.__file__))",
+    )
     assert str(EXAMPLE) not in site.stdout  # really installed, not the source tree
 
 
 def test_editable_install_and_the_contract_kit(venv):
     run(uv(), "pip", "install", "--quiet", "--python", venv / "bin" / "python", "-e", EXAMPLE)
     check_plugin_in_use(venv)
-    res = run(venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-              EXAMPLE / "tests")
+    res = run(
+        venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", EXAMPLE / "tests"
+    )
     assert "5 passed" in res.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from sigma_action.config import ClipControllerConfig, RiskAdapterConfig, WeightedFusionConfig
 from sigma_action.control import ClipController, RiskAdapter
 from sigma_action.heads import WeightedFusion

@@ -89,8 +89,16 @@ BAD = {
     "yaml-syntax": ("model:\n  vision: {type: perceiver\n", ":3", "YAML syntax error"),
     "unknown-key": ("model:\n  visoin: {type: perceiver}\n", ":2 model.visoin: unknown key", ""),
     "wrong-type": ("train:\n  steps: lots\n", ":2 train.steps:", "'lots'"),
-    "unknown-component": ("model:\n  chunk: {type: chunk-pool}\n", ":2 model.chunk.type", "Did you mean 'chunk-pooling'"),
-    "bad-config": ("model:\n  memory: {type: ema, decay: 2}\n", ":2 model.memory.decay", "less than or equal to 1"),
+    "unknown-component": (
+        "model:\n  chunk: {type: chunk-pool}\n",
+        ":2 model.chunk.type",
+        "Did you mean 'chunk-pooling'",
+    ),
+    "bad-config": (
+        "model:\n  memory: {type: ema, decay: 2}\n",
+        ":2 model.memory.decay",
+        "less than or equal to 1",
+    ),
 }
 
 
@@ -118,10 +126,14 @@ def test_debug_shows_traceback(tmp_path):
 
 
 def test_broken_plugin_is_reported_not_fatal(tmp_path):
-    (tmp_path / "broken_sigma_plugin.py").write_text("raise ImportError('no such dependency: foo')\n")
+    (tmp_path / "broken_sigma_plugin.py").write_text(
+        "raise ImportError('no such dependency: foo')\n"
+    )
     dist = tmp_path / "broken_sigma_plugin-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-sigma-plugin\nVersion: 0.1\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken-sigma-plugin\nVersion: 0.1\n"
+    )
     (dist / "entry_points.txt").write_text("[sigma]\nbroken = broken_sigma_plugin\n")
     env = {"PYTHONPATH": str(tmp_path)}
     res = sigma("plugins", "--json", env=env)

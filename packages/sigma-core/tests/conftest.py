@@ -6,7 +6,6 @@ import types
 
 import pytest
 from pydantic import ConfigDict
-
 from sigma_core.hookspecs import hookimpl
 from sigma_core.spec import StrictModel
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from sigma_core.policy import build_policy, parameter_counts
 from sigma_core.registry import get_registry
 from sigma_core.spec import validate_spec
@@ -22,7 +21,9 @@ def policy():
 def batch(b: int = 3, seed: int = 0) -> SigmaBatch:
     g = torch.Generator().manual_seed(seed)
     d = CONTRACT_DIMS
-    images = torch.rand(b, len(d.cameras), d.frame_history, 3, d.image_size, d.image_size, generator=g)
+    images = torch.rand(
+        b, len(d.cameras), d.frame_history, 3, d.image_size, d.image_size, generator=g
+    )
     state = torch.randn(b, d.state_dim, generator=g)
     return SigmaBatch(images, state, ["pick up the red cube", "place it", "go"][:b])
 
@@ -47,7 +48,9 @@ def test_forward_returns_three_scales_tau_and_residuals(policy):
 def test_backward_reaches_trainable_and_not_frozen(policy):
     policy.zero_grad(set_to_none=True)
     out = policy.train()(batch())
-    loss = sum(t.pow(2).mean() for t in (out.actions.vector, out.actions.chunk, out.actions.trajectory))
+    loss = sum(
+        t.pow(2).mean() for t in (out.actions.vector, out.actions.chunk, out.actions.trajectory)
+    )
     loss = loss + out.tau.pow(2).mean()
     loss.backward()
     policy.eval()

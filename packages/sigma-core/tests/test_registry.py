@@ -7,7 +7,6 @@ import types
 
 import pytest
 from conftest import FakeConfig, OpenConfig, make_plugin
-
 from sigma_core.errors import (
     DuplicateComponentError,
     PluginLoadError,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from sigma_core.errors import SigmaUserError, SpecError
 from sigma_core.registry import get_registry
 from sigma_core.spec import SigmaSpec, load_spec, load_yaml, validate_spec
@@ -56,7 +55,9 @@ def test_all_errors_reported_at_once_with_lines(tmp_path):
 
 
 def test_unknown_component_param_is_an_error(tmp_path):
-    found = problems(write(tmp_path, "model:\n  memory:\n    type: ema\n    decay: 0.5\n    rate: 2\n"))
+    found = problems(
+        write(tmp_path, "model:\n  memory:\n    type: ema\n    decay: 0.5\n    rate: 2\n")
+    )
     assert found == {"model.memory.rate": (5, "unknown key")}
 
 

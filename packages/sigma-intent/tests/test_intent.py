@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from sigma_core.spec import Dims
 from sigma_intent.backbones import TinyBackbone
 from sigma_intent.config import (

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-
 from sigma_core.components import ChunkBranch, TrajectoryBranch, VectorBranch
 from sigma_core.layers import mlp
 from sigma_core.spec import Dims
+from torch import Tensor, nn
+
 from sigma_action.config import ChunkPoolingConfig, MlpTrajectoryConfig, TokenVectorConfig
 from sigma_action.tokenizer import BinningTokenizer
 

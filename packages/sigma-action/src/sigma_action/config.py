@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pydantic import Field, PositiveInt, model_validator
-
 from sigma_core.spec import StrictModel
 
 

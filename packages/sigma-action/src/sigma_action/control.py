@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from sigma_core.components import Controller, InferenceAdapter
 from sigma_core.spec import Dims
+from torch import Tensor
+
 from sigma_action.config import ClipControllerConfig, RiskAdapterConfig
 
 

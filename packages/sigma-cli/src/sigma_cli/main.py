@@ -19,7 +19,6 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
-
 from sigma_core._version import __version__
 from sigma_core.errors import SigmaUserError, SpecError
 
@@ -36,7 +35,7 @@ _STATE = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def user_errors(fn: F) -> F:
+def user_errors[F: Callable[..., Any]](fn: F) -> F:
     """Turn :class:`SigmaUserError` into a short message and exit code 2."""
 
     @functools.wraps(fn)

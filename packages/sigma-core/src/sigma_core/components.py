@@ -103,7 +103,9 @@ class Component(nn.Module, metaclass=ABCMeta):
             assert key in got, f"{self.kind}:{self.name} output lacks {key!r}"
             want = resolve(shape, sizes, partial=True)
             have = tuple(got[key].shape)
-            ok = len(have) == len(want) and all(w is None or w == h for w, h in zip(want, have))
+            ok = len(have) == len(want) and all(
+                w is None or w == h for w, h in zip(want, have, strict=False)
+            )
             assert ok, f"{self.kind}:{self.name} output {key}: shape {have}, declared {shape}"
 
 

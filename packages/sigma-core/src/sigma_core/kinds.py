@@ -14,7 +14,7 @@ KINDS: MappingProxyType[str, str] = MappingProxyType(
         "vision": "vision workspace: cameras + state -> V_base / V_mod and state tokens [§1]",
         "backbone": "language backbone: token ids + prefix embeddings -> hidden sequence [§2]",
         "memory": "semantic memory: (z_pool, m_{t-1}) -> m_t [§2]",
-        "intent": "intent workspace: hidden sequence -> Z_sem, m_t, z_intent, tau, high_level_rep [§2]",
+        "intent": "intent workspace: hidden -> Z_sem, m_t, z_intent, tau, high_level_rep [§2]",
         "action.query": "condition projector c_act = P(high_level_rep, tau) + query generator [§3]",
         "action.vector": "vector branch: queries -> one-step action [§3]",
         "action.chunk": "chunk branch: queries -> H_c-step action chunk [§3]",
