@@ -1,0 +1,48 @@
+"""Plugin-author docs cover every hook; all distributions share one version."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import tomllib
+from pathlib import Path
+
+from sigma_core import hookspecs
+from sigma_core._version import __version__
+from sigma_core.components import _BASES
+from sigma_core.kinds import KINDS
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = (REPO / "docs" / "plugins.md").read_text()
+
+
+def hooks() -> list[str]:
+    return [
+        name
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(fn, "sigma_spec")
+    ]
+
+
+def test_every_hookspec_is_documented_with_since():
+    assert hooks() == ["sigma_register_components"]
+    for name in hooks():
+        assert f"### `{name}(" in DOCS, f"hook {name} missing from docs/plugins.md"
+        assert "Since:" in getattr(hookspecs, name).__doc__
+
+
+def test_every_kind_and_abc_is_documented():
+    for kind in KINDS:
+        assert f"`{kind}`" in DOCS, f"kind {kind} missing from docs/plugins.md"
+    for base in _BASES.values():
+        assert f"`{base.__name__}`" in DOCS, f"{base.__name__} missing from docs/plugins.md"
+
+
+def test_distributions_share_one_version_and_pin_each_other():
+    for pyproject in sorted((REPO / "packages").glob("*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        assert project["version"] == __version__, pyproject
+        deps = project["dependencies"] + sum(project.get("optional-dependencies", {}).values(), [])
+        for dep in deps:
+            if dep.startswith("sigma-vla-"):
+                assert re.fullmatch(rf"sigma-vla-[a-z]+=={re.escape(__version__)}", dep), dep
