@@ -42,7 +42,8 @@ def test_distributions_share_one_version_and_pin_each_other():
     for pyproject in sorted((REPO / "packages").glob("*/pyproject.toml")):
         project = tomllib.loads(pyproject.read_text())["project"]
         assert project["version"] == __version__, pyproject
-        deps = project["dependencies"] + sum(project.get("optional-dependencies", {}).values(), [])
+        extras = project.get("optional-dependencies", {}).values()
+        deps = [*project["dependencies"], *(d for extra in extras for d in extra)]
         for dep in deps:
             if dep.startswith("sigma-vla-"):
                 assert re.fullmatch(rf"sigma-vla-[a-z]+=={re.escape(__version__)}", dep), dep

@@ -6,6 +6,7 @@ import types
 
 import pytest
 from pydantic import ConfigDict
+
 from sigma_core.hookspecs import hookimpl
 from sigma_core.spec import StrictModel
 

@@ -6,11 +6,12 @@ import random
 
 import pytest
 import torch
+from torch import nn
+
 from sigma_core.components import ComponentDefinitionError, Fusion
 from sigma_core.registry import ComponentInfo
 from sigma_core.spec import StrictModel
 from sigma_core.testing import ComponentContract
-from torch import nn
 
 
 class Cfg(StrictModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from sigma_core.policy import build_policy, parameter_counts
 from sigma_core.registry import get_registry
 from sigma_core.spec import validate_spec

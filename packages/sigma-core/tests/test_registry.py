@@ -7,6 +7,7 @@ import types
 
 import pytest
 from conftest import FakeConfig, OpenConfig, make_plugin
+
 from sigma_core.errors import (
     DuplicateComponentError,
     PluginLoadError,
@@ -105,6 +106,15 @@ def test_unknown_name_lists_choices_and_suggests_closest():
         reg.get("fusion", "wieghted")
     assert "registered: max, weighted" in str(exc.value)
     assert "Did you mean 'weighted'?" in str(exc.value)
+
+
+def test_unknown_name_mentions_failed_plugins():
+    reg = load_registry(
+        entry_points=False,
+        plugins=[make_plugin("p", [("fusion", "max")]), make_plugin("bad", [], fail=True)],
+    )
+    with pytest.raises(UnknownComponentError, match="plugins that failed to load: bad"):
+        reg.get("fusion", "mine")
 
 
 def test_unknown_kind_and_bad_registrations():

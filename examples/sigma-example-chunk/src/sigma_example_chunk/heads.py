@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from sigma_core.components import ChunkBranch
 from torch import Tensor, nn
 
+from sigma_core.components import ChunkBranch
 from sigma_example_chunk.plugin import AttentionChunkConfig
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import torch
-from sigma_core.components import ChunkBranch, TrajectoryBranch, VectorBranch
-from sigma_core.layers import mlp
-from sigma_core.spec import Dims
 from torch import Tensor, nn
 
 from sigma_action.config import ChunkPoolingConfig, MlpTrajectoryConfig, TokenVectorConfig
 from sigma_action.tokenizer import BinningTokenizer
+from sigma_core.components import ChunkBranch, TrajectoryBranch, VectorBranch
+from sigma_core.layers import mlp
+from sigma_core.spec import Dims
 
 
 def pool_condition(queries: Tensor, c_act: Tensor) -> Tensor:

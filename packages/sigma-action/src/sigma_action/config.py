@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field, PositiveInt, model_validator
+
 from sigma_core.spec import StrictModel
 
 
@@ -78,3 +79,13 @@ class RiskAdapterConfig(StrictModel):
         if self.max_scale < self.min_scale:
             raise ValueError("max_scale must be >= min_scale")
         return self
+
+
+class FlowDiTConfig(StrictModel):
+    """Trajectory DiT trained by flow matching, sampled with N Euler steps."""
+
+    num_layers: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    num_steps: PositiveInt = Field(10, description="N Euler steps when sampling")
+    mlp_mult: PositiveInt = 4
+    time_frequencies: PositiveInt = Field(32, description="sinusoidal features of t")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from sigma_core.components import Controller, InferenceAdapter
-from sigma_core.spec import Dims
 from torch import Tensor
 
 from sigma_action.config import ClipControllerConfig, RiskAdapterConfig
+from sigma_core.components import Controller, InferenceAdapter
+from sigma_core.spec import Dims
 
 
 class ClipController(Controller):

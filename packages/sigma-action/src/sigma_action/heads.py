@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
+from sigma_action.config import MlpResidualConfig, WeightedFusionConfig
 from sigma_core.components import Fusion, ResidualHead
 from sigma_core.layers import mlp
 from sigma_core.spec import Dims
 from sigma_core.types import ActionSet
-from torch import Tensor, nn
-
-from sigma_action.config import MlpResidualConfig, WeightedFusionConfig
 
 
 class MlpResidual(ResidualHead):

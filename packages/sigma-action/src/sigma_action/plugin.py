@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from sigma_core.hookspecs import RegisterFn, hookimpl
-
 from sigma_action import config as c
+from sigma_core.hookspecs import RegisterFn, hookimpl
 
 _COMPONENTS = (
     ("action.query", "sigma", c.SigmaQueryConfig, "query:SigmaQuery"),
     ("action.vector", "token", c.TokenVectorConfig, "branches:TokenVector"),
     ("action.chunk", "chunk-pooling", c.ChunkPoolingConfig, "branches:ChunkPooling"),
     ("action.trajectory", "mlp", c.MlpTrajectoryConfig, "branches:MlpTrajectory"),
+    ("action.trajectory", "flow-dit", c.FlowDiTConfig, "flow:FlowDiT"),
     ("residual", "mlp", c.MlpResidualConfig, "heads:MlpResidual"),
     ("fusion", "weighted", c.WeightedFusionConfig, "heads:WeightedFusion"),
     ("controller", "clip", c.ClipControllerConfig, "control:ClipController"),

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor, nn
+
+from sigma_action.config import SigmaQueryConfig
 from sigma_core.components import ActionQuery
 from sigma_core.layers import CrossAttentionBlock, mlp
 from sigma_core.spec import Dims
 from sigma_core.types import QueryOutput
-from torch import Tensor, nn
-
-from sigma_action.config import SigmaQueryConfig
 
 
 class SigmaQuery(ActionQuery):

@@ -8,6 +8,7 @@ User errors print one screen naming the file, key and line and exit with code 2;
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -19,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+
 from sigma_core._version import __version__
 from sigma_core.errors import SigmaUserError, SpecError
 
@@ -58,7 +60,9 @@ def _versions() -> list[tuple[str, str]]:
 
     names = {"sigma-vla-core", "sigma-vla-cli", "sigma-vla-vision", "sigma-vla-intent"}
     names |= {"sigma-vla-action"}
-    names |= {p.distribution for p in get_registry().plugins if p.distribution}
+    # In strict mode a broken plugin raises here; still report what we can.
+    with contextlib.suppress(SigmaUserError):
+        names |= {p.distribution for p in get_registry().plugins if p.distribution}
     found = []
     for name in sorted(names):
         try:
@@ -188,6 +192,7 @@ def build(
 
 def _print_built(spec: Any, rows: list[dict[str, Any]], as_json: bool) -> None:
     import torch
+
     from sigma_core.policy import build_policy, parameter_counts
 
     torch.manual_seed(spec.train.seed)

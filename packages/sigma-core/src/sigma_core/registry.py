@@ -306,7 +306,11 @@ def unknown_component_message(registry: Registry, kind: str, name: str) -> str:
     """The message for an unknown name: what is registered and the closest match."""
     names = registry.names(kind)
     listed = ", ".join(names) if names else "none (is the plugin that provides it installed?)"
-    return f"unknown {kind} component {name!r}; registered: {listed}" + _suggest(name, names)
+    message = f"unknown {kind} component {name!r}; registered: {listed}" + _suggest(name, names)
+    failed = [p.name for p in registry.plugins if p.status == "failed"]
+    if failed:
+        message += f" (plugins that failed to load: {', '.join(failed)}; see `sigma plugins`)"
+    return message
 
 
 def _selected(ep: md.EntryPoint, dist: str | None, only: set[str] | None, deny: set[str]) -> bool:

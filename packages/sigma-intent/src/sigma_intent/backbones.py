@@ -8,11 +8,11 @@ projection into its width W. LoRA (peft) adapts q/k/v/o; the base stays frozen.
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
 from sigma_core.components import Backbone
 from sigma_core.spec import Dims
 from sigma_core.types import BackboneOutput
-from torch import Tensor, nn
-
 from sigma_intent.config import LoraSpec, TinyBackboneConfig
 
 

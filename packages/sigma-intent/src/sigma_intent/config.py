@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field, PositiveInt
+
 from sigma_core.spec import StrictModel
 
 

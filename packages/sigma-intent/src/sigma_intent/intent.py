@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor, nn
+
 from sigma_core.components import IntentWorkspace, MemoryFn
 from sigma_core.layers import CrossAttentionBlock, mlp
 from sigma_core.spec import Dims
 from sigma_core.types import IntentOutput
-from torch import Tensor, nn
-
 from sigma_intent.config import SigmaIntentConfig
 
 

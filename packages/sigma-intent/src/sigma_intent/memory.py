@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from sigma_core.components import SemanticMemory
-from sigma_core.spec import Dims
 from torch import Tensor, nn
 
+from sigma_core.components import SemanticMemory
+from sigma_core.spec import Dims
 from sigma_intent.config import EmaMemoryConfig, GatedMemoryConfig, NoMemoryConfig
 
 

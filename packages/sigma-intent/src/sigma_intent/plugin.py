@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sigma_core.hookspecs import RegisterFn, hookimpl
-
 from sigma_intent import config as c
 
 
