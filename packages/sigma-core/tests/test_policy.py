@@ -90,3 +90,52 @@ def test_memory_carries_across_calls(policy):
         first = policy(batch())
         second = policy(batch(), m_prev=first.intent.m_t)
     assert not torch.allclose(first.intent.m_t, second.intent.m_t)
+
+
+def test_save_and_from_pretrained_round_trip(policy, tmp_path):
+    from sigma_core.policy import SigmaPolicy
+
+    policy.save_pretrained(tmp_path / "ckpt")
+    policy.save_pretrained(tmp_path / "ckpt")  # overwriting is atomic too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    restored = SigmaPolicy.from_pretrained(tmp_path / "ckpt").eval()
+    b = batch()
+    with torch.no_grad():
+        torch.manual_seed(3)
+        want = policy(b)
+        torch.manual_seed(3)
+        got = restored(b)
+    assert torch.equal(want.actions.trajectory, got.actions.trajectory)
+    assert torch.equal(want.tau, got.tau)
+
+
+def test_from_pretrained_version_mismatch_is_clear(policy, tmp_path):
+    import json
+
+    from sigma_core.errors import SigmaUserError
+    from sigma_core.policy import SigmaPolicy
+
+    policy.save_pretrained(tmp_path / "ckpt")
+    meta_path = tmp_path / "ckpt" / "sigma.json"
+    meta = json.loads(meta_path.read_text())
+    meta["components"]["model.chunk"]["version"] = "9.9.9"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(SigmaUserError, match=r"model.chunk: saved with sigma-vla-action 9.9.9"):
+        SigmaPolicy.from_pretrained(tmp_path / "ckpt")
+    with pytest.raises(SigmaUserError, match="not a Sigma checkpoint"):
+        SigmaPolicy.from_pretrained(tmp_path)
+
+
+def test_swapping_a_head_changes_only_that_component():
+    dims = CONTRACT_DIMS.model_dump()
+    registry = get_registry()
+    a = build_policy(validate_spec({"model": {"dims": dims}}, registry))
+    b = build_policy(
+        validate_spec({"model": {"dims": dims, "chunk": {"type": "chunk-mlp"}}}, registry)
+    )
+    for (slot, ca), (_, cb) in zip(a.named_components(), b.named_components(), strict=True):
+        if slot == "chunk":
+            assert (ca.name, cb.name) == ("chunk-pooling", "chunk-mlp")
+            continue
+        sa, sb = ca.state_dict(), cb.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), slot

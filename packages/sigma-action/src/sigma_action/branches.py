@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sigma_action.config import ChunkPoolingConfig, MlpTrajectoryConfig, TokenVectorConfig
+from sigma_action.config import (
+    ChunkMlpConfig,
+    ChunkPoolingConfig,
+    MlpTrajectoryConfig,
+    TokenVectorConfig,
+)
 from sigma_action.tokenizer import BinningTokenizer
 from sigma_core.components import ChunkBranch, TrajectoryBranch, VectorBranch
 from sigma_core.layers import mlp
@@ -75,6 +80,23 @@ class ChunkPooling(ChunkBranch):
         else:
             pooled = pool_condition(queries, c_act)
         return self.head(pooled).unflatten(-1, (self.dims.chunk_horizon, -1))
+
+
+class ChunkMlp(ChunkBranch):
+    """Non-linear alternative to pooling: ``chunk = MLP_GELU([mean Q; c_act])`` -> (B, H, A)."""
+
+    name = "chunk-mlp"
+    config_class = ChunkMlpConfig
+
+    def __init__(self, config: ChunkMlpConfig, dims: Dims) -> None:
+        super().__init__(config, dims)
+        d = dims.d_model
+        self.head = mlp(2 * d, config.hidden_mult * 2 * d, dims.chunk_horizon * dims.action_dim)
+
+    def forward(self, queries: Tensor, c_act: Tensor) -> Tensor:
+        return self.head(pool_condition(queries, c_act)).unflatten(
+            -1, (self.dims.chunk_horizon, -1)
+        )
 
 
 class MlpTrajectory(TrajectoryBranch):

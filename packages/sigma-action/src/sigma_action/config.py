@@ -89,3 +89,9 @@ class FlowDiTConfig(StrictModel):
     num_steps: PositiveInt = Field(10, description="N Euler steps when sampling")
     mlp_mult: PositiveInt = 4
     time_frequencies: PositiveInt = Field(32, description="sinusoidal features of t")
+
+
+class ChunkMlpConfig(StrictModel):
+    """Two-layer MLP from the pooled queries and condition to the chunk."""
+
+    hidden_mult: PositiveInt = 2

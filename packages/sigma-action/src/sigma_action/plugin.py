@@ -9,6 +9,7 @@ _COMPONENTS = (
     ("action.query", "sigma", c.SigmaQueryConfig, "query:SigmaQuery"),
     ("action.vector", "token", c.TokenVectorConfig, "branches:TokenVector"),
     ("action.chunk", "chunk-pooling", c.ChunkPoolingConfig, "branches:ChunkPooling"),
+    ("action.chunk", "chunk-mlp", c.ChunkMlpConfig, "branches:ChunkMlp"),
     ("action.trajectory", "mlp", c.MlpTrajectoryConfig, "branches:MlpTrajectory"),
     ("action.trajectory", "flow-dit", c.FlowDiTConfig, "flow:FlowDiT"),
     ("residual", "mlp", c.MlpResidualConfig, "heads:MlpResidual"),

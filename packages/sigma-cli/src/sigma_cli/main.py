@@ -191,11 +191,8 @@ def build(
 
 
 def _print_built(spec: Any, rows: list[dict[str, Any]], as_json: bool) -> None:
-    import torch
-
     from sigma_core.policy import build_policy, parameter_counts
 
-    torch.manual_seed(spec.train.seed)
     policy = build_policy(spec)
     total = parameter_counts(policy)
     for row, (_, module) in zip(rows, policy.named_components(), strict=True):

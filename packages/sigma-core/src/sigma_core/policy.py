@@ -23,6 +23,8 @@ the residual heads, so the ``tau = 0`` path is exactly the base.
 
 from __future__ import annotations
 
+import zlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,6 +45,11 @@ def build_component(
     cls = registry.get(kind, ref.type).load()
     config = cls.config_class.model_validate(ref.params)
     return cls(config, dims, **context)
+
+
+def slot_seed(seed: int, slot: str) -> int:
+    """The initialisation seed of one slot: a stable function of ``train.seed`` and the slot."""
+    return (seed * 1_000_003 + zlib.crc32(slot.encode())) % 2**63
 
 
 def parameter_counts(module: nn.Module) -> tuple[int, int]:
@@ -68,16 +75,17 @@ class SigmaPolicy(nn.Module):
         registry = registry or get_registry()
         self.spec = spec
         dims = spec.model.dims
-        self.slots: dict[str, str] = dict(MODEL_SLOTS)
-        self.backbone = build_component("backbone", spec.model.backbone, dims, registry)
-        for slot, kind in MODEL_SLOTS.items():
-            if slot == "backbone":
-                continue
+        self.slots: dict[str, str] = {**MODEL_SLOTS, "base_policy": "base_policy"}
+        # The backbone first: the intent workspace reads its width W.
+        for slot in ("backbone", *(s for s in self.slots if s != "backbone")):
+            kind = self.slots[slot]
+            ref = spec.base_policy if slot == "base_policy" else getattr(spec.model, slot)
             context = {"backbone_width": self.backbone.hidden_size} if slot == "intent" else {}
-            ref = getattr(spec.model, slot)
-            self.add_module(slot, build_component(kind, ref, dims, registry, **context))
-        self.base_policy = build_component("base_policy", spec.base_policy, dims, registry)
-        self.slots["base_policy"] = "base_policy"
+            # Each slot initialises from its own seed (train.seed, slot name), so that
+            # swapping one component in the spec leaves every other one bit-identical.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(slot_seed(spec.train.seed, slot))
+                self.add_module(slot, build_component(kind, ref, dims, registry, **context))
 
     @property
     def dims(self) -> Dims:
@@ -86,6 +94,21 @@ class SigmaPolicy(nn.Module):
     def named_components(self) -> list[tuple[str, Component]]:
         """(slot, component) in spec order."""
         return [(slot, getattr(self, slot)) for slot in self.slots]
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Save weights (safetensors), the resolved spec and component versions, atomically."""
+        from sigma_core.checkpoint import save_policy
+
+        return save_policy(self, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, registry: Registry | None = None, strict_versions: bool = True
+    ) -> SigmaPolicy:
+        """Rebuild a policy saved by :meth:`save_pretrained`; version mismatches fail clearly."""
+        from sigma_core.checkpoint import load_policy
+
+        return load_policy(directory, registry, strict_versions)
 
     def _branches(self, queries: Tensor, c_act: Tensor, noise: Tensor) -> ActionSet:
         return ActionSet(

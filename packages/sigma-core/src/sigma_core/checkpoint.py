@@ -1,0 +1,132 @@
+"""Checkpoint I/O of an assembled policy: safetensors weights + resolved spec + versions.
+
+Layout of a saved directory::
+
+    model.safetensors   every parameter and buffer (shared tensors stored once)
+    sigma.json          {"format": 1, "sigma_version", "spec": <resolved spec>,
+                         "components": {slot: {kind, type, distribution, version}}}
+
+Writes go to a temporary sibling directory that is renamed into place, so a
+crash never leaves a half-written checkpoint that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sigma_core._version import __version__
+from sigma_core.errors import SigmaUserError
+from sigma_core.registry import Registry, get_registry
+from sigma_core.spec import SigmaSpec, validate_spec
+
+FORMAT = 1
+WEIGHTS = "model.safetensors"
+META = "sigma.json"
+
+
+def component_versions(spec: SigmaSpec, registry: Registry) -> dict[str, dict[str, Any]]:
+    """slot -> {kind, type, distribution, version} of the components a spec uses."""
+    out = {}
+    for slot, (kind, ref) in spec.slots().items():
+        info = registry.get(kind, ref.type)
+        out[slot] = {
+            "kind": kind,
+            "type": ref.type,
+            "distribution": info.distribution,
+            "version": info.version,
+        }
+    return out
+
+
+def save_policy(policy: Any, directory: str | Path, registry: Registry | None = None) -> Path:
+    """Save ``policy`` (a :class:`~sigma_core.policy.SigmaPolicy`) atomically to ``directory``."""
+    from safetensors.torch import save_model
+
+    registry = registry or get_registry()
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "sigma_version": __version__,
+        "spec": policy.spec.model_dump(mode="json"),
+        "components": component_versions(policy.spec, registry),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_model(policy, str(tmp / WEIGHTS))
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """Read and check ``sigma.json`` of a saved policy."""
+    path = Path(directory) / META
+    if not path.is_file():
+        raise SigmaUserError(f"{directory}: not a Sigma checkpoint (no {META})")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SigmaUserError(f"{path}: invalid JSON ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise SigmaUserError(f"{path}: checkpoint format {meta.get('format')!r}, expected {FORMAT}")
+    return meta
+
+
+def check_versions(meta: dict[str, Any], registry: Registry, source: str) -> None:
+    """Fail clearly when an installed component differs from the one that was saved."""
+    problems = []
+    for slot, saved in meta["components"].items():
+        if (saved["kind"], saved["type"]) not in registry:
+            problems.append(
+                f"{slot}: {saved['kind']} {saved['type']!r} is not installed "
+                f"(saved from {saved['distribution']} {saved['version']})"
+            )
+            continue
+        info = registry.get(saved["kind"], saved["type"])
+        if (info.distribution, info.version) != (saved["distribution"], saved["version"]):
+            problems.append(
+                f"{slot}: saved with {saved['distribution']} {saved['version']}, "
+                f"installed {info.distribution} {info.version}"
+            )
+    if problems:
+        raise SigmaUserError(
+            f"{source}: components differ from the ones this checkpoint was saved with:\n  "
+            + "\n  ".join(problems)
+            + "\ninstall the saved versions (or pass strict_versions=False to load anyway)"
+        )
+
+
+def load_policy(
+    directory: str | Path, registry: Registry | None = None, strict_versions: bool = True
+) -> Any:
+    """Rebuild a saved policy from its resolved spec and load its weights."""
+    from safetensors.torch import load_model
+
+    from sigma_core.policy import SigmaPolicy
+
+    registry = registry or get_registry()
+    meta = read_meta(directory)
+    if strict_versions:
+        check_versions(meta, registry, str(directory))
+    spec = validate_spec(meta["spec"], registry, source=f"{directory}/{META}")
+    policy = SigmaPolicy(spec, registry)
+    weights = Path(directory) / WEIGHTS
+    if not weights.is_file():
+        raise SigmaUserError(f"{directory}: missing {WEIGHTS}")
+    load_model(policy, str(weights), strict=True)
+    return policy
