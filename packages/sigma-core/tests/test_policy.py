@@ -139,3 +139,13 @@ def test_swapping_a_head_changes_only_that_component():
             continue
         sa, sb = ca.state_dict(), cb.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), slot
+
+
+def test_residual_heads_get_no_gradient_without_telepathy(policy):
+    policy.zero_grad(set_to_none=True)
+    out = policy.train()(batch(), telepathy=False)
+    (out.actions.vector.sum() + out.actions.trajectory.sum()).backward()
+    policy.eval()
+    assert all(p.grad is None for p in policy.residual.parameters())
+    assert all(p.grad is None for p in policy.vision.modulator.parameters())
+    assert any(p.grad is not None for p in policy.query.parameters())  # the base path trains
