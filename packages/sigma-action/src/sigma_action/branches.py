@@ -22,6 +22,18 @@ def pool_condition(queries: Tensor, c_act: Tensor) -> Tensor:
     return torch.cat([queries.mean(dim=1), c_act], dim=-1)
 
 
+class PooledMlpHead(nn.Module):
+    """``MLP_GELU([mean Q; c_act])`` reshaped to (B, steps, A): the regression heads' body."""
+
+    def __init__(self, d: int, hidden_mult: int, steps: int, action_dim: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.mlp = mlp(2 * d, hidden_mult * 2 * d, steps * action_dim)
+
+    def forward(self, queries: Tensor, c_act: Tensor) -> Tensor:
+        return self.mlp(pool_condition(queries, c_act)).unflatten(-1, (self.steps, -1))
+
+
 class TokenVector(VectorBranch):
     """Token head + binning tokenizer: ``logits = MLP([mean Q; c_act])`` (B, A, bins).
 
@@ -90,13 +102,11 @@ class ChunkMlp(ChunkBranch):
 
     def __init__(self, config: ChunkMlpConfig, dims: Dims) -> None:
         super().__init__(config, dims)
-        d = dims.d_model
-        self.head = mlp(2 * d, config.hidden_mult * 2 * d, dims.chunk_horizon * dims.action_dim)
+        d, a = dims.d_model, dims.action_dim
+        self.head = PooledMlpHead(d, config.hidden_mult, dims.chunk_horizon, a)
 
     def forward(self, queries: Tensor, c_act: Tensor) -> Tensor:
-        return self.head(pool_condition(queries, c_act)).unflatten(
-            -1, (self.dims.chunk_horizon, -1)
-        )
+        return self.head(queries, c_act)
 
 
 class MlpTrajectory(TrajectoryBranch):
@@ -107,8 +117,7 @@ class MlpTrajectory(TrajectoryBranch):
 
     def __init__(self, config: MlpTrajectoryConfig, dims: Dims) -> None:
         super().__init__(config, dims)
-        d = dims.d_model
-        self.head = mlp(2 * d, config.hidden_mult * 2 * d, dims.horizon * dims.action_dim)
+        self.head = PooledMlpHead(dims.d_model, config.hidden_mult, dims.horizon, dims.action_dim)
 
     def forward(self, queries: Tensor, c_act: Tensor, noise: Tensor | None = None) -> Tensor:
-        return self.head(pool_condition(queries, c_act)).unflatten(-1, (self.dims.horizon, -1))
+        return self.head(queries, c_act)

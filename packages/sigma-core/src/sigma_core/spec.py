@@ -228,9 +228,8 @@ def _component_problems(
     model = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
     for slot_path, (kind, default) in defaults.slots().items():
         loc: Path_ = tuple(slot_path.split("."))
-        entry = model.get(loc[1]) if loc[0] == "model" else raw.get(loc[0])
-        if entry is None and (loc[-1] not in (model if loc[0] == "model" else raw)):
-            entry = {"type": default.type}
+        container = model if loc[0] == "model" else raw
+        entry = container.get(loc[-1], {"type": default.type})  # omitted slot: its default
         if not isinstance(entry, Mapping) or not isinstance(entry.get("type"), str):
             continue  # structural validation reports this one
         name = entry["type"]
