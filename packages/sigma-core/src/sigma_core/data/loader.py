@@ -1,0 +1,183 @@
+"""Training data: a torch Dataset over shards that yields :class:`SigmaBatch` batches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from sigma_core.data.prepare import read_meta
+from sigma_core.data.shards import Shard, verify_shard
+from sigma_core.data.stats import Normalizer
+from sigma_core.errors import SigmaUserError
+from sigma_core.types import ActionSet, SigmaBatch
+
+SPLITS = ("train", "val", "test", "all")
+
+
+class ShardDataset(Dataset):
+    """Windows of one split of a preprocessed directory.
+
+    Each item is a dict: ``images`` uint8 (C, F, 3, P, P) with the F most recent
+    frames (the first frame repeated at an episode start), ``state`` (S,),
+    ``text``, and ``vector`` (A,), ``chunk`` (H_c, A), ``trajectory`` (T, A).
+    State and actions are normalized ``(x − mean) / std`` with the train-split
+    statistics of meta.json when ``normalize`` (the :attr:`action_norm` /
+    :attr:`state_norm` normalizers invert it). Shards are memory-mapped lazily in
+    each worker process.
+
+    Args:
+        root: the output directory of ``sigma preprocess``.
+        split: ``train``, ``val``, ``test`` or ``all``.
+        frame_history: frames per camera F.
+        cameras: spec camera names to return, in order (default: all, in meta.json order).
+        verify: check every shard's SHA-256 against meta.json first.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        frame_history: int = 1,
+        cameras: list[str] | None = None,
+        normalize: bool = True,
+        verify: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.meta = meta = read_meta(self.root)
+        if split not in SPLITS:
+            raise SigmaUserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        have = meta["options"]["cameras"]
+        self.cameras = cameras or have
+        missing = [c for c in self.cameras if c not in have]
+        if missing:
+            raise SigmaUserError(f"{self.root}: no camera {missing} (shards have {have})")
+        if frame_history < 1:
+            raise SigmaUserError(f"frame_history must be >= 1, got {frame_history}")
+        self.frame_history = frame_history
+        self.normalize = normalize
+        self.action_norm = Normalizer(meta["stats"]["action"])
+        self.state_norm = Normalizer(meta["stats"]["observation.state"])
+        for rec in meta["shards"]:
+            verify_shard(self.root / rec["file"], rec["sha256"] if verify else None, rec["bytes"])
+        episodes = None if split == "all" else meta["split"][split]["episodes"]
+        index: list[tuple[int, int]] = []
+        for s, rec in enumerate(meta["shards"]):
+            eps = Shard(self.root / rec["file"])["window.episode"].numpy()
+            keep = (
+                np.arange(len(eps))
+                if episodes is None
+                else np.flatnonzero(np.isin(eps, list(episodes)))
+            )
+            index += [(s, int(w)) for w in keep]
+        self.index = index
+        self._shards: list[Shard] | None = None
+        self._first_row: list[np.ndarray] = []
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _open(self) -> list[Shard]:
+        # One set of memory maps per process: DataLoader workers reopen after fork.
+        if self._shards is None or self._pid != os.getpid():
+            self._shards = [Shard(self.root / r["file"]) for r in self.meta["shards"]]
+            self._first_row = [_episode_first_row(s["frame.episode"].numpy()) for s in self._shards]
+            self._pid = os.getpid()
+        return self._shards
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s, w = self.index[i]
+        shard = self._open()[s]
+        row = int(shard["window.frame"][w])
+        first = int(self._first_row[s][row])
+        rows = torch.tensor([max(row - k, first) for k in range(self.frame_history - 1, -1, -1)])
+        images = torch.stack([shard[f"frames.{c}"][rows] for c in self.cameras])
+        item = {
+            "images": images,
+            "state": shard["frame.state"][row].clone(),
+            "text": shard.tasks[int(shard["window.task"][w])],
+            "vector": shard["window.vector"][w].clone(),
+            "chunk": shard["window.chunk"][w].clone(),
+            "trajectory": shard["window.trajectory"][w].clone(),
+            "episode": int(shard["window.episode"][w]),
+        }
+        if self.normalize:
+            item["state"] = self.state_norm.normalize(item["state"])
+            for k in ("vector", "chunk", "trajectory"):
+                item[k] = self.action_norm.normalize(item[k])
+        return item
+
+
+def _episode_first_row(episode: np.ndarray) -> np.ndarray:
+    """For each frame row, the row where its episode starts (episodes are contiguous)."""
+    starts = np.r_[0, np.flatnonzero(np.diff(episode)) + 1]
+    lengths = np.diff(np.r_[starts, len(episode)])
+    return np.repeat(starts, lengths)
+
+
+def collate(items: list[dict[str, Any]]) -> SigmaBatch:
+    """Stack items into a :class:`SigmaBatch` (images become float in [0, 1])."""
+    return SigmaBatch(
+        images=torch.stack([it["images"] for it in items]).float().div_(255),
+        state=torch.stack([it["state"] for it in items]),
+        texts=[it["text"] for it in items],
+        targets=ActionSet(
+            torch.stack([it["vector"] for it in items]),
+            torch.stack([it["chunk"] for it in items]),
+            torch.stack([it["trajectory"] for it in items]),
+        ),
+    )
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, optionally starting part-way (for exact resume).
+
+    Epoch ``e`` visits ``randperm(n)`` drawn from a generator seeded with
+    ``seed + e``; ``start`` skips the first items (already consumed before a resume).
+    """
+
+    def __init__(self, n: int, seed: int = 0, epoch: int = 0, start: int = 0, shuffle: bool = True):
+        self.n, self.seed, self.epoch, self.start, self.shuffle = n, seed, epoch, start, shuffle
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.order()[self.start :])
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+def make_loader(
+    dataset: ShardDataset,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    start: int = 0,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader of :class:`SigmaBatch` with deterministic, seed-driven order."""
+    if len(dataset) == 0:
+        raise SigmaUserError(f"{dataset.root}: the requested split has no windows")
+    sampler = EpochSampler(len(dataset), seed, epoch, start, shuffle)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+    )

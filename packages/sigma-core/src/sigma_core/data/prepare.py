@@ -1,0 +1,367 @@
+"""``sigma preprocess``: episodes in, windowed safetensors shards + meta.json out.
+
+Output directory::
+
+    shard_00000.safetensors ...  frames once + window index (see :mod:`.shards`)
+    meta.json                    written last: its presence marks the output complete
+    .progress.json               only while running: finished shards and their checksums
+
+Resume: shards are planned from episode lengths alone and each is a pure function
+of its episodes and the options, so a killed run restarted with the same
+arguments skips the shards whose checksums match and rewrites the rest; the
+result is byte-identical to an uninterrupted run. A rerun on complete output
+(same parameters, checksums intact) is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from sigma_core.data.episodes import EpisodeSource, SourceInfo
+from sigma_core.data.shards import Shard, file_record, shard_name, verify_shard, write_shard
+from sigma_core.data.stats import feature_stats, split_episodes
+from sigma_core.data.windows import WindowRule, cut_windows
+from sigma_core.errors import SigmaUserError
+from sigma_core.fileio import atomic_write_text
+
+META = "meta.json"
+PROGRESS = ".progress.json"
+META_FORMAT = "sigma-shards/1"
+Progress = Callable[[int], None]
+
+
+class PreprocessOptions(BaseModel):
+    """Every hyper-parameter of a preprocessing run (all recorded in meta.json)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cameras: list[str] = Field(min_length=1, description="spec camera names, in order")
+    image_size: int = Field(96, ge=8, description="stored image side P")
+    horizon: int = Field(16, ge=1, description="window length T")
+    chunk: int = Field(8, ge=1, description="chunk horizon H_c")
+    stride: int = Field(1, ge=1)
+    min_action_norm: float = Field(0.1, ge=0, description="static filter threshold")
+    l2_of: Literal["delta", "action"] = "delta"
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.1, ge=0, lt=1)
+    split_seed: int = 0
+    shard_frames: int = Field(2048, ge=1, description="frames per shard (whole episodes)")
+
+    def rule(self) -> WindowRule:
+        return WindowRule(self.horizon, self.chunk, self.stride, self.min_action_norm, self.l2_of)
+
+
+def plan_shards(lengths: dict[int, int], shard_frames: int) -> list[list[int]]:
+    """Group episodes in order into shards of about ``shard_frames`` frames."""
+    groups: list[list[int]] = [[]]
+    frames = 0
+    for ep, n in lengths.items():
+        if groups[-1] and frames + n > shard_frames:
+            groups.append([])
+            frames = 0
+        groups[-1].append(ep)
+        frames += n
+    return [g for g in groups if g]
+
+
+def _params(info: SourceInfo, opts: PreprocessOptions) -> dict[str, Any]:
+    source = {"kind": info.kind, "dataset": info.dataset, "cameras": info.cameras}
+    return {"options": opts.model_dump(), "source": source | {"fingerprint": info.fingerprint}}
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _diff(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _check_dims(info: SourceInfo, action_dim: int | None, state_dim: int | None) -> None:
+    for key, have, want in (
+        ("action", info.action_dim, action_dim),
+        ("observation.state", info.state_dim, state_dim),
+    ):
+        if want is not None and have != want:
+            raise SigmaUserError(
+                f"{info.dataset}: {key} has {have} dimensions, the spec expects {want} "
+                f"(dims.{'action_dim' if key == 'action' else 'state_dim'})"
+            )
+
+
+def build_shard(
+    source: EpisodeSource, episodes: list[int], opts: PreprocessOptions, progress: Progress | None
+) -> tuple[dict[str, np.ndarray], list[str], dict[str, Any]]:
+    """Read ``episodes``, cut windows and lay out one shard's tensors."""
+    rule = opts.rule()
+    cols: dict[str, list[np.ndarray]] = {}
+    tasks: list[str] = []
+    counts: dict[str, Any] = {"candidates": 0, "dropped_nonfinite": 0, "dropped_static": 0}
+    short: dict[str, int] = {}
+    rows = 0
+    for ep_id in episodes:
+        ep = source.read(ep_id, opts.image_size)
+        n = len(ep.action)
+        win = cut_windows(ep, rule)
+        for k in ("candidates", "dropped_nonfinite", "dropped_static"):
+            counts[k] += getattr(win, k)
+        if progress:
+            progress(1)
+        if n < rule.horizon:
+            short[str(ep_id)] = n
+        if len(win.start) == 0:
+            continue  # no kept window: store none of its frames
+        if ep.task not in tasks:
+            tasks.append(ep.task)
+        traj = ep.action[win.start[:, None] + np.arange(rule.horizon)]
+        parts = {
+            **{f"frames.{c}": ep.frames[c] for c in opts.cameras},
+            "frame.state": ep.state.astype(np.float32, copy=False),
+            "frame.action": ep.action.astype(np.float32, copy=False),
+            "frame.episode": np.full(n, ep_id, np.int64),
+            "frame.index": np.arange(n, dtype=np.int64),
+            "window.frame": rows + win.start,
+            "window.episode": np.full(len(win.start), ep_id, np.int64),
+            "window.task": np.full(len(win.start), tasks.index(ep.task), np.int64),
+            "window.vector": traj[:, 0],
+            "window.chunk": traj[:, : rule.chunk],
+            "window.trajectory": traj,
+            "window.avg_action_l2": win.avg_action_l2,
+            "window.max_action_l2": win.max_action_l2,
+        }
+        for k, v in parts.items():
+            cols.setdefault(k, []).append(v)
+        rows += n
+    counts["short_episodes"] = short
+    if not cols:
+        return {}, tasks, counts
+    tensors = {k: np.concatenate(v) for k, v in cols.items()}
+    return tensors, tasks, counts
+
+
+def _prepare_out(out: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """Check what is already in ``out``; return the progress record to resume from."""
+    for name in (META, PROGRESS):
+        path = out / name
+        if path.is_file():
+            prev = json.loads(path.read_text())
+            changed = _diff(prev["params"], params)
+            if changed:
+                raise SigmaUserError(
+                    f"{out} holds shards made with different parameters ({', '.join(changed)}); "
+                    "use another --out or delete it"
+                )
+            return prev
+    if out.exists() and any(out.iterdir()):
+        raise SigmaUserError(
+            f"{out} exists and is not a Sigma shard directory; choose another --out"
+        )
+    return None
+
+
+def _versions(info: SourceInfo) -> dict[str, str]:
+    names = ["sigma-vla-core", "numpy", "torch", "safetensors", *info.extra.get("packages", [])]
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def preprocess(
+    source: EpisodeSource,
+    out: str | Path,
+    opts: PreprocessOptions,
+    *,
+    action_dim: int | None = None,
+    state_dim: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Turn ``source`` into shards under ``out``; return the meta.json content.
+
+    Raises :class:`SigmaUserError` on a dimension mismatch with the spec, on an
+    output directory made with other parameters, and when no window survives.
+    """
+    info = source.info
+    _check_dims(info, action_dim, state_dim)
+    groups = plan_shards(source.episode_lengths(), opts.shard_frames)
+    return write_shards(
+        out, info, opts, groups, lambda g: build_shard(source, g, opts, progress), progress
+    )
+
+
+Build = Callable[[list[Any]], tuple[dict[str, np.ndarray], list[str], dict[str, Any]]]
+
+
+def write_shards(
+    out: str | Path,
+    info: SourceInfo,
+    opts: PreprocessOptions,
+    groups: list[list[Any]],
+    build: Build,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write one shard per group with ``build(group)``, resumably; then meta.json.
+
+    ``build`` returns (tensors, tasks, counts); ``counts`` holds ``candidates``,
+    ``dropped_nonfinite``, ``dropped_static`` and ``short_episodes``.
+    """
+    out = Path(out)
+    params = _params(info, opts)
+    prev = _prepare_out(out, params)
+    if prev is not None and (out / META).is_file():
+        for rec in prev["shards"]:
+            verify_shard(out / rec["file"], rec["sha256"], rec["bytes"])
+        return prev | {"up_to_date": True}
+
+    done: dict[str, Any] = (prev or {}).get("groups", {})
+    state = {"params": params, "groups": done}
+    for i, group in enumerate(groups):
+        rec = done.get(str(i))
+        if (
+            rec is not None
+            and rec["episodes"] == group
+            and (rec["file"] is None or _intact(out, rec))
+        ):
+            if progress:
+                progress(len(group))
+            continue
+        tensors, tasks, counts = build(group)
+        rec = {"episodes": group, "counts": counts, "tasks": tasks, "file": None}
+        if tensors:
+            path = out / shard_name(i)
+            write_shard(path, tensors, tasks)
+            rec |= file_record(path) | {"windows": len(tensors["window.frame"])}
+        done[str(i)] = rec
+        atomic_write_text(out / PROGRESS, json.dumps(state, indent=1, sort_keys=True))
+    return _finish(out, info, opts, params, [done[str(i)] for i in range(len(groups))])
+
+
+def _intact(out: Path, rec: dict[str, Any]) -> bool:
+    try:
+        verify_shard(out / rec["file"], rec["sha256"], rec["bytes"])
+    except SigmaUserError:
+        return False
+    return True
+
+
+def _finish(
+    out: Path,
+    info: SourceInfo,
+    opts: PreprocessOptions,
+    params: dict[str, Any],
+    groups: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Split, statistics and meta.json from the finished shards."""
+    counts = {"candidates": 0, "dropped_nonfinite": 0, "dropped_static": 0}
+    short: dict[str, int] = {}
+    for g in groups:
+        for k in counts:
+            counts[k] += g["counts"][k]
+        short |= g["counts"]["short_episodes"]
+    shards = [g for g in groups if g["file"] is not None]
+    kept = sum(g["windows"] for g in shards)
+    episodes_in = sum(len(g["episodes"]) for g in groups)
+    if kept == 0:
+        (out / PROGRESS).unlink(missing_ok=True)
+        if not any(out.iterdir()):
+            out.rmdir()
+        raise SigmaUserError(
+            f"{info.dataset}: no window left after filtering ({episodes_in} episodes, "
+            f"{counts['candidates']} candidate windows: {counts['dropped_static']} static below "
+            f"--min-action-norm {opts.min_action_norm}, "
+            f"{counts['dropped_nonfinite']} with NaN/inf, "
+            f"{len(short)} episodes shorter than T={opts.horizon}); nothing was written"
+        )
+    frames: dict[str, list[np.ndarray]] = {"action": [], "state": [], "episode": []}
+    windows_per_episode: dict[int, int] = {}
+    tasks: list[str] = []
+    for g in shards:
+        shard = Shard(out / g["file"])
+        for k in frames:
+            frames[k].append(shard[f"frame.{k}"].numpy())
+        eps, n = np.unique(shard["window.episode"].numpy(), return_counts=True)
+        windows_per_episode |= dict(zip(eps.tolist(), n.tolist(), strict=True))
+        tasks += [t for t in shard.tasks if t not in tasks]
+    split = split_episodes(
+        list(windows_per_episode), opts.val_fraction, opts.test_fraction, opts.split_seed
+    )
+    ep_of_frame = np.concatenate(frames["episode"])
+    train = np.isin(ep_of_frame, split["train"])
+    stats = {
+        key: feature_stats(np.concatenate(frames[name])[train])
+        for key, name in (("action", "action"), ("observation.state", "state"))
+    }
+    meta = {
+        "format": META_FORMAT,
+        "params": params,
+        "source": {
+            "kind": info.kind,
+            "dataset": info.dataset,
+            "fps": info.fps,
+            "cameras": info.cameras,
+            **info.extra.get("meta", {}),
+        },
+        "options": opts.model_dump(),
+        "counts": counts
+        | {
+            "episodes_in": episodes_in,
+            "episodes_kept": len(windows_per_episode),
+            "frames_stored": len(ep_of_frame),
+            "windows_kept": kept,
+            "short_episodes": short,
+        },
+        "split": {
+            name: {"episodes": eps, "windows": sum(windows_per_episode[e] for e in eps)}
+            for name, eps in split.items()
+        },
+        "tasks": tasks,
+        "stats": stats,
+        "shards": [
+            {k: g[k] for k in ("file", "bytes", "sha256", "windows", "episodes")} for g in shards
+        ],
+        "versions": _versions(info),
+    }
+    atomic_write_text(out / META, json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    (out / PROGRESS).unlink(missing_ok=True)
+    return meta
+
+
+def read_meta(root: str | Path) -> dict[str, Any]:
+    """meta.json of a complete shard directory, with clear errors otherwise."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SigmaUserError(f"{root}: no such shard directory")
+    path = root / META
+    if not path.is_file():
+        hint = (
+            "incomplete (preprocessing was interrupted); run the same sigma preprocess again"
+            if (root / PROGRESS).is_file()
+            else f"not a Sigma shard directory (no {META})"
+        )
+        raise SigmaUserError(f"{root}: {hint}")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != META_FORMAT:
+        raise SigmaUserError(f"{path}: format {meta.get('format')!r}, expected {META_FORMAT}")
+    return meta
+
+
+def remove_output(out: Path) -> None:
+    """Delete a shard directory written by :func:`preprocess` (used by --overwrite)."""
+    if (out / META).is_file() or (out / PROGRESS).is_file():
+        shutil.rmtree(out)
+    elif out.exists():
+        raise SigmaUserError(f"{out} is not a Sigma shard directory; refusing to delete it")

@@ -1,0 +1,1 @@
+"""Sigma-VLA bridge to LeRobot datasets."""
