@@ -22,7 +22,6 @@ from sigma_core.data import (
     cut_windows,
     make_loader,
     preprocess,
-    read_meta,
 )
 from sigma_core.data import prepare as prep
 from sigma_core.data.stats import split_episodes
@@ -128,7 +127,7 @@ def test_loader_batches_are_normalized_and_seeded(tmp_path, eps):
     batch = next(iter(make_loader(ds, 4, seed=1)))
     assert isinstance(batch, SigmaBatch)
     assert batch.images.shape == (4, 2, 1, 3, P, P) and batch.images.dtype == torch.float32
-    assert 0 <= batch.images.min() and batch.images.max() <= 1
+    assert batch.images.min() >= 0 and batch.images.max() <= 1
     assert batch.targets.trajectory.shape == (4, 16, 6) and len(batch.texts) == 4
     order = lambda seed, workers: [  # noqa: E731
         b.targets.vector for b in make_loader(ds, 8, seed=seed, num_workers=workers)

@@ -9,18 +9,17 @@ User errors print one screen naming the file, key and line and exit with code 2;
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import sys
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from sigma_cli.data import data_app, preprocess
+from sigma_cli.ui import STATE, out, user_errors
 from sigma_core._version import __version__
 from sigma_core.errors import SigmaUserError, SpecError
 
@@ -31,28 +30,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-_STATE = {"debug": False}
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors[F: Callable[..., Any]](fn: F) -> F:
-    """Turn :class:`SigmaUserError` into a short message and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SigmaUserError as exc:
-            if _STATE["debug"]:
-                err.print_exception()
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-            if not _STATE["debug"]:
-                err.print("(run with --debug for the traceback)", style="dim")
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _versions() -> list[tuple[str, str]]:
@@ -94,7 +71,7 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Sigma-VLA: telepathy heads for vision-language-action policies."""
-    _STATE["debug"] = debug
+    STATE["debug"] = debug
 
 
 @app.command()
@@ -228,6 +205,10 @@ def _print_built(spec: Any, rows: list[dict[str, Any]], as_json: bool) -> None:
     table.add_section()
     table.add_row("[bold]total[/]", "", "", f"{total[0]:,}", f"{total[1]:,}")
     out.print(table)
+
+
+app.add_typer(data_app, name="data")
+app.command()(preprocess)
 
 
 def run() -> None:

@@ -46,7 +46,7 @@ class Dims(StrictModel):
     chunk_horizon: PositiveInt = Field(8, description="[H] chunk branch horizon H_c")
     horizon: PositiveInt = Field(16, description="[T] trajectory horizon (window length)")
     cameras: list[str] = Field(
-        default_factory=lambda: ["up", "side"], min_length=1, description="[C] camera names"
+        default_factory=lambda: ["overhead", "wrist"], min_length=1, description="[C] camera names"
     )
     image_size: PositiveInt = Field(96, description="[P] square image side in pixels")
     frame_history: PositiveInt = Field(1, description="[F] frames per camera (history)")

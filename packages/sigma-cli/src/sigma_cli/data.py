@@ -1,0 +1,235 @@
+"""``sigma data sim`` and ``sigma preprocess``: make and window datasets.
+
+Heavy imports (torch, LeRobot, MuJoCo) happen inside the commands, so the rest
+of the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from sigma_cli.ui import err, out, user_errors
+from sigma_core.errors import SigmaUserError
+
+data_app = typer.Typer(help="Make datasets (simulated demonstrations).", no_args_is_help=True)
+
+
+@contextmanager
+def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr with ETA; yields ``advance(n)``."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def _dims(spec: Path | None) -> Any:
+    from sigma_core.spec import Dims
+
+    if spec is None:
+        return Dims()
+    from sigma_cli.main import _load
+
+    return _load(spec).dims
+
+
+@data_app.command("sim")
+@user_errors
+def sim(
+    out_dir: Annotated[Path, typer.Option("--out", help="Dataset root to write.")],
+    episodes: Annotated[int, typer.Option(min=1, help="Successful episodes to record.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same dataset.")] = 0,
+    image_size: Annotated[int, typer.Option(min=16, help="Camera image side.")] = 96,
+    fps: Annotated[int, typer.Option(min=1, help="Recording frame rate.")] = 30,
+    distractors: Annotated[int, typer.Option(min=0, help="Extra cubes of other colours.")] = 0,
+    source: Annotated[str, typer.Option(help="data_source component.")] = "so101-pickplace",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Record scripted SO-101 pick-and-place demonstrations as a LeRobot v3 dataset.
+
+    An interrupted run keeps the episodes saved so far; run the same command
+    again to continue.
+    """
+    from sigma_core.policy import build_component
+    from sigma_core.spec import ComponentRef, Dims
+
+    params = {"image_size": image_size, "fps": fps, "distractors": distractors}
+    component = build_component("data_source", ComponentRef(type=source, **params), Dims())
+    summary = component(str(out_dir), episodes, seed=seed)
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+        return
+    table = Table(title=f"{out_dir}", title_justify="left", show_header=False)
+    for k, v in summary.items():
+        table.add_row(k, f"{v:.3g}" if isinstance(v, float) else str(v))
+    out.print(table)
+
+
+@user_errors
+def preprocess(
+    out_dir: Annotated[Path, typer.Option("--out", help="Shard directory to write.")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="LeRobot v3 dataset: a local root, or a hub repo id when online."),
+    ] = None,
+    from_sigma_shards: Annotated[
+        Path | None, typer.Option(help="Import the paper's shard_*.pt files from this directory.")
+    ] = None,
+    spec: Annotated[
+        Path | None, typer.Option(help="Spec whose dims (cameras, sizes) to use.")
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option(help="Window length T; default from the spec.")
+    ] = None,
+    chunk: Annotated[
+        int | None, typer.Option(help="Chunk horizon H_c; default from the spec.")
+    ] = None,
+    stride: Annotated[int, typer.Option(min=1, help="Window stride.")] = 1,
+    min_action_norm: Annotated[
+        float, typer.Option(help="Drop windows whose avg_action_l2 is below this.")
+    ] = 0.1,
+    l2_of: Annotated[
+        str, typer.Option(help="avg_action_l2 of per-step action 'delta' or the 'action'.")
+    ] = "delta",
+    camera_map: Annotated[
+        list[str] | None,
+        typer.Option(help="Spec camera to dataset key, e.g. overhead=observation.images.up."),
+    ] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Stored image side; default from the spec.")
+    ] = None,
+    val_fraction: Annotated[float, typer.Option(help="Episodes held out for validation.")] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="Episodes held out for test.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the episode split.")] = 0,
+    shard_frames: Annotated[int, typer.Option(min=1, help="Frames per shard.")] = 2048,
+    revision: Annotated[str | None, typer.Option(help="Hub revision.")] = None,
+    video_backend: Annotated[str | None, typer.Option(help="pyav or torchcodec.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print meta.json's summary as JSON.")
+    ] = False,
+) -> None:
+    """Cut a LeRobot dataset (or the paper's shards) into windowed safetensors shards.
+
+    Frames are stored once with a window index; static and NaN windows are
+    dropped and counted; the split is by episode. A killed run resumes when
+    rerun with the same arguments; a rerun on complete output does nothing.
+    """
+    if (dataset is None) == (from_sigma_shards is None):
+        raise SigmaUserError("give exactly one of --dataset and --from-sigma-shards")
+    from sigma_core.data.prepare import PreprocessOptions
+
+    dims = _dims(spec)
+    try:
+        opts = PreprocessOptions(
+            cameras=dims.cameras,
+            image_size=image_size or dims.image_size,
+            horizon=horizon or dims.horizon,
+            chunk=chunk or dims.chunk_horizon,
+            stride=stride,
+            min_action_norm=min_action_norm,
+            l2_of=l2_of,  # type: ignore[arg-type]
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            shard_frames=shard_frames,
+        )
+    except ValueError as e:
+        raise SigmaUserError(f"bad option: {e}") from None
+    start = time.perf_counter()
+    if from_sigma_shards is not None:
+        from sigma_core.data.paper import PaperShards, import_paper_shards
+
+        n = len(PaperShards(from_sigma_shards, opts, dims.action_dim, dims.state_dim).files)
+        with progress_bar(n, "import") as advance:
+            meta = import_paper_shards(
+                from_sigma_shards,
+                out_dir,
+                opts,
+                action_dim=dims.action_dim,
+                state_dim=dims.state_dim,
+                progress=advance,
+            )
+    else:
+        from sigma_core.data.prepare import preprocess as run_preprocess
+        from sigma_lerobot.dataset import LeRobotSource, parse_camera_map
+
+        source = LeRobotSource(
+            str(dataset), dims.cameras, parse_camera_map(camera_map), revision, video_backend
+        )
+        with progress_bar(len(source.episode_lengths()), "episodes") as advance:
+            meta = run_preprocess(
+                source,
+                out_dir,
+                opts,
+                action_dim=dims.action_dim,
+                state_dim=dims.state_dim,
+                progress=advance,
+            )
+    _report(out_dir, meta, time.perf_counter() - start, as_json)
+
+
+def _report(out_dir: Path, meta: dict[str, Any], seconds: float, as_json: bool) -> None:
+    c = meta["counts"]
+    summary = {
+        "out": str(out_dir),
+        "up_to_date": bool(meta.get("up_to_date")),
+        "seconds": round(seconds, 2),
+        **{k: v for k, v in c.items() if k != "short_episodes"},
+        "short_episodes": c["short_episodes"],
+        "split": {k: meta["split"][k]["windows"] for k in ("train", "val", "test")},
+        "split_episodes": {k: len(meta["split"][k]["episodes"]) for k in ("train", "val", "test")},
+        "shards": len(meta["shards"]),
+        "bytes": sum(s["bytes"] for s in meta["shards"]),
+    }
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    if summary["up_to_date"]:
+        out.print(f"{out_dir}: already complete and intact; nothing to do")
+    table = Table(title=f"{out_dir}", title_justify="left", show_header=False)
+    rows = [
+        ("episodes", f"{c['episodes_kept']} kept of {c['episodes_in']}"),
+        ("windows", f"{c['windows_kept']:,} kept of {c['candidates']:,}"),
+        ("dropped static", f"{c['dropped_static']:,}"),
+        ("dropped NaN/inf", f"{c['dropped_nonfinite']:,}"),
+        ("short episodes", ", ".join(c["short_episodes"]) or "none"),
+        (
+            "split (windows)",
+            " / ".join(
+                f"{k} {v:,} ({summary['split_episodes'][k]} ep)"
+                for k, v in summary["split"].items()
+            ),
+        ),
+        (
+            "frames stored",
+            f"{c['frames_stored']:,} in {summary['shards']} shards, "
+            f"{summary['bytes'] / 2**20:.1f} MiB",
+        ),
+        ("time", f"{seconds:.1f} s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)

@@ -1,0 +1,34 @@
+"""Shared console objects and the user-error decorator of the ``sigma`` commands."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from sigma_core.errors import SigmaUserError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+STATE = {"debug": False}
+
+
+def user_errors[F: Callable[..., Any]](fn: F) -> F:
+    """Turn :class:`SigmaUserError` into a short message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SigmaUserError as exc:
+            if STATE["debug"]:
+                err.print_exception()
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            if not STATE["debug"]:
+                err.print("(run with --debug for the traceback)", style="dim")
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]

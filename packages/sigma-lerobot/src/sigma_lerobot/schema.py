@@ -1,0 +1,34 @@
+"""The feature schema of ``lerobot/svla_so101_pickplace`` (the paper's dataset).
+
+6 joints named ``*.pos`` in degrees (gripper 0-100), float32 ``action`` and
+``observation.state``, cameras ``observation.images.<name>`` (HWC uint8), 30 fps,
+robot type ``so100_follower``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JOINTS = (
+    "shoulder_pan.pos",
+    "shoulder_lift.pos",
+    "elbow_flex.pos",
+    "wrist_flex.pos",
+    "wrist_roll.pos",
+    "gripper.pos",
+)
+FPS = 30
+ROBOT_TYPE = "so100_follower"
+
+
+def so101_features(cameras: dict[str, tuple[int, int]], use_videos: bool = True) -> dict[str, Any]:
+    """LeRobot ``features`` for SO-101 data with ``cameras`` name -> (height, width)."""
+    joint = {"dtype": "float32", "shape": (len(JOINTS),), "names": list(JOINTS)}
+    features: dict[str, Any] = {"action": dict(joint), "observation.state": dict(joint)}
+    for name, (h, w) in cameras.items():
+        features[f"observation.images.{name}"] = {
+            "dtype": "video" if use_videos else "image",
+            "shape": (h, w, 3),
+            "names": ["height", "width", "channels"],
+        }
+    return features
