@@ -95,5 +95,5 @@ def test_shape_and_field_errors_name_the_window(tmp_path):
     torch.save(one_cam, src / "shard_00000.pt")
     with pytest.raises(SigmaUserError, match="vision_inputs has 1 cameras, the spec 2"):
         import_paper_shards(src, tmp_path / "o3", opts(), action_dim=A, state_dim=A)
-    with pytest.raises(SigmaUserError, match="no .pt shard files"):
+    with pytest.raises(SigmaUserError, match=r"no \.pt shard files"):
         import_paper_shards(tmp_path, tmp_path / "o4", opts(), action_dim=A, state_dim=A)
