@@ -59,7 +59,11 @@ def test_import_keeps_targets_exactly_and_groups_episodes(tmp_path):
     assert meta["counts"]["episodes_kept"] == 5  # pseudo-episodes found by trajectory overlap
     ds = ShardDataset(tmp_path / "out", split="all", normalize=False)
     assert collections.Counter(ds[i]["episode"] for i in range(len(ds))) == {
-        1: 5, 2: 5, 3: 5, 1_000_001: 3, 1_000_002: 3
+        1: 5,
+        2: 5,
+        3: 5,
+        1_000_001: 3,
+        1_000_002: 3,
     }
     for i, w in enumerate(first + second):
         item = ds[i]

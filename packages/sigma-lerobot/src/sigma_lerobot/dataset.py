@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,6 @@ from sigma_core.errors import SigmaUserError
 ACTION, STATE = "action", "observation.state"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _DECODE_CHUNK = 64  # frames decoded at once: bounds memory for 480x640 video
-# LeRobot logs a page of torchcodec load tracebacks when no system FFmpeg is
-# installed, then falls back to PyAV; we pick PyAV ourselves in that case.
-logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
 
 
 def parse_camera_map(items: list[str] | None) -> dict[str, str]:
@@ -190,7 +187,13 @@ class LeRobotSource:
     def read(self, index: int, image_size: int) -> Episode:
         a, b = self._ranges[index]
         rows = self._table[a:b]
-        frames = {c: self._frames(index, key, rows, image_size) for c, key in self.keys.items()}
+        # Cameras decode in parallel: PyAV and the resize release the GIL.
+        with ThreadPoolExecutor(max_workers=len(self.keys)) as pool:
+            jobs = {
+                c: pool.submit(self._frames, index, key, rows, image_size)
+                for c, key in self.keys.items()
+            }
+            frames = {c: job.result() for c, job in jobs.items()}
         task = self.ds.meta.tasks.iloc[int(rows["task_index"][0])].name
         return Episode(
             index=index,
