@@ -149,3 +149,45 @@ def test_residual_heads_get_no_gradient_without_telepathy(policy):
     assert all(p.grad is None for p in policy.residual.parameters())
     assert all(p.grad is None for p in policy.vision.modulator.parameters())
     assert any(p.grad is not None for p in policy.query.parameters())  # the base path trains
+
+
+def test_streaming_step_equals_batched_forward_on_the_same_windows(policy):
+    """step() over an episode == act() on the replan observations, batched, with m chained."""
+    d = CONTRACT_DIMS
+    episode = batch(3, seed=5)  # 3 replan points of one episode (each a B=1 observation)
+    obs = [
+        SigmaBatch(episode.images[i : i + 1], episode.state[i : i + 1], ["pick up the red cube"])
+        for i in range(3)
+    ]
+    policy.reset()
+    streamed, memories = [], []
+    for o in obs:
+        memories.append(policy._memory)
+        for _ in range(d.chunk_horizon):
+            torch.manual_seed(0)  # trajectory noise: same draw as the batched call below
+            streamed.append(policy.step(o))
+    streamed = torch.cat(streamed).view(3, d.chunk_horizon, d.action_dim)
+    m_prev = torch.cat([policy.memory.initial_state(1, "cpu"), *memories[1:]])
+    torch.manual_seed(0)
+    together = SigmaBatch(episode.images, episode.state, ["pick up the red cube"] * 3)
+    plans, m_t = policy.act(together, m_prev)
+    torch.testing.assert_close(streamed, plans, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(m_t[:2], torch.cat(memories[1:]))
+    # the memory really carries over: planning the 2nd window from m=0 differs
+    torch.manual_seed(0)
+    fresh, _ = policy.act(obs[1])
+    assert not torch.allclose(fresh, plans[1:2])
+
+
+def test_reset_clears_memory_and_n_action_steps_replans(policy):
+    o = batch(1, seed=2)
+    policy.reset(n_action_steps=2)
+    policy.step(o)
+    first = policy._memory.clone()
+    policy.step(o)
+    policy.step(o)  # third step: the queue of 2 ran out, so it replanned with m_1
+    assert not torch.equal(policy._memory, first)
+    policy.reset()
+    assert policy._memory is None and policy._queue == []
+    with pytest.raises(ValueError, match="n_action_steps must be in"):
+        policy.reset(n_action_steps=CONTRACT_DIMS.chunk_horizon + 1)

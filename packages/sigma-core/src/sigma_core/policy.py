@@ -16,6 +16,11 @@ Forward for one batch (paper §1-3; symbols as in the paper):
    ``delta_a = 0`` and ``a = a_base``.
 8. ``plan = controller(fusion(a.vector, a.chunk, a.trajectory))``.
 
+Inference (:meth:`SigmaPolicy.act`, :meth:`SigmaPolicy.step`) adds the adapter
+(paper §5): ``a = a_base + s · delta_a`` with the per-sample risk scale
+``s = adapter(a_base, delta_a, tau, c_act)``, then the controller. ``step`` keeps
+``m_t`` across control steps and serves actions from a queue of planned chunks.
+
 Choice (the paper is vague here): tau reaches the actions both through the
 frozen base's conditioning (c_act, V_mod, the ``a_tau - a_0`` term) and through
 the residual heads, so the ``tau = 0`` path is exactly the base.
@@ -109,6 +114,51 @@ class SigmaPolicy(nn.Module):
         from sigma_core.checkpoint import load_policy
 
         return load_policy(directory, registry, strict_versions)
+
+    def act(self, batch: SigmaBatch, m_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Inference for one observation batch: ``(plan (B, H_c, A), m_t (B, D))``.
+
+        ``plan = controller(fusion(a_base + s · delta_a))`` with the adapter's
+        per-sample risk scale ``s`` in [min_scale, max_scale].
+        """
+        out = self(batch, m_prev)
+        scale = self.adapter(out.base.vector, out.residual.vector, out.tau, out.c_act)
+
+        def scaled(r: Tensor) -> Tensor:
+            return r * scale.view(-1, *([1] * (r.ndim - 1)))
+
+        a = out.base + out.residual.map(scaled)
+        return self.controller(self.fusion(a.vector, a.chunk, a.trajectory)), out.intent.m_t
+
+    def reset(self, n_action_steps: int | None = None) -> None:
+        """Start an episode: clear m_t and the action queue.
+
+        Args:
+            n_action_steps: actions executed from each plan before replanning
+                (1..H_c); default H_c, the whole chunk.
+        """
+        h = self.dims.chunk_horizon
+        n = n_action_steps or h
+        if not 1 <= n <= h:
+            raise ValueError(f"n_action_steps must be in [1, {h}], got {n}")
+        self._n_action_steps = n
+        self._memory: Tensor | None = None
+        self._queue: list[Tensor] = []
+
+    @torch.no_grad()
+    def step(self, observation: SigmaBatch) -> Tensor:
+        """One control step: the next action (B, A).
+
+        When the queue is empty, plans with :meth:`act` from the current
+        observation and the memory ``m_{t-1}`` kept since :meth:`reset`, stores
+        ``m_t`` and queues the plan's first ``n_action_steps`` actions.
+        """
+        if not hasattr(self, "_queue"):
+            self.reset()
+        if not self._queue:
+            plan, self._memory = self.act(observation, self._memory)
+            self._queue = list(plan[:, : self._n_action_steps].unbind(1))
+        return self._queue.pop(0)
 
     def _branches(self, queries: Tensor, c_act: Tensor, noise: Tensor) -> ActionSet:
         return ActionSet(
