@@ -7,7 +7,7 @@
    against the same-size backbone's forward, timed inside the same forward
    call. Goal: heads add <= 5%.
 
-    uv run python benchmarks/model_cost.py [--skip-pi05] [--threads 2] [--device cuda]
+    uv run python benchmarks/model_cost.py [--skip-pi05] [--threads 1] [--device cuda]
 """
 
 from __future__ import annotations
@@ -59,17 +59,14 @@ def make_batch(dims, b: int, text_len: int, device: str):  # type: ignore[no-unt
     return SigmaBatch(images, state, [text] * b)
 
 
-def build(path: Path, device: str, **backbone):  # type: ignore[no-untyped-def]
+def build(path: Path, device: str, d_model: int | None = None):  # type: ignore[no-untyped-def]
     from sigma_core.policy import build_policy
     from sigma_core.spec import load_spec
 
     spec = load_spec(path)
-    if backbone:
-        params = {**spec.model.backbone.params, **backbone}
-        model = spec.model.model_copy(
-            update={"backbone": spec.model.backbone.model_copy(update=params)}
-        )
-        spec = spec.model_copy(update={"model": model})
+    if d_model:  # heads narrower than the backbone (the backbone keeps its own width W)
+        dims = spec.model.dims.model_copy(update={"d_model": d_model})
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"dims": dims})})
     return spec, build_policy(spec).to(device)
 
 
@@ -101,19 +98,25 @@ def default_step(device: str, batch: int, steps: int) -> None:
 
 
 @torch.no_grad()
-def pi05_heads(device: str, prefix: int, reps: int) -> None:
-    spec, policy = build(REPO / "configs" / "pi05-dims.yaml", device)
+def pi05_heads(device: str, prefix: int, reps: int, d_model: int | None) -> None:
+    spec, policy = build(REPO / "configs" / "pi05-dims.yaml", device, d_model)
     policy.eval()
     dims = spec.model.dims
     n_vis = spec.model.vision.params["num_queries"] + spec.model.vision.params["num_state_tokens"]
-    text_len = prefix - n_vis - 1  # byte tokenizer: one token per byte, plus EOS
+    text_len = prefix - n_vis  # byte tokenizer: one token per byte
     policy.backbone.config = policy.backbone.config.model_copy(update={"max_text_tokens": text_len})
     b = make_batch(dims, 1, text_len, device)
-    timer = Timed(policy.backbone, device)
+    timers = {slot: Timed(module, device) for slot, module in policy.named_components()}
+    timer = timers["backbone"]
     seen = {}
-    policy.backbone.register_forward_hook(lambda m, a, o: seen.setdefault("L", o.hidden.shape[1]))
+
+    def record_length(_m: object, _a: object, out) -> None:  # type: ignore[no-untyped-def]
+        seen["L"] = out.hidden.shape[1]
+
+    policy.backbone.register_forward_hook(record_length)
     policy(b)  # warm-up
-    timer.seconds = 0.0
+    for t in timers.values():
+        t.seconds = 0.0
     t0 = time.perf_counter()
     for _ in range(reps):
         policy(b)
@@ -130,22 +133,30 @@ def pi05_heads(device: str, prefix: int, reps: int) -> None:
         f"  Sigma heads      {heads * 1e3:9.0f} ms  (vision x2, intent, query x2, branches x2, ...)"
     )
     print(f"  ratio heads / backbone: {heads / backbone * 100:.1f}% (goal <= 5%)")
+    slowest = sorted(timers.items(), key=lambda kv: -kv[1].seconds)
+    print(
+        "  per slot: "
+        + ", ".join(
+            f"{slot} {t.seconds / reps * 1e3:.0f} ms" for slot, t in slowest if slot != "backbone"
+        )
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--skip-pi05", action="store_true")
     ap.add_argument("--prefix", type=int, default=456)
+    ap.add_argument("--d-model", type=int, help="heads width D (default: the spec's 2048)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
     default_step(args.device, args.batch, 10)
     if not args.skip_pi05:
-        pi05_heads(args.device, args.prefix, 2)
+        pi05_heads(args.device, args.prefix, 2, args.d_model)
     return 0
 
 

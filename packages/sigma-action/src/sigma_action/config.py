@@ -86,6 +86,9 @@ class FlowDiTConfig(StrictModel):
 
     num_layers: PositiveInt = 2
     num_heads: PositiveInt = 4
+    width: PositiveInt | None = Field(
+        None, description="DiT width (default D); narrower is cheaper at large D"
+    )
     num_steps: PositiveInt = Field(10, description="N Euler steps when sampling")
     mlp_mult: PositiveInt = 4
     time_frequencies: PositiveInt = Field(32, description="sinusoidal features of t")

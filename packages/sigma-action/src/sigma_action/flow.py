@@ -60,7 +60,9 @@ class FlowDiT(TrajectoryBranch):
     ``x_t = (1 - t) x_0 + t x_1``; loss ``|| v_theta(x_t, t | Q, c_act) - (x_1 - x_0) ||^2``.
     Sampling: ``x <- x + v_theta(x, t) / N`` for ``t = 0, 1/N, ..., (N-1)/N`` from
     ``x = noise``. The condition ``c = MLP(t features) + W c_act`` drives adaLN in
-    every block; the blocks also cross-attend to the action queries Q.
+    every block; the blocks also cross-attend to the action queries Q. The DiT
+    runs at ``width`` (default D); Q and c_act are projected to it when narrower,
+    which keeps the N-step sampler cheap next to a D = 2048 backbone.
     """
 
     name = "flow-dit"
@@ -68,13 +70,14 @@ class FlowDiT(TrajectoryBranch):
 
     def __init__(self, config: FlowDiTConfig, dims: Dims) -> None:
         super().__init__(config, dims)
-        d, a = dims.d_model, dims.action_dim
+        a, d = dims.action_dim, config.width or dims.d_model
         if d % config.num_heads:
-            raise ValueError(f"trajectory.num_heads={config.num_heads} must divide d_model={d}")
+            raise ValueError(f"trajectory.num_heads={config.num_heads} must divide width {d}")
         self.embed = nn.Linear(a, d)
         self.pos = nn.Parameter(torch.randn(dims.horizon, d) * 0.02)
         self.time = mlp(2 * config.time_frequencies, d, d)
-        self.condition = nn.Linear(d, d)
+        self.condition = nn.Linear(dims.d_model, d)
+        self.query_proj = nn.Identity() if d == dims.d_model else nn.Linear(dims.d_model, d)
         self.blocks = nn.ModuleList(
             DiTBlock(d, config.num_heads, config.mlp_mult) for _ in range(config.num_layers)
         )
@@ -86,6 +89,7 @@ class FlowDiT(TrajectoryBranch):
         """v_theta(x_t, t | Q, c_act): (B, T, A), t (B,) -> (B, T, A)."""
         cond = self.time(timestep_features(t, self.config.time_frequencies)) + self.condition(c_act)
         h = self.embed(x_t) + self.pos
+        queries = self.query_proj(queries)
         for block in self.blocks:
             h = block(h, cond, queries)
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)
