@@ -84,7 +84,8 @@ def sim(
         return
     table = Table(title=f"{out_dir}", title_justify="left", show_header=False)
     for k, v in summary.items():
-        table.add_row(k, f"{v:.3g}" if isinstance(v, float) else str(v))
+        text = f"{v:.0%}" if k == "yield" else f"{v:.3g}" if isinstance(v, float) else str(v)
+        table.add_row(k, text)
     out.print(table)
 
 

@@ -65,6 +65,9 @@ class Component(nn.Module, metaclass=ABCMeta):
     inputs: ClassVar[Mapping[str, Shape]] = {}
     outputs: ClassVar[Mapping[str, Shape]] = {}
     shape_symbols: ClassVar[Mapping[str, str]] = {}
+    #: False for kinds whose forward is not tensors in, tensors out (data sources);
+    #: the contract kit then checks construction only.
+    tensor_forward: ClassVar[bool] = True
 
     def __init_subclass__(cls, kind: str | None = None, abstract: bool = False, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -419,6 +422,8 @@ class DataSource(Component, kind="data_source", abstract=True):
     It holds no trainable parameters; it is a Component so that it is named,
     configured and registered like every other slot.
     """
+
+    tensor_forward = False
 
     @abstractmethod
     def forward(self, out_dir: str, episodes: int, seed: int = 0) -> dict[str, Any]:

@@ -1,0 +1,181 @@
+"""The simulated scene: a ``so101_nexus`` pick-and-place environment and its episodes.
+
+:func:`make_env` builds ``PickAndPlaceEnv`` with
+
+* two cameras (overhead and wrist) at ``image_size``, MSAA and shadows off, the
+  low-poly visual meshes of :mod:`sigma_sim.render` (physics unchanged);
+* the control period set to ``1 / fps`` through ``so101_nexus.PhysicsConfig``
+  (timestep ``1 / (fps * k)`` with the smallest ``k`` that keeps it at or under
+  the native 5 ms; integrator, solver and NoSlip as in the native preset), so one
+  ``env.step`` is one dataset frame and nothing is resampled;
+* one carried cube per colour of ``cube_colors`` (the env picks one per episode)
+  and, with distractors, a distractor pool of the same colours.
+
+:func:`reset_episode` resets under an episode seed; when a distractor drew the
+carried cube's colour it resets again with the same seed and
+``options={"target_index": ...}`` pinning another colour (the env consumes the
+same random draws either way, so the layout stays the same), which keeps every
+instruction unambiguous.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sigma_core.errors import SigmaUserError
+from sigma_sim.render import ensure_gl_backend, lowpoly_model_dir, using_model_dir
+
+if TYPE_CHECKING:
+    import numpy as np
+    from so101_nexus.mujoco.pick_and_place import PickAndPlaceEnv
+
+    from sigma_sim.config import So101PickPlaceConfig
+
+#: Native physics step of the so101_nexus MuJoCo preset (``scene.MUJOCO_SCENE_OPTION_XML``).
+NATIVE_TIMESTEP = 0.005
+
+ensure_gl_backend()  # before anything imports mujoco
+
+
+@dataclass(frozen=True)
+class Episode:
+    """What one reset drew: the task and the poses the expert needs (world frame)."""
+
+    seed: int
+    task: str
+    cube_color: str
+    target_color: str
+    distractor_colors: tuple[str, ...]
+    cube_pos: np.ndarray
+    cube_quat: np.ndarray
+    cube_half_size: float
+    goal_pos: np.ndarray
+
+
+def physics_for_fps(fps: int) -> tuple[float, int]:
+    """(timestep, substeps): ``substeps * timestep == 1 / fps`` with timestep <= 5 ms."""
+    substeps = max(1, math.ceil(1.0 / (fps * NATIVE_TIMESTEP) - 1e-9))
+    return 1.0 / (fps * substeps), substeps
+
+
+def make_env(cfg: So101PickPlaceConfig) -> PickAndPlaceEnv:
+    """Build the recording environment for ``cfg`` (see the module docstring)."""
+    ensure_gl_backend()
+    from so101_nexus import (
+        CubeObject,
+        JointPositions,
+        OverheadCamera,
+        PhysicsConfig,
+        PickAndPlaceConfig,
+        RenderConfig,
+        RenderingQuality,
+        WristCamera,
+    )
+    from so101_nexus.mujoco.pick_and_place import PickAndPlaceEnv
+
+    timestep, _ = physics_for_fps(cfg.fps)
+    physics = PhysicsConfig(
+        timestep_s=timestep,
+        control_period_s=1.0 / cfg.fps,
+        integrator="implicitfast",
+        noslip_iterations=3,
+        tolerance=1e-8,  # MuJoCo's default, which the native preset keeps
+    )
+    quality = RenderingQuality(msaa_samples=0, shadows=False)
+    size = cfg.image_size
+    extra: dict[str, Any] = {}
+    if cfg.distractors:
+        extra = {
+            "distractors": [CubeObject(color=c) for c in cfg.cube_colors],
+            "n_distractors": cfg.distractors,
+        }
+    with warnings.catch_warnings():
+        # Overlapping carried/distractor/goal colours are intended: reset_episode
+        # never lets a distractor share the carried cube's colour.
+        warnings.filterwarnings("ignore", message=".*(overlap|share).*", category=UserWarning)
+        env_cfg = PickAndPlaceConfig(
+            cube_colors=list(cfg.cube_colors),
+            target_colors=list(cfg.target_colors),
+            spawn_min_radius=cfg.spawn_min_radius,
+            spawn_max_radius=cfg.spawn_max_radius,
+            spawn_angle_half_range_deg=cfg.spawn_angle_deg,
+            obs_mode="visual",
+            observations=[JointPositions(), OverheadCamera(size, size), WristCamera(size, size)],
+            render=RenderConfig(width=size, height=size, quality=quality),
+            physics=physics,
+            terminate_on_success=False,
+            **extra,
+        )
+    with using_model_dir(lowpoly_model_dir(cfg.mesh_faces)):
+        try:
+            return PickAndPlaceEnv(env_cfg, control_mode="pd_joint_pos")
+        except Exception as exc:
+            if "OpenGL" not in str(exc) and "GL" not in type(exc).__name__:
+                raise
+            raise SigmaUserError(
+                f"MuJoCo cannot render off-screen ({type(exc).__name__}: {exc}). Set "
+                "MUJOCO_GL=egl (or osmesa) before Python first imports mujoco; now "
+                f"MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}"
+            ) from exc
+
+
+def _body(env: PickAndPlaceEnv, name: str) -> int:
+    import mujoco
+
+    body = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, name)
+    if body < 0:
+        raise RuntimeError(f"the so101_nexus scene has no body {name!r}")
+    return int(body)
+
+
+def active_distractors(env: PickAndPlaceEnv, colors: list[str]) -> list[str]:
+    """Colours of the distractor cubes on the table (inactive ones are parked below it)."""
+    if not env.config.max_distractors:
+        return []
+    return [
+        color
+        for i, color in enumerate(colors)
+        if env.data.xpos[_body(env, f"distractor_slot_{i}")][2] > -1.0
+    ]
+
+
+def reset_episode(
+    env: PickAndPlaceEnv, seed: int, colors: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, Any], Episode]:
+    """Reset under ``seed`` so that no distractor shares the carried cube's colour.
+
+    Args:
+        env: an environment from :func:`make_env`.
+        seed: the episode seed (fully determines the scene).
+        colors: the config's ``cube_colors`` (the order of both object pools).
+
+    Returns:
+        The observation and info of the reset and the drawn :class:`Episode`.
+    """
+    import numpy as np
+
+    obs, info = env.reset(seed=seed)
+    distractors = active_distractors(env, colors)
+    if env.cube_color_name in distractors:
+        free = [i for i, c in enumerate(colors) if c not in distractors]
+        pick = free[int(np.random.default_rng([seed, 1]).integers(len(free)))]
+        obs, info = env.reset(seed=seed, options={"target_index": pick})
+        distractors = active_distractors(env, colors)
+    assert env.cube_color_name not in distractors
+    cube = _body(env, f"pick_slot_{info['target_index']}")
+    episode = Episode(
+        seed=seed,
+        task=env.task_description,
+        cube_color=env.cube_color_name,
+        target_color=env.target_color_name,
+        distractor_colors=tuple(distractors),
+        cube_pos=env.data.xpos[cube].copy(),
+        cube_quat=env.data.xquat[cube].copy(),
+        cube_half_size=float(env.cube_half_size),
+        goal_pos=env.data.xpos[_body(env, "target")].copy(),
+    )
+    return obs, info, episode
