@@ -125,7 +125,8 @@ def pi05_heads(device: str, prefix: int, reps: int, d_model: int | None) -> None
     heads = total - backbone
     n_heads = sum(p.numel() for n, p in policy.named_parameters() if not n.startswith("backbone"))
     print(
-        f"pi0.5 dims: prefix {seen['L']} tokens, D=2048, chunk {dims.chunk_horizon}, "
+        f"pi0.5 dims: prefix {seen['L']} tokens, D={dims.d_model}, W=2048, "
+        f"chunk {dims.chunk_horizon}, "
         f"heads {n_heads / 1e6:.0f} M params, batch 1, {device}, peak RSS {rss_gib():.1f} GiB"
     )
     print(f"  backbone forward {backbone * 1e3:9.0f} ms")
