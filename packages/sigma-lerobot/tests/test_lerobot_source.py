@@ -102,34 +102,16 @@ def test_svla_layout_480x640_video_preprocesses(tmp_path):
 
 def test_images_nan_short_episodes_and_static_filter(tmp_path):
     write(tmp_path / "d", [30, 10, 25], nan_at=(2, 20))
-    res = run(
-        "preprocess",
-        "--dataset",
-        tmp_path / "d",
-        "--out",
-        tmp_path / "out",
-        "--camera-map",
-        "overhead=up,wrist=side",
-        "--min-action-norm",
-        "0",
-    )
+    args = ("preprocess", "--dataset", tmp_path / "d", "--out", tmp_path / "out")
+    args += ("--camera-map", "overhead=up,wrist=side", "--min-action-norm", "0")
+    res = run(*args)
     assert res.exit_code == 0, res.output
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     c = meta["counts"]
     assert c["short_episodes"] == {"1": 10}
     assert c["dropped_nonfinite"] == 5  # episode 2's windows starting at 5..9 hold frame 20
     assert c["windows_kept"] == (30 - 15) + (25 - 15 - 5)
-    rerun = run(
-        "preprocess",
-        "--dataset",
-        tmp_path / "d",
-        "--out",
-        tmp_path / "out",
-        "--camera-map",
-        "overhead=up,wrist=side",
-        "--min-action-norm",
-        "0",
-    )
+    rerun = run(*args)
     assert rerun.exit_code == 0 and "nothing to do" in rerun.stdout
 
 

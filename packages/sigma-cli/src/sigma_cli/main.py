@@ -36,7 +36,7 @@ def _versions() -> list[tuple[str, str]]:
     from sigma_core.registry import get_registry
 
     names = {"sigma-vla-core", "sigma-vla-cli", "sigma-vla-vision", "sigma-vla-intent"}
-    names |= {"sigma-vla-action"}
+    names |= {"sigma-vla-action", "sigma-vla-lerobot", "sigma-vla-sim"}
     # In strict mode a broken plugin raises here; still report what we can.
     with contextlib.suppress(SigmaUserError):
         names |= {p.distribution for p in get_registry().plugins if p.distribution}

@@ -39,15 +39,8 @@ if TYPE_CHECKING:
     from sigma_sim.config import So101PickPlaceConfig
 
 SOURCE = "so101-pickplace"
+#: The simulated arm is an SO-101 (the paper's dataset says so100_follower; same schema).
 ROBOT_TYPE = "so101_follower"
-JOINT_FEATURES = [
-    "shoulder_pan.pos",
-    "shoulder_lift.pos",
-    "elbow_flex.pos",
-    "wrist_flex.pos",
-    "wrist_roll.pos",
-    "gripper.pos",
-]
 #: dataset camera key -> so101_nexus observation key
 CAMERAS = {
     "observation.images.overhead": "overhead_camera",
@@ -63,18 +56,12 @@ SETTLE_SECONDS = 0.5  # after the script: wait this long at most for the success
 
 
 def features(cfg: So101PickPlaceConfig) -> dict[str, dict[str, Any]]:
-    """The LeRobot feature spec of a recorded dataset."""
-    vector = {"dtype": "float32", "shape": (6,), "names": list(JOINT_FEATURES)}
-    image = {
-        "dtype": "video" if cfg.use_videos else "image",
-        "shape": (cfg.image_size, cfg.image_size, 3),
-        "names": ["height", "width", "channels"],
-    }
-    return {
-        "observation.state": dict(vector),
-        "action": dict(vector),
-        **{key: dict(image) for key in CAMERAS},
-    }
+    """The LeRobot feature spec of a recorded dataset (svla_so101_pickplace's schema)."""
+    from sigma_lerobot.schema import so101_features
+
+    size = (cfg.image_size, cfg.image_size)
+    cams = {key.removeprefix("observation.images."): size for key in CAMERAS}
+    return so101_features(cams, use_videos=cfg.use_videos)
 
 
 def attempt_seeds(seed: int, attempt: int) -> tuple[int, np.random.Generator]:
