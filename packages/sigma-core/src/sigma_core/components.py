@@ -87,6 +87,14 @@ class Component(nn.Module, metaclass=ABCMeta):
         self.config = config
         self.dims = dims
 
+    @classmethod
+    def contract_config(cls) -> BaseModel:
+        """The config the contract kit builds with (default: the config's defaults).
+
+        Override when the defaults cannot build offline (e.g. a required model path).
+        """
+        return cls.config_class()
+
     def symbols(self, batch_size: int) -> dict[str, int]:
         """Sizes of every shape symbol for this instance (used to check shapes)."""
         sizes = {"B": batch_size, "W": self.dims.d_model, **self.dims.symbols()}

@@ -38,7 +38,7 @@ def build(info: ComponentInfo, seed: int = 0, dims: Dims = CONTRACT_DIMS) -> Any
 
     cls = info.load()
     torch.manual_seed(seed)
-    return cls(info.config_class(), dims)
+    return cls(cls.contract_config(), dims)
 
 
 def example_inputs(component: Any, seed: int, batch_size: int = 2) -> dict[str, Any]:

@@ -7,13 +7,16 @@ projection into its width W. LoRA (peft) adapts q/k/v/o; the base stays frozen.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from sigma_core.components import Backbone
+from sigma_core.errors import SigmaUserError
 from sigma_core.spec import Dims
 from sigma_core.types import BackboneOutput
-from sigma_intent.config import LoraSpec, TinyBackboneConfig
+from sigma_intent.config import HfBackboneConfig, LoraSpec, TinyBackboneConfig
 
 
 def apply_lora(model: nn.Module, lora: LoraSpec | None, freeze_base: bool) -> nn.Module:
@@ -38,40 +41,20 @@ def apply_lora(model: nn.Module, lora: LoraSpec | None, freeze_base: bool) -> nn
     return wrapped
 
 
-class TinyBackbone(Backbone):
-    """A small Gemma decoder built from a config with random weights + the ByT5 byte tokenizer.
+class PrefixLM(Backbone, abstract=True):
+    """A transformers decoder reading ``[E_text(ids); W_p prefix]`` (shared by tiny and hf).
 
-    Runs fully offline; the CPU stand-in for pi0.5's Gemma. ``hidden = Gemma([E_text(ids);
-    W_p prefix])`` with attention mask ``[text mask; 1]``.
+    Subclasses set ``self.model`` (the base model, maybe peft-wrapped),
+    ``self.tokenizer`` and ``self.prefix_proj`` (D -> W, trainable), and the
+    config field ``max_text_tokens``.
     """
 
-    name = "tiny"
-    config_class = TinyBackboneConfig
-
-    def __init__(self, config: TinyBackboneConfig, dims: Dims) -> None:
-        super().__init__(config, dims)
-        from transformers import ByT5Tokenizer, GemmaConfig, GemmaModel
-
-        if config.hidden_size % config.num_heads:
-            raise ValueError("backbone.num_heads must divide backbone.hidden_size")
-        self.tokenizer = ByT5Tokenizer()
-        gemma = GemmaConfig(
-            vocab_size=len(self.tokenizer),
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            num_hidden_layers=config.num_layers,
-            num_attention_heads=config.num_heads,
-            num_key_value_heads=config.num_kv_heads,
-            head_dim=config.hidden_size // config.num_heads,
-            pad_token_id=self.tokenizer.pad_token_id,
-            max_position_embeddings=1024,
-        )
-        self.model = apply_lora(GemmaModel(gemma), config.lora, config.freeze_base)
-        self.prefix_proj = nn.Linear(dims.d_model, config.hidden_size)
+    model: nn.Module
+    prefix_proj: nn.Linear
 
     @property
     def hidden_size(self) -> int:
-        return self.config.hidden_size
+        return self.prefix_proj.out_features
 
     def tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         enc = self.tokenizer(
@@ -90,4 +73,145 @@ class TinyBackbone(Backbone):
         ones = attention_mask.new_ones(prefix.shape[:2])
         mask = torch.cat([attention_mask, ones], dim=1)
         hidden = self.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-        return BackboneOutput(hidden=hidden, mask=mask)
+        return BackboneOutput(hidden=hidden.float(), mask=mask)
+
+
+class TinyBackbone(PrefixLM):
+    """A small Gemma decoder built from a config with random weights + the ByT5 byte tokenizer.
+
+    Runs fully offline; the CPU stand-in for pi0.5's Gemma. ``hidden = Gemma([E_text(ids);
+    W_p prefix])`` with attention mask ``[text mask; 1]``.
+    """
+
+    name = "tiny"
+    config_class = TinyBackboneConfig
+
+    def __init__(self, config: TinyBackboneConfig, dims: Dims) -> None:
+        super().__init__(config, dims)
+        from transformers import ByT5Tokenizer, GemmaModel
+
+        if config.hidden_size % config.num_heads:
+            raise ValueError("backbone.num_heads must divide backbone.hidden_size")
+        self.tokenizer = ByT5Tokenizer()
+        gemma = tiny_gemma_config(config, self.tokenizer)
+        self.model = apply_lora(GemmaModel(gemma), config.lora, config.freeze_base)
+        self.prefix_proj = nn.Linear(dims.d_model, config.hidden_size)
+
+
+def tiny_gemma_config(config: TinyBackboneConfig, tokenizer: Any) -> Any:
+    """The transformers ``GemmaConfig`` of a :class:`TinyBackboneConfig`."""
+    from transformers import GemmaConfig
+
+    return GemmaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        head_dim=config.hidden_size // config.num_heads,
+        pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=1024,
+    )
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class HfBackbone(PrefixLM):
+    """Any transformers model from a local directory (a hub id too, when online).
+
+    ``AutoModel`` + ``AutoTokenizer`` from ``path``; ``trust_remote_code`` stays off
+    unless the spec turns it on. ``load_in_4bit`` quantizes the frozen base to NF4
+    through bitsandbytes (``BitsAndBytesConfig``, compute in ``dtype``) and
+    prepares it for k-bit LoRA training with peft. The same
+    ``hidden = LM([E_text(ids); W_p prefix])`` as ``tiny``.
+    """
+
+    name = "hf"
+    config_class = HfBackboneConfig
+
+    def __init__(self, config: HfBackboneConfig, dims: Dims) -> None:
+        super().__init__(config, dims)
+        model, self.tokenizer = load_hf(config)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if config.load_in_4bit:
+            import peft
+
+            model = peft.prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=config.gradient_checkpointing
+            )
+        self.model = apply_lora(model, config.lora, config.freeze_base)
+        width = getattr(model.config, "hidden_size", None) or model.config.text_config.hidden_size
+        self.prefix_proj = nn.Linear(dims.d_model, width)
+
+    @classmethod
+    def contract_config(cls) -> HfBackboneConfig:
+        """A tiny Gemma saved to a temporary directory, so the contract kit runs offline."""
+        return HfBackboneConfig(path=str(save_tiny_model()))
+
+
+def load_hf(config: HfBackboneConfig) -> tuple[nn.Module, Any]:
+    """(base model, tokenizer) from ``config.path``, with clear errors."""
+    from pathlib import Path
+
+    from transformers import AutoModel, AutoTokenizer
+
+    local = Path(config.path).expanduser()
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": config.trust_remote_code,
+        "revision": None if local.exists() else config.revision,
+    }
+    if local.exists():
+        kwargs["local_files_only"] = True
+    model_kwargs: dict[str, Any] = {"dtype": _DTYPES[config.dtype]}
+    if config.load_in_4bit:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise SigmaUserError(
+                "backbone.load_in_4bit needs bitsandbytes: pip install 'sigma-vla-intent[4bit]'"
+            ) from None
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=_DTYPES[config.dtype],
+            bnb_4bit_use_double_quant=True,
+        )
+    source = str(local) if local.exists() else config.path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModel.from_pretrained(source, **kwargs, **model_kwargs)
+    except Exception as e:
+        where = "local directory" if local.exists() else "hub id (no such local directory)"
+        raise SigmaUserError(
+            f"backbone.path {config.path!r}: cannot load a transformers model from this {where}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        ) from None
+    return model, tokenizer
+
+
+def save_tiny_model(config: TinyBackboneConfig | None = None) -> Any:
+    """Save a random tiny Gemma + ByT5 tokenizer (once per process) and return its directory."""
+    import tempfile
+    from pathlib import Path
+
+    from transformers import ByT5Tokenizer, GemmaModel
+
+    config = config or TinyBackboneConfig(lora=None)
+    key = config.model_dump_json()
+    if key not in _SAVED:
+        directory = Path(tempfile.mkdtemp(prefix="sigma-tiny-hf-"))
+        tokenizer = ByT5Tokenizer()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            GemmaModel(tiny_gemma_config(config, tokenizer)).save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        _SAVED[key] = directory
+    return _SAVED[key]
+
+
+_SAVED: dict[str, Any] = {}

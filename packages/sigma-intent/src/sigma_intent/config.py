@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, PositiveInt
 
 from sigma_core.spec import StrictModel
@@ -27,6 +29,22 @@ class TinyBackboneConfig(StrictModel):
     num_kv_heads: PositiveInt = 1
     intermediate_size: PositiveInt = 256
     max_text_tokens: PositiveInt = Field(64, description="texts are truncated to this many bytes")
+    freeze_base: bool = Field(True, description="freeze the backbone weights (LoRA trains)")
+    lora: LoraSpec | None = Field(default_factory=LoraSpec, description="null: no LoRA")
+
+
+class HfBackboneConfig(StrictModel):
+    """Any transformers model from a local directory (or a hub id when online)."""
+
+    path: str = Field(description="directory with config.json, weights and tokenizer")
+    revision: str | None = Field(None, description="hub revision (ignored for a local path)")
+    trust_remote_code: bool = Field(
+        False, description="run the model repository's own code (off: only transformers' code)"
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    load_in_4bit: bool = Field(False, description="NF4 base weights via bitsandbytes (extra 4bit)")
+    gradient_checkpointing: bool = False
+    max_text_tokens: PositiveInt = Field(64, description="texts are truncated to this many tokens")
     freeze_base: bool = Field(True, description="freeze the backbone weights (LoRA trains)")
     lora: LoraSpec | None = Field(default_factory=LoraSpec, description="null: no LoRA")
 

@@ -8,12 +8,11 @@ from sigma_intent import config as c
 
 @hookimpl
 def sigma_register_components(register: RegisterFn) -> None:
-    register(
-        kind="backbone",
-        name="tiny",
-        config=c.TinyBackboneConfig,
-        impl="sigma_intent.backbones:TinyBackbone",
-    )
+    for name, cfg, cls in (
+        ("tiny", c.TinyBackboneConfig, "TinyBackbone"),
+        ("hf", c.HfBackboneConfig, "HfBackbone"),
+    ):
+        register(kind="backbone", name=name, config=cfg, impl=f"sigma_intent.backbones:{cls}")
     for name, cfg, cls in (
         ("gated", c.GatedMemoryConfig, "GatedMemory"),
         ("none", c.NoMemoryConfig, "NoMemory"),
