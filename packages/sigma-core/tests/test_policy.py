@@ -126,19 +126,24 @@ def test_from_pretrained_version_mismatch_is_clear(policy, tmp_path):
         SigmaPolicy.from_pretrained(tmp_path)
 
 
-def test_swapping_a_head_changes_only_that_component():
+@pytest.mark.parametrize(
+    ("slot", "alternative"),
+    [("vector", "mlp"), ("chunk", "chunk-mlp"), ("trajectory", "flow-dit"), ("vision", "tower")],
+)
+def test_swapping_a_head_changes_only_that_component(slot, alternative):
     dims = CONTRACT_DIMS.model_dump()
     registry = get_registry()
     a = build_policy(validate_spec({"model": {"dims": dims}}, registry))
     b = build_policy(
-        validate_spec({"model": {"dims": dims, "chunk": {"type": "chunk-mlp"}}}, registry)
+        validate_spec({"model": {"dims": dims, slot: {"type": alternative}}}, registry)
     )
-    for (slot, ca), (_, cb) in zip(a.named_components(), b.named_components(), strict=True):
-        if slot == "chunk":
-            assert (ca.name, cb.name) == ("chunk-pooling", "chunk-mlp")
+    assert b(batch()).plan.shape == a(batch()).plan.shape  # the swapped model runs end to end
+    for (name, ca), (_, cb) in zip(a.named_components(), b.named_components(), strict=True):
+        if name == slot:
+            assert ca.name != cb.name == alternative
             continue
         sa, sb = ca.state_dict(), cb.state_dict()
-        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), slot
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), name
 
 
 def test_residual_heads_get_no_gradient_without_telepathy(policy):

@@ -43,3 +43,26 @@ def test_tau_changes_vision_tokens_and_none_does_not():
 def test_patch_size_must_divide_image():
     with pytest.raises(ValueError, match="patch_size=7 must divide"):
         PerceiverVision(PerceiverVisionConfig(patch_size=7), DIMS)
+
+
+def test_tower_vision_uses_a_frozen_siglip_and_trains_the_rest():
+    from sigma_vision.config import TowerVisionConfig
+    from sigma_vision.tower import TowerVision
+
+    dims = Dims(d_model=32, image_size=48, cameras=["overhead", "wrist"], frame_history=2)
+    torch.manual_seed(0)
+    vision = TowerVision(TowerVisionConfig(num_queries=6), dims)
+    images = torch.rand(2, 2, 2, 3, 48, 48)
+    out = vision(images, torch.randn(2, 6), torch.randn(2, 32))
+    assert out.tokens.shape == (2, 6, 32) and out.state_tokens.shape == (2, 4, 32)
+    # 2 cameras x 2 frames x (32/8)^2 SigLIP patches reach the resampler
+    assert vision.patch_features(images).shape == (2, 2 * 2 * 16, 64)
+    out.tokens.sum().backward()
+    assert all(p.grad is None for p in vision.tower.parameters())
+    assert vision.projector[0].weight.grad is not None and vision.camera_embed.grad is not None
+    # the tower sees exactly SigLIP's normalization of the resized image
+    x = torch.nn.functional.interpolate(images.flatten(0, 2), size=(32, 32), mode="bilinear")
+    want = vision.tower(pixel_values=(x - 0.5) / 0.5).last_hidden_state
+    got = vision.patch_features(images).unflatten(1, (2, 2, 16))  # (B, C, F, N, W_v)
+    emb = vision.frame_embed[:, None] + vision.camera_embed[:, None, None]  # (C, F, 1, W_v)
+    torch.testing.assert_close((got - emb).flatten(0, 2), want)

@@ -9,6 +9,7 @@ from sigma_action.config import (
     ChunkMlpConfig,
     ChunkPoolingConfig,
     MlpTrajectoryConfig,
+    MlpVectorConfig,
     TokenVectorConfig,
 )
 from sigma_action.tokenizer import BinningTokenizer
@@ -92,6 +93,20 @@ class ChunkPooling(ChunkBranch):
         else:
             pooled = pool_condition(queries, c_act)
         return self.head(pooled).unflatten(-1, (self.dims.chunk_horizon, -1))
+
+
+class MlpVector(VectorBranch):
+    """Regression alternative to the token head: ``a_t = MLP_GELU([mean Q; c_act])`` (B, A)."""
+
+    name = "mlp"
+    config_class = MlpVectorConfig
+
+    def __init__(self, config: MlpVectorConfig, dims: Dims) -> None:
+        super().__init__(config, dims)
+        self.head = PooledMlpHead(dims.d_model, config.hidden_mult, 1, dims.action_dim)
+
+    def forward(self, queries: Tensor, c_act: Tensor) -> Tensor:
+        return self.head(queries, c_act).squeeze(1)
 
 
 class ChunkMlp(ChunkBranch):

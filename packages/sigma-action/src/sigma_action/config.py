@@ -38,6 +38,12 @@ class ChunkPoolingConfig(StrictModel):
     pooling: str = Field("mean", pattern="^(mean|attention)$")
 
 
+class MlpVectorConfig(StrictModel):
+    """Deterministic MLP regression of the one-step action (MSE loss)."""
+
+    hidden_mult: PositiveInt = 2
+
+
 class MlpTrajectoryConfig(StrictModel):
     """Deterministic MLP regression of the whole trajectory."""
 

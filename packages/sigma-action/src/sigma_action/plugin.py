@@ -8,6 +8,7 @@ from sigma_core.hookspecs import RegisterFn, hookimpl
 _COMPONENTS = (
     ("action.query", "sigma", c.SigmaQueryConfig, "query:SigmaQuery"),
     ("action.vector", "token", c.TokenVectorConfig, "branches:TokenVector"),
+    ("action.vector", "mlp", c.MlpVectorConfig, "branches:MlpVector"),
     ("action.chunk", "chunk-pooling", c.ChunkPoolingConfig, "branches:ChunkPooling"),
     ("action.chunk", "chunk-mlp", c.ChunkMlpConfig, "branches:ChunkMlp"),
     ("action.trajectory", "mlp", c.MlpTrajectoryConfig, "branches:MlpTrajectory"),

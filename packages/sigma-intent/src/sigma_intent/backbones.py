@@ -7,6 +7,7 @@ projection into its width W. LoRA (peft) adapts q/k/v/o; the base stays frozen.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -17,6 +18,10 @@ from sigma_core.errors import SigmaUserError
 from sigma_core.spec import Dims
 from sigma_core.types import BackboneOutput
 from sigma_intent.config import HfBackboneConfig, LoraSpec, TinyBackboneConfig
+
+# peft imports bitsandbytes when installed; on CPU it logs that an optional kernel
+# package is missing on every start. NF4 works without it.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def apply_lora(model: nn.Module, lora: LoraSpec | None, freeze_base: bool) -> nn.Module:

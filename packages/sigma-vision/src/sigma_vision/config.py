@@ -7,10 +7,9 @@ from pydantic import Field, PositiveInt
 from sigma_core.spec import StrictModel
 
 
-class PerceiverVisionConfig(StrictModel):
-    """Patch embedding -> MLP projector -> perceiver resampler -> tau modulator -> block."""
+class ResamplerConfig(StrictModel):
+    """Projector -> perceiver resampler -> tau modulator -> block (shared by both visions)."""
 
-    patch_size: PositiveInt = Field(16, description="conv patch side; must divide image_size")
     num_queries: PositiveInt = Field(16, description="N_v learnable resampler queries")
     num_state_tokens: PositiveInt = Field(4, description="N_s tokens from the state expander")
     num_heads: PositiveInt = Field(4, description="attention heads (must divide d_model)")
@@ -18,3 +17,28 @@ class PerceiverVisionConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     theta_t_init: float = Field(0.0, description="initial log-scale gate theta_t on tau")
     theta_mod_init: float = Field(0.0, description="initial log-scale gate theta_mod on FiLM")
+
+
+class PerceiverVisionConfig(ResamplerConfig):
+    """Conv patch embedding, then the resampler stack."""
+
+    patch_size: PositiveInt = Field(16, description="conv patch side; must divide image_size")
+
+
+class TowerVisionConfig(ResamplerConfig):
+    """A frozen transformers vision tower (e.g. SigLIP), then the resampler stack.
+
+    ``path``: a local directory (or hub id) of a vision model, or of a full VLM
+    with ``attribute`` naming its tower (e.g. ``vision_tower``). Without a path a
+    small SigLIP vision model is built from a config (random init, offline).
+    """
+
+    path: str | None = None
+    attribute: str | None = Field(None, description="tower attribute inside a loaded VLM")
+    trust_remote_code: bool = False
+    freeze_tower: bool = True
+    tower_image_size: PositiveInt = Field(32, description="tiny tower (no path): input side")
+    tower_patch_size: PositiveInt = 8
+    tower_width: PositiveInt = 64
+    tower_layers: PositiveInt = 2
+    tower_heads: PositiveInt = 4

@@ -11,7 +11,7 @@ from sigma_core.components import VisionWorkspace
 from sigma_core.layers import CrossAttentionBlock, SelfAttentionBlock, mlp
 from sigma_core.spec import Dims
 from sigma_core.types import VisionOutput
-from sigma_vision.config import PerceiverVisionConfig
+from sigma_vision.config import PerceiverVisionConfig, ResamplerConfig
 
 
 class VisionModulator(nn.Module):
@@ -36,37 +36,25 @@ class VisionModulator(nn.Module):
         return v_base + self.theta_mod.exp() * (v_film - v_base)
 
 
-class PerceiverVision(VisionWorkspace):
-    """Vision workspace of the paper.
+class ResamplerVision(VisionWorkspace, abstract=True):
+    """The paper's vision stack after the patch encoder (subclasses encode patches).
 
-    Per camera c and frame f: ``X = Conv_p(image) + e_cam[c] + e_pos`` (shared conv,
-    patch p); ``X = MLP2(X)`` (projector); ``V_base = LN(FFN(CrossAttn(Q_v, X)))``
-    with N_v learnable queries Q_v (perceiver resampler); state tokens
+    ``X = MLP2(patches)`` (projector); ``V_base = LN(FFN(CrossAttn(Q_v, X)))`` with
+    N_v learnable queries Q_v (perceiver resampler); state tokens
     ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens); with tau,
     ``V_mod = VisionModulator(V_base, tau)``; finally a self-attention block over
     the (modulated) tokens. ``tau = None`` returns the block applied to V_base.
     """
 
-    name = "perceiver"
-    config_class = PerceiverVisionConfig
-
-    def __init__(self, config: PerceiverVisionConfig, dims: Dims) -> None:
+    def __init__(self, config: ResamplerConfig, dims: Dims) -> None:
         super().__init__(config, dims)
-        d, p = dims.d_model, config.patch_size
-        if dims.image_size % p:
-            raise ValueError(
-                f"vision.patch_size={p} must divide model.dims.image_size={dims.image_size}"
-            )
+        d = dims.d_model
         if d % config.num_heads:
             raise ValueError(
                 f"vision.num_heads={config.num_heads} must divide model.dims.d_model={d}"
             )
-        n_patches = (dims.image_size // p) ** 2
-        self.patch = nn.Conv2d(3, d, kernel_size=p, stride=p)
-        self.camera_embed = nn.Parameter(torch.randn(len(dims.cameras), d) * 0.02)
-        self.frame_embed = nn.Parameter(torch.randn(dims.frame_history, d) * 0.02)
-        self.pos_embed = nn.Parameter(torch.randn(n_patches, d) * 0.02)
-        self.projector = mlp(d, 2 * d, d, config.dropout)
+        feature_width = self.init_patch_encoder()
+        self.projector = mlp(feature_width, 2 * d, d, config.dropout)
         self.queries = nn.Parameter(torch.randn(config.num_queries, d) / math.sqrt(d))
         self.resampler = CrossAttentionBlock(d, config.num_heads, config.ffn_mult, config.dropout)
         self.resampler_norm = nn.LayerNorm(d)
@@ -75,13 +63,17 @@ class PerceiverVision(VisionWorkspace):
         self.modulator = VisionModulator(d, d, config.theta_t_init, config.theta_mod_init)
         self.block = SelfAttentionBlock(d, config.num_heads, config.ffn_mult, config.dropout)
 
+    def init_patch_encoder(self) -> int:
+        """Create the patch encoder's modules; return its feature width."""
+        raise NotImplementedError
+
+    def patch_features(self, images: Tensor) -> Tensor:
+        """(B, C, F, 3, P, P) -> patch features (B, C*F*N_patches, feature width)."""
+        raise NotImplementedError
+
     def encode_patches(self, images: Tensor) -> Tensor:
         """(B, C, F, 3, P, P) -> projected patch tokens (B, C*F*N_patches, D)."""
-        b, c, f = images.shape[:3]
-        x = self.patch(images.flatten(0, 2))  # (B*C*F, D, h, w)
-        x = x.flatten(2).transpose(1, 2).unflatten(0, (b, c, f))  # (B, C, F, N, D)
-        x = x + self.pos_embed + self.frame_embed[:, None] + self.camera_embed[:, None, None]
-        return self.projector(x.flatten(1, 3))
+        return self.projector(self.patch_features(images))
 
     def forward(self, images: Tensor, state: Tensor, tau: Tensor | None = None) -> VisionOutput:
         patches = self.encode_patches(images)
@@ -92,3 +84,34 @@ class PerceiverVision(VisionWorkspace):
         state_tokens = self.state_expander(self.state_encoder(state))
         state_tokens = state_tokens.unflatten(1, (self.config.num_state_tokens, -1))
         return VisionOutput(tokens=self.block(v), state_tokens=state_tokens)
+
+
+class PerceiverVision(ResamplerVision):
+    """Vision workspace of the paper, with its own conv patch embedding.
+
+    Per camera c and frame f: ``X = Conv_p(image) + e_cam[c] + e_frame[f] + e_pos``
+    (shared conv, patch p), then the :class:`ResamplerVision` stack.
+    """
+
+    name = "perceiver"
+    config_class = PerceiverVisionConfig
+
+    def init_patch_encoder(self) -> int:
+        dims, p, d = self.dims, self.config.patch_size, self.dims.d_model
+        if dims.image_size % p:
+            raise ValueError(
+                f"vision.patch_size={p} must divide model.dims.image_size={dims.image_size}"
+            )
+        n_patches = (dims.image_size // p) ** 2
+        self.patch = nn.Conv2d(3, d, kernel_size=p, stride=p)
+        self.camera_embed = nn.Parameter(torch.randn(len(dims.cameras), d) * 0.02)
+        self.frame_embed = nn.Parameter(torch.randn(dims.frame_history, d) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(n_patches, d) * 0.02)
+        return d
+
+    def patch_features(self, images: Tensor) -> Tensor:
+        b, c, f = images.shape[:3]
+        x = self.patch(images.flatten(0, 2))  # (B*C*F, D, h, w)
+        x = x.flatten(2).transpose(1, 2).unflatten(0, (b, c, f))  # (B, C, F, N, D)
+        x = x + self.pos_embed + self.frame_embed[:, None] + self.camera_embed[:, None, None]
+        return x.flatten(1, 3)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from sigma_core.hookspecs import RegisterFn, hookimpl
-from sigma_vision.config import PerceiverVisionConfig
+from sigma_vision.config import PerceiverVisionConfig, TowerVisionConfig
 
 
 @hookimpl
 def sigma_register_components(register: RegisterFn) -> None:
-    register(
-        kind="vision",
-        name="perceiver",
-        config=PerceiverVisionConfig,
-        impl="sigma_vision.perceiver:PerceiverVision",
-    )
+    for name, config, impl in (
+        ("perceiver", PerceiverVisionConfig, "perceiver:PerceiverVision"),
+        ("tower", TowerVisionConfig, "tower:TowerVision"),  # needs the extra [tower]
+    ):
+        register(kind="vision", name=name, config=config, impl=f"sigma_vision.{impl}")
