@@ -1,0 +1,186 @@
+"""Sigma's training objectives (paper §4): TRAF action losses and TSAC alignment losses.
+
+TRAF (residual learning on the base actions), per sample i and scale s:
+``mse_s,i = mean((a_s,i − a*_s,i)²)``; ``L_act = α_a·mean_i mse_vec + α_b·mean_i mse_chk
++ α_c·mean_i mse_trj``; difficulty ``h_i = mse_vec,i + mse_chk,i + mse_trj,i``; the
+hard set H is the ``ceil(ρ·B)`` samples with the largest h_i;
+``L_hard = mean_{i∈H} (α_a mse_vec,i + α_b mse_chk,i + α_c mse_trj,i)``;
+``L_act,total = L_act + λ_hard·L_hard``.
+
+TSAC (semantic alignment and telepathy regularisation):
+``L_sem = L_time(z_pool, m_prev) + β_mi·InfoNCE(z_pool, text+vision)`` with
+``L_time = mean_i (1 − cos(z_pool,i, m_prev,i))`` over samples whose m_prev is
+non-zero (none on an episode's first step), and InfoNCE against the keys
+``k_i = c_text,i + c_env,i`` with in-batch negatives at temperature T:
+``−mean_i log softmax_j(ẑ_i·k̂_j / T)_i`` (hat: L2-normalized);
+``L_intent = −mean_i cos(z_intent,i, m_t,i)``;
+``L_τ = mean_i [c_2‖τ_i‖² + λ_collapse·max(0, τ0 − ‖τ_i‖)² + η·(1 − cos(τ_i, c_act,i))]``
+with c_2 = 0.01. The weights ``w_sem(t)``, ``w_intent(t)``, ``w_τ(t)`` ramp
+linearly from ``start`` to ``target`` over ``steps`` optimizer steps (:class:`Ramp`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, NonNegativeInt
+
+from sigma_core.spec import StrictModel
+from sigma_core.types import ActionSet, SigmaOutput
+
+
+class Ramp(StrictModel):
+    """A weight that goes linearly from ``start`` to ``target`` over ``steps`` steps."""
+
+    start: float = 0.0
+    target: float = 1.0
+    steps: NonNegativeInt = 0
+
+    def __call__(self, step: int) -> float:
+        if self.steps == 0 or step >= self.steps:
+            return self.target
+        return self.start + (self.target - self.start) * max(step, 0) / self.steps
+
+
+class LossConfig(StrictModel):
+    """Weights and constants of TRAF and TSAC (defaults: the paper's where it gives them)."""
+
+    alpha_vec: float = Field(1.0, ge=0, description="α_a")
+    alpha_chk: float = Field(1.0, ge=0, description="α_b")
+    alpha_trj: float = Field(1.0, ge=0, description="α_c")
+    hard_ratio: float = Field(0.3, gt=0, le=1, description="ρ, the hard-set fraction")
+    lambda_hard: float = Field(0.5, ge=0, description="λ_hard")
+    beta_mi: float = Field(0.1, ge=0, description="β_mi, the InfoNCE weight in L_sem")
+    temperature: float = Field(0.1, gt=0, description="InfoNCE temperature T")
+    tau_l2: float = Field(0.01, ge=0, description="c_2 on ‖τ‖²")
+    lambda_collapse: float = Field(1.0, ge=0, description="λ_collapse")
+    tau0: float = Field(1.0, ge=0, description="τ0, the minimum norm before collapse is penalised")
+    eta: float = Field(0.1, ge=0, description="η on 1 − cos(τ, c_act)")
+    w_sem: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
+    w_intent: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
+    w_tau: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.05, steps=100))
+
+
+def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B,) mean squared error per sample."""
+    return (pred - target).pow(2).flatten(1).mean(1)
+
+
+@dataclass
+class TrafTerms:
+    """TRAF outputs: the losses, per-sample difficulty and the hard set."""
+
+    l_act: torch.Tensor
+    l_hard: torch.Tensor
+    total: torch.Tensor
+    difficulty: torch.Tensor  # h (B,)
+    hard: torch.Tensor  # bool (B,)
+    mse: dict[str, torch.Tensor]  # per scale, (B,)
+
+
+def hard_set(difficulty: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Boolean mask of the ``ceil(ratio·B)`` largest difficulties (lower index wins ties)."""
+    b = difficulty.shape[0]
+    k = min(b, max(1, math.ceil(ratio * b - 1e-9)))
+    # stable descending sort: among equal h the earlier sample is taken first
+    order = torch.sort(difficulty.detach(), descending=True, stable=True).indices
+    mask = torch.zeros(b, dtype=torch.bool, device=difficulty.device)
+    mask[order[:k]] = True
+    return mask
+
+
+def traf(pred: ActionSet, target: ActionSet, cfg: LossConfig) -> TrafTerms:
+    """TRAF on residual-corrected actions ``pred = a_base + Δa`` (module docstring)."""
+    mse = {
+        "vec": per_sample_mse(pred.vector, target.vector),
+        "chk": per_sample_mse(pred.chunk, target.chunk),
+        "trj": per_sample_mse(pred.trajectory, target.trajectory),
+    }
+    weighted = cfg.alpha_vec * mse["vec"] + cfg.alpha_chk * mse["chk"] + cfg.alpha_trj * mse["trj"]
+    difficulty = mse["vec"] + mse["chk"] + mse["trj"]
+    hard = hard_set(difficulty, cfg.hard_ratio)
+    l_act = weighted.mean()
+    l_hard = weighted[hard].mean()
+    return TrafTerms(l_act, l_hard, l_act + cfg.lambda_hard * l_hard, difficulty, hard, mse)
+
+
+def l_time(z_pool: torch.Tensor, m_prev: torch.Tensor) -> torch.Tensor:
+    """``mean(1 − cos(z_pool, m_prev))`` over samples with a non-zero memory (else 0)."""
+    has_memory = m_prev.norm(dim=-1) > 0
+    if not has_memory.any():
+        return z_pool.sum() * 0.0
+    cos = F.cosine_similarity(z_pool[has_memory], m_prev[has_memory], dim=-1)
+    return (1 - cos).mean()
+
+
+def info_nce(z: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE with in-batch negatives: ``CE(ẑ k̂ᵀ / T, arange(B))``."""
+    logits = F.normalize(z, dim=-1) @ F.normalize(keys, dim=-1).T / temperature
+    return F.cross_entropy(logits, torch.arange(z.shape[0], device=z.device))
+
+
+def l_intent(z_intent: torch.Tensor, m_t: torch.Tensor) -> torch.Tensor:
+    """``−mean cos(z_intent, m_t)``."""
+    return -F.cosine_similarity(z_intent, m_t, dim=-1).mean()
+
+
+def l_tau(tau: torch.Tensor, c_act: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """``mean[c_2‖τ‖² + λ_collapse·max(0, τ0 − ‖τ‖)² + η(1 − cos(τ, c_act))]``."""
+    norm = tau.norm(dim=-1)
+    collapse = (cfg.tau0 - norm).clamp_min(0).pow(2)
+    align = 1 - F.cosine_similarity(tau, c_act, dim=-1)
+    return (cfg.tau_l2 * norm.pow(2) + cfg.lambda_collapse * collapse + cfg.eta * align).mean()
+
+
+#: The per-step log columns, named as in the paper's Table 1.
+LOG_COLUMNS = (
+    "loss",
+    "L_act",
+    "L_sem",
+    "L_int",
+    "L_tau",
+    "L_act_hard",
+    "w_sem",
+    "w_int",
+    "w_tau",
+    "hard_ratio",
+    "tau_rms",
+)
+
+
+def sigma_objective(
+    out: SigmaOutput, target: ActionSet, m_prev: torch.Tensor, step: int, cfg: LossConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The full stage-``sigma`` loss and its Table 1 log row.
+
+    ``loss = L_act,total + w_sem(t)·L_sem + w_int(t)·L_int + w_τ(t)·L_τ``.
+    ``hard_ratio`` is the hard set's mean difficulty over the batch's
+    (how much harder the top-ρ samples are); ``tau_rms = sqrt(mean τ²)``.
+    """
+    act = traf(out.actions, target, cfg)
+    it = out.intent
+    sem = l_time(it.z_pool, m_prev) + cfg.beta_mi * info_nce(
+        it.z_pool, it.c_text + it.c_env, cfg.temperature
+    )
+    intent = l_intent(it.z_intent, it.m_t)
+    tau = l_tau(out.tau, out.c_act, cfg)
+    w_sem, w_int, w_tau = cfg.w_sem(step), cfg.w_intent(step), cfg.w_tau(step)
+    loss = act.total + w_sem * sem + w_int * intent + w_tau * tau
+    h = act.difficulty.detach()
+    row = {
+        "loss": loss.item(),
+        "L_act": act.l_act.item(),
+        "L_sem": sem.item(),
+        "L_int": intent.item(),
+        "L_tau": tau.item(),
+        "L_act_hard": act.l_hard.item(),
+        "w_sem": w_sem,
+        "w_int": w_int,
+        "w_tau": w_tau,
+        "hard_ratio": (h[act.hard].mean() / h.mean().clamp_min(1e-12)).item(),
+        "tau_rms": out.tau.detach().pow(2).mean().sqrt().item(),
+    }
+    return loss, row
