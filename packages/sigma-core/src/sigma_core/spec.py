@@ -120,6 +120,8 @@ class TrainSpec(StrictModel):
     weight_decay: float = Field(0.01, ge=0)
     grad_accum: PositiveInt = 1
     max_grad_norm: float = Field(1.0, gt=0)
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up, then cosine decay")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor, fraction of lr")
     seed: int = 0
 
 
