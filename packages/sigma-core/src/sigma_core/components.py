@@ -65,6 +65,9 @@ class Component(nn.Module, metaclass=ABCMeta):
     inputs: ClassVar[Mapping[str, Shape]] = {}
     outputs: ClassVar[Mapping[str, Shape]] = {}
     shape_symbols: ClassVar[Mapping[str, str]] = {}
+    #: Parameter-name prefixes that belong to the telepathy pathway (trained in stage
+    #: ``sigma``, frozen in stage ``base``); ``("",)`` marks the whole component.
+    telepathy_params: ClassVar[tuple[str, ...]] = ()
     #: False for kinds whose forward is not tensors in, tensors out (data sources);
     #: the contract kit then checks construction only.
     tensor_forward: ClassVar[bool] = True
@@ -238,6 +241,8 @@ MemoryFn = Callable[[Tensor, Tensor], Tensor]
 class SemanticMemory(Component, kind="memory", abstract=True):
     """Semantic memory (paper §2): ``m_t = f(z_pool (B,D), m_{t-1} (B,D))``."""
 
+    telepathy_params = ("",)
+
     inputs = {"z_pool": ("B", "D"), "m_prev": ("B", "D")}
     outputs = {"return": ("B", "D")}
 
@@ -360,6 +365,8 @@ class TrajectoryBranch(_Branch, kind="action.trajectory", abstract=True):
 
 class ResidualHead(Component, kind="residual", abstract=True):
     """Residual heads (paper §3): ``delta_a = g([high_level_rep, tau])`` for each branch."""
+
+    telepathy_params = ("",)
 
     inputs = {"high_level_rep": ("B", "D"), "tau": ("B", "E")}
     outputs = {"vector": ("B", "A"), "chunk": ("B", "H", "A"), "trajectory": ("B", "T", "A")}

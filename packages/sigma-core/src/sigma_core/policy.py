@@ -7,8 +7,9 @@ Forward for one batch (paper §1-3; symbols as in the paper):
 3. ``Z_sem, m_t, z_intent, tau, high_level_rep = intent(hidden, m_{t-1}, memory)``.
 4. ``V_mod, S_tok = vision(images, state, tau)`` (pass 2: tau fed back to vision).
 5. Telepathy path: ``Q, c_act = query(high_level_rep, tau, S_tok, V_mod)`` and
-   ``a_tau = branches(Q, c_act)``. Baseline path: the same with ``tau = 0`` and
-   V_base, giving ``c_act_base`` and ``a_0``.
+   ``a_tau = branches(Q, c_act)``. Baseline path: the same with ``tau = 0``,
+   V_base and ``c_text`` (= high_level_rep at tau = 0), giving ``c_act_base`` and
+   ``a_0``; no telepathy parameter (see :mod:`sigma_core.stages`) reaches it.
 6. ``a_base`` = the ``base_policy`` slot's actions, else the batch's
    ``base_actions``, else ``a_0``.
 7. ``delta_a = (a_tau - a_0) + g([high_level_rep, tau])`` (residual heads), and
@@ -189,8 +190,10 @@ class SigmaPolicy(nn.Module):
         tau = intent.tau if telepathy else torch.zeros_like(intent.tau)
         noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
 
+        # The tau = 0 path reads c_text, which is high_level_rep at tau = 0 (the language
+        # modulator is the identity there), so a_0 never depends on the telepathy pathway.
         q0 = self.query(
-            intent.high_level_rep, torch.zeros_like(tau), vis_base.state_tokens, vis_base.tokens
+            intent.c_text, torch.zeros_like(tau), vis_base.state_tokens, vis_base.tokens
         )
         a_0 = self._branches(q0.queries, q0.c_act, noise)
         external = self.base_policy(batch)

@@ -46,6 +46,16 @@ class SigmaIntent(IntentWorkspace):
 
     name = "sigma"
     config_class = SigmaIntentConfig
+    # The factor head, intent head, telepathy projector and language modulator form
+    # the telepathy pathway; in_proj and the summary heads (c_text) serve the base too.
+    telepathy_params = (
+        "factor_queries",
+        "factor_head.",
+        "factor_norm.",
+        "intent_head.",
+        "telepathy_projector.",
+        "modulator.",
+    )
 
     def __init__(
         self, config: SigmaIntentConfig, dims: Dims, backbone_width: int | None = None

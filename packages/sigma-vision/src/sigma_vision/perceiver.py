@@ -46,6 +46,8 @@ class ResamplerVision(VisionWorkspace, abstract=True):
     the (modulated) tokens. ``tau = None`` returns the block applied to V_base.
     """
 
+    telepathy_params = ("modulator.",)
+
     def __init__(self, config: ResamplerConfig, dims: Dims) -> None:
         super().__init__(config, dims)
         d = dims.d_model

@@ -1,0 +1,57 @@
+"""Which parameters each training stage trains.
+
+* ``base``: the tau = 0 path, i.e. every trainable parameter outside the
+  telepathy pathway and outside LoRA (the CPU stand-in for pi0.5; frozen after).
+* ``sigma``: the telepathy pathway (each component's ``telepathy_params``: the
+  vision modulator, intent's factor/intent/telepathy heads and language
+  modulator, the memory, the residual heads) plus the backbone's LoRA adapters.
+
+Parameters frozen by construction (a backbone's base weights) stay frozen in
+both stages. Because LoRA changes the backbone's hidden states, and with them
+``a_0``, stage ``sigma`` takes ``a_base`` from a frozen copy of the base stage
+(a ``base_policy`` checkpoint) or from base actions stored with the data.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sigma_core.policy import SigmaPolicy
+
+Stage = Literal["base", "sigma"]
+
+
+def is_lora(name: str) -> bool:
+    """Whether a parameter name belongs to a peft LoRA adapter."""
+    return "lora_" in name
+
+
+def telepathy_parameter_names(policy: SigmaPolicy) -> set[str]:
+    """Full names of the parameters in the telepathy pathway (LoRA not included)."""
+    names = set()
+    for slot, component in policy.named_components():
+        prefixes = type(component).telepathy_params
+        for name, _ in component.named_parameters():
+            if any(name.startswith(p) for p in prefixes):
+                names.add(f"{slot}.{name}")
+    return names
+
+
+def configure_stage(policy: SigmaPolicy, stage: Stage) -> dict[str, int]:
+    """Set ``requires_grad`` for ``stage``; return {trainable, frozen} parameter counts.
+
+    Only parameters that were trainable when the policy was built can be turned
+    on, so calling it twice, or switching stages, is safe.
+    """
+    if stage not in ("base", "sigma"):
+        raise ValueError(f"unknown stage {stage!r}; choose base or sigma")
+    if not hasattr(policy, "_trainable_at_build"):
+        policy._trainable_at_build = {n for n, p in policy.named_parameters() if p.requires_grad}
+    telepathy = telepathy_parameter_names(policy)
+    counts = {"trainable": 0, "frozen": 0}
+    for name, p in policy.named_parameters():
+        pathway = name in telepathy or is_lora(name)
+        on = name in policy._trainable_at_build and (pathway if stage == "sigma" else not pathway)
+        p.requires_grad_(on)
+        counts["trainable" if on else "frozen"] += p.numel()
+    return counts

@@ -1,0 +1,93 @@
+"""Stage base trains the tau = 0 path only; stage sigma leaves it bit-identical."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sigma_core.losses import LossConfig, sigma_objective, traf
+from sigma_core.policy import build_policy
+from sigma_core.registry import get_registry
+from sigma_core.spec import validate_spec
+from sigma_core.stages import configure_stage, telepathy_parameter_names
+from sigma_core.testing import CONTRACT_DIMS
+from sigma_core.types import ActionSet, SigmaBatch
+
+D = CONTRACT_DIMS
+
+
+def make() -> tuple:
+    spec = validate_spec({"model": {"dims": D.model_dump()}}, get_registry())
+    policy = build_policy(spec)
+    g = torch.Generator().manual_seed(0)
+    batch = SigmaBatch(
+        torch.rand(4, len(D.cameras), 1, 3, D.image_size, D.image_size, generator=g),
+        torch.randn(4, D.state_dim, generator=g),
+        ["pick up the red cube", "place it", "go", "stop"],
+    )
+    target = ActionSet(
+        torch.randn(4, D.action_dim, generator=g),
+        torch.randn(4, D.chunk_horizon, D.action_dim, generator=g),
+        torch.randn(4, D.horizon, D.action_dim, generator=g),
+    )
+    return policy, batch, target
+
+
+def snapshot(policy) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in policy.named_parameters()}
+
+
+def test_the_tau0_path_never_reads_telepathy_parameters():
+    policy, batch, _ = make()
+    with torch.no_grad():
+        before = policy(batch).base
+        for name in telepathy_parameter_names(policy):
+            policy.get_parameter(name).add_(torch.randn_like(policy.get_parameter(name)))
+        after = policy(batch)
+    torch.testing.assert_close(after.base.chunk, before.chunk, rtol=0, atol=0)
+    assert not torch.allclose(after.actions.chunk, after.base.chunk)
+
+
+def test_stage_sigma_leaves_the_base_bit_identical():
+    policy, batch, target = make()
+    counts = configure_stage(policy, "sigma")
+    assert counts["trainable"] > 0
+    names = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in names) and any(n.startswith("residual.") for n in names)
+    assert "vision.modulator.theta_mod" in names and "vision.patch.weight" not in names
+    before = snapshot(policy)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(2):
+        loss, _ = sigma_objective(
+            policy(batch), target, torch.zeros(4, D.d_model), step, LossConfig()
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = snapshot(policy)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and changed <= names
+    assert all(torch.equal(before[n], after[n]) for n in before if n not in names)
+
+
+def test_stage_base_trains_the_base_and_not_the_pathway():
+    policy, batch, target = make()
+    configure_stage(policy, "base")
+    names = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert not any("lora_" in n for n in names)
+    assert not names & telepathy_parameter_names(policy)
+    assert "vision.patch.weight" in names and "query.norm.weight" in names
+    before = snapshot(policy)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
+    loss = traf(policy(batch, telepathy=False).actions, target, LossConfig()).total
+    loss.backward()
+    opt.step()
+    after = snapshot(policy)
+    assert all(torch.equal(before[n], after[n]) for n in telepathy_parameter_names(policy))
+    assert not torch.equal(before["vision.patch.weight"], after["vision.patch.weight"])
+    # the frozen backbone base weights stay frozen whatever the stage
+    configure_stage(policy, "sigma")
+    frozen = [n for n, p in policy.named_parameters() if "backbone.model" in n and "lora_" not in n]
+    assert frozen and not any(policy.get_parameter(n).requires_grad for n in frozen)
+    with pytest.raises(ValueError, match="unknown stage"):
+        configure_stage(policy, "both")  # type: ignore[arg-type]
