@@ -91,3 +91,35 @@ def test_stage_base_trains_the_base_and_not_the_pathway():
     assert frozen and not any(policy.get_parameter(n).requires_grad for n in frozen)
     with pytest.raises(ValueError, match="unknown stage"):
         configure_stage(policy, "both")  # type: ignore[arg-type]
+
+
+def test_checkpoint_base_policy_serves_the_frozen_base(tmp_path):
+    from sigma_core.errors import SigmaUserError
+
+    base, batch, _ = make()
+    base.eval().save_pretrained(tmp_path / "base")
+    with torch.no_grad():
+        want = base(batch, telepathy=False).base
+    spec = validate_spec(
+        {
+            "model": {"dims": D.model_dump()},
+            "base_policy": {"type": "checkpoint", "path": str(tmp_path / "base")},
+            "train": {"seed": 7},  # a different init: the student is not the base
+        },
+        get_registry(),
+    )
+    student = build_policy(spec)
+    assert not any(n.startswith("base_policy.") for n, _ in student.named_parameters())
+    with torch.no_grad():
+        out = student.eval()(batch)
+    torch.testing.assert_close(out.base.trajectory, want.trajectory, rtol=0, atol=0)
+    assert not torch.allclose(out.actions.trajectory, want.trajectory)
+    wrong = validate_spec(
+        {
+            "model": {"dims": {**D.model_dump(), "horizon": D.horizon + 1}},
+            "base_policy": {"type": "checkpoint", "path": str(tmp_path / "base")},
+        },
+        get_registry(),
+    )
+    with pytest.raises(SigmaUserError, match=r"dims differ from model.dims: horizon"):
+        build_policy(wrong)

@@ -426,7 +426,8 @@ class BasePolicy(Component, kind="base_policy", abstract=True):
 
     def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
         d = self.dims
-        images = torch.rand(batch_size, len(d.cameras), d.frame_history, 3, 8, 8)
+        p = d.image_size
+        images = torch.rand(batch_size, len(d.cameras), d.frame_history, 3, p, p)
         state = torch.randn(batch_size, d.state_dim)
         return {"batch": SigmaBatch(images, state, ["task"] * batch_size)}
 

@@ -6,15 +6,14 @@ Imports no torch: configs are registered eagerly, implementations lazily.
 
 from __future__ import annotations
 
-from sigma_core.configs import InternalBaseConfig
+from sigma_core.configs import CheckpointBaseConfig, InternalBaseConfig
 from sigma_core.hookspecs import RegisterFn, hookimpl
 
 
 @hookimpl
 def sigma_register_components(register: RegisterFn) -> None:
-    register(
-        kind="base_policy",
-        name="internal",
-        config=InternalBaseConfig,
-        impl="sigma_core.base:InternalBasePolicy",
-    )
+    for name, config, impl in (
+        ("internal", InternalBaseConfig, "InternalBasePolicy"),
+        ("checkpoint", CheckpointBaseConfig, "CheckpointBasePolicy"),
+    ):
+        register(kind="base_policy", name=name, config=config, impl=f"sigma_core.base:{impl}")
