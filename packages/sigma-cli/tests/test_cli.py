@@ -145,3 +145,43 @@ def test_broken_plugin_is_reported_not_fatal(tmp_path):
     assert res.returncode == 0  # the rest still works
     strict = sigma("plugins", env={**env, "SIGMA_STRICT_PLUGINS": "1"})
     assert strict.returncode == 2 and "broken" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_train_cli_runs_resumes_and_rejects_a_second_run(tmp_path):
+    """sigma train on tiny shards: JSON summary, --resume continues, no clobbering."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from sigma_cli.main import app
+    from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
+
+    rng = np.random.default_rng(0)
+    cams = ["overhead", "wrist"]
+    eps = [
+        Episode(
+            i,
+            "pick",
+            np.cumsum(rng.normal(size=(24, 6)), 0).astype(np.float32),
+            rng.normal(size=(24, 6)).astype(np.float32),
+            {c: rng.integers(0, 256, (24, 3, 96, 96), dtype=np.uint8) for c in cams},
+        )
+        for i in range(4)
+    ]
+    info = SourceInfo("test", "synthetic", 30, 6, 6, {c: c for c in cams}, {})
+    opts = PreprocessOptions(cameras=cams, min_action_norm=0, val_fraction=0, test_fraction=0)
+    preprocess(InMemorySource(eps, info), tmp_path / "shards", opts)
+    runner = CliRunner()
+    args = ["train", str(DEFAULT), "--data", str(tmp_path / "shards"), "--out", str(tmp_path / "r")]
+    first = runner.invoke(app, [*args, "--steps", "2", "--checkpoint-every", "1"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["steps"] == 2
+    again = runner.invoke(app, [*args, "--steps", "2"])
+    assert again.exit_code == 2 and "pass --resume" in again.stderr
+    more = runner.invoke(app, [*args, "--steps", "3", "--resume"])
+    assert more.exit_code == 0, more.output
+    assert json.loads(more.stdout)["steps"] == 3
+    rows = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1, 2, 3]
+    assert (tmp_path / "r" / "policy" / "model.safetensors").is_file()
+    nodata = runner.invoke(app, ["train", str(DEFAULT), "--out", str(tmp_path / "z")])
+    assert nodata.exit_code == 2 and "no data" in nodata.stderr

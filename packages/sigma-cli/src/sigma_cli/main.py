@@ -19,6 +19,7 @@ import typer
 from rich.table import Table
 
 from sigma_cli.data import data_app, preprocess
+from sigma_cli.train import train
 from sigma_cli.ui import STATE, out, user_errors
 from sigma_core._version import __version__
 from sigma_core.errors import SigmaUserError, SpecError
@@ -209,6 +210,7 @@ def _print_built(spec: Any, rows: list[dict[str, Any]], as_json: bool) -> None:
 
 app.add_typer(data_app, name="data")
 app.command()(preprocess)
+app.command()(train)
 
 
 def run() -> None:

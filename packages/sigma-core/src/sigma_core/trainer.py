@@ -11,7 +11,9 @@ Run directory::
     checkpoints/step_000100/     model.safetensors + sigma.json (SigmaPolicy.save_pretrained)
                                  trainer.safetensors  optimizer moments + RNG state
                                  trainer.json         step, data position, schedule, ...
-    last -> checkpoints/...      (a text file naming the newest complete checkpoint)
+    last                         names the newest complete checkpoint
+    policy/                      the final weights (SigmaPolicy.from_pretrained, or the
+                                 ``path`` of a ``base_policy: checkpoint`` for stage sigma)
 
 Checkpoints are written to a temporary directory and renamed, so a kill at any
 moment leaves the previous one intact; ``resume=True`` restores weights,
@@ -26,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,8 +136,13 @@ class Trainer:
         out = self.policy(batch, m_prev)
         return sigma_objective(out, batch.targets, m_prev, self.step, self.losses)
 
-    def train(self, resume: bool = False) -> TrainResult:
-        """Run until ``steps`` optimizer steps; resume from the newest checkpoint if asked."""
+    def train(
+        self, resume: bool = False, on_step: Callable[[dict[str, float]], None] | None = None
+    ) -> TrainResult:
+        """Run until ``steps`` optimizer steps; resume from the newest checkpoint if asked.
+
+        ``on_step(row)`` is called after every optimizer step with the logged row.
+        """
         self.out.mkdir(parents=True, exist_ok=True)
         if resume:
             self._restore()
@@ -179,8 +187,13 @@ class Trainer:
             }
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
+            if on_step:
+                on_step(row)
             if self.step % self.every == 0 or self.step == self.steps:
                 self._save()
+        if self.step == self.steps:
+            # the final weights as a plain policy directory (a base_policy: checkpoint path)
+            self.policy.save_pretrained(self.out / "policy")
         return TrainResult(self.step, row, self._last(), skipped)
 
     # ---- checkpoints --------------------------------------------------------
