@@ -85,18 +85,12 @@ def test_objective_logs_table1_columns_and_backpropagates():
     from sigma_core.policy import build_policy
     from sigma_core.registry import get_registry
     from sigma_core.spec import validate_spec
-    from sigma_core.testing import CONTRACT_DIMS
-    from sigma_core.types import SigmaBatch
+    from sigma_core.testing import CONTRACT_DIMS, example_batch
 
     d = CONTRACT_DIMS
     spec = validate_spec({"model": {"dims": d.model_dump()}}, get_registry())
     policy = build_policy(spec)
-    g = torch.Generator().manual_seed(0)
-    b = SigmaBatch(
-        torch.rand(4, len(d.cameras), 1, 3, d.image_size, d.image_size, generator=g),
-        torch.randn(4, d.state_dim, generator=g),
-        ["a", "b", "c", "d"],
-    )
+    b = example_batch(d)
     out = policy(b)
     target = ActionSet(
         torch.randn(4, d.action_dim),

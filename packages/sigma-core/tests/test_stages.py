@@ -10,27 +10,15 @@ from sigma_core.policy import build_policy
 from sigma_core.registry import get_registry
 from sigma_core.spec import validate_spec
 from sigma_core.stages import configure_stage, telepathy_parameter_names
-from sigma_core.testing import CONTRACT_DIMS
-from sigma_core.types import ActionSet, SigmaBatch
+from sigma_core.testing import CONTRACT_DIMS, example_batch
 
 D = CONTRACT_DIMS
 
 
 def make() -> tuple:
     spec = validate_spec({"model": {"dims": D.model_dump()}}, get_registry())
-    policy = build_policy(spec)
-    g = torch.Generator().manual_seed(0)
-    batch = SigmaBatch(
-        torch.rand(4, len(D.cameras), 1, 3, D.image_size, D.image_size, generator=g),
-        torch.randn(4, D.state_dim, generator=g),
-        ["pick up the red cube", "place it", "go", "stop"],
-    )
-    target = ActionSet(
-        torch.randn(4, D.action_dim, generator=g),
-        torch.randn(4, D.chunk_horizon, D.action_dim, generator=g),
-        torch.randn(4, D.horizon, D.action_dim, generator=g),
-    )
-    return policy, batch, target
+    batch = example_batch(D)
+    return build_policy(spec), batch, batch.targets
 
 
 def snapshot(policy) -> dict[str, torch.Tensor]:

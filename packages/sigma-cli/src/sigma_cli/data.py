@@ -14,17 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.table import Table
 
-from sigma_cli.ui import err, out, user_errors
+from sigma_cli.ui import err, out, progress_columns, user_errors
 from sigma_core.errors import SigmaUserError
 
 data_app = typer.Typer(help="Make datasets (simulated demonstrations).", no_args_is_help=True)
@@ -33,15 +26,7 @@ data_app = typer.Typer(help="Make datasets (simulated demonstrations).", no_args
 @contextmanager
 def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr with ETA; yields ``advance(n)``."""
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as bar:
+    with Progress(*progress_columns(what), console=err, transient=False) as bar:
         task = bar.add_task(what, total=total)
         yield lambda n=1: bar.advance(task, n)
 

@@ -7,16 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TextColumn
 
-from sigma_cli.ui import err, out, user_errors
+from sigma_cli.ui import err, out, progress_columns, user_errors
 from sigma_core.errors import SigmaUserError
 
 
@@ -50,19 +43,9 @@ def train(
     if shards is None:
         raise SigmaUserError("no data: pass --data SHARDS or set data.path in the spec")
     trainer = Trainer(spec, shards, out_dir, steps=steps, checkpoint_every=checkpoint_every)
-    columns = (
-        TextColumn(f"[bold]{spec.train.stage}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-    )
+    columns = progress_columns(spec.train.stage, TextColumn("loss {task.fields[loss]}"))
     with Progress(*columns, console=err) as bar:
         task = bar.add_task("train", total=trainer.steps, loss="-")
-        if resume:
-            bar.update(task, completed=0)
 
         def on_step(row: dict[str, float]) -> None:
             bar.update(task, completed=row["step"], loss=f"{row['loss']:.4f}")

@@ -8,6 +8,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from sigma_core.errors import SigmaUserError
 
@@ -32,3 +40,16 @@ def user_errors[F: Callable[..., Any]](fn: F) -> F:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def progress_columns(label: str, *extra: ProgressColumn) -> tuple[ProgressColumn, ...]:
+    """The columns of every sigma progress bar: label, bar, n/total, elapsed, ETA, extras."""
+    return (
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        *extra,
+    )

@@ -180,3 +180,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     spec = getattr(metafunc.cls, "components", "all")
     infos = select(spec, get_registry())
     metafunc.parametrize("sigma_component", infos, ids=[f"{i.kind}:{i.name}" for i in infos])
+
+
+def example_batch(dims: Dims, batch_size: int = 4, seed: int = 0, targets: bool = True) -> Any:
+    """A random :class:`~sigma_core.types.SigmaBatch` at ``dims`` (with targets), seeded."""
+    import torch
+
+    from sigma_core.types import ActionSet, SigmaBatch
+
+    g = torch.Generator().manual_seed(seed)
+    p, c, f = dims.image_size, len(dims.cameras), dims.frame_history
+    texts = ["pick up the red cube", "place it on the blue circle", "go", "stop"]
+    return SigmaBatch(
+        torch.rand(batch_size, c, f, 3, p, p, generator=g),
+        torch.randn(batch_size, dims.state_dim, generator=g),
+        [texts[i % len(texts)] for i in range(batch_size)],
+        targets=ActionSet(
+            torch.randn(batch_size, dims.action_dim, generator=g),
+            torch.randn(batch_size, dims.chunk_horizon, dims.action_dim, generator=g),
+            torch.randn(batch_size, dims.horizon, dims.action_dim, generator=g),
+        )
+        if targets
+        else None,
+    )
