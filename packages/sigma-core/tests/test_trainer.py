@@ -64,7 +64,9 @@ def weights(trainer) -> dict[str, torch.Tensor]:
 
 
 def test_base_stage_lowers_the_loss_and_logs_every_step(shards, tmp_path):
-    trainer = Trainer(spec("base", steps=30), shards, tmp_path / "run", checkpoint_every=30)
+    trainer = Trainer(
+        spec("base", steps=30), shards, tmp_path / "run", checkpoint_every=30, val_every=30
+    )
     result = trainer.train()
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 31))
@@ -72,14 +74,17 @@ def test_base_stage_lowers_the_loss_and_logs_every_step(shards, tmp_path):
     last = np.mean([r["L_act"] for r in rows[-5:]])
     assert last < 0.7 * first, (first, last)
     assert (result.checkpoint / "policy" / "model.safetensors").is_file()
+    vals = [r["val_L_act"] for r in rows if "val_L_act" in r]
+    assert len(vals) == 1 and (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    untrained = Trainer(spec("base", steps=1), shards, tmp_path / "u").validate()
+    assert vals[0] < untrained  # held-out episodes got better too
 
 
 def test_resume_after_interruption_is_bit_identical(shards, tmp_path, monkeypatch):
-    whole = Trainer(
-        spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "a", checkpoint_every=2
-    )
+    kw = {"checkpoint_every": 2, "val_every": 3}  # validation must not disturb the RNG
+    whole = Trainer(spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "a", **kw)
     whole.train()
-    part = Trainer(spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "b", checkpoint_every=2)
+    part = Trainer(spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "b", **kw)
     real = part.optimizer.step
     calls = {"n": 0}
 
@@ -92,9 +97,7 @@ def test_resume_after_interruption_is_bit_identical(shards, tmp_path, monkeypatc
     monkeypatch.setattr(part.optimizer, "step", crash)
     with pytest.raises(KeyboardInterrupt):
         part.train()
-    again = Trainer(
-        spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "b", checkpoint_every=2
-    )
+    again = Trainer(spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "b", **kw)
     again.train(resume=True)
     a, b = weights(whole), weights(again)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
