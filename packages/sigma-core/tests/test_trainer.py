@@ -117,3 +117,13 @@ def test_spec_data_mismatch_and_existing_run_are_clear_errors(shards, tmp_path):
     t.train()
     with pytest.raises(SigmaUserError, match="holds a run already; pass --resume"):
         Trainer(spec("base", steps=1), shards, tmp_path / "y").train()
+
+
+def test_non_finite_losses_skip_steps_then_abort(shards, tmp_path, monkeypatch):
+    t = Trainer(spec("base", steps=3), shards, tmp_path / "n", checkpoint_every=1, max_bad_steps=3)
+    before = weights(t)
+    monkeypatch.setattr(t, "_loss", lambda batch: (torch.tensor(float("nan")), {}))
+    with pytest.raises(SigmaUserError, match="3 optimizer steps in a row had a non-finite loss"):
+        t.train()
+    after = weights(t)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # skipped, never applied
