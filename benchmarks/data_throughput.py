@@ -121,8 +121,9 @@ def bench_loader(out: Path, batch: int, workers: int, batches: int) -> float:
 
 
 def bench_train_step(out: Path, batch: int, steps: int) -> float:
-    """samples/s of the default model: forward + MSE on the three scales + backward + AdamW."""
+    """samples/s of the default model: forward + TRAF loss + backward + AdamW."""
     from sigma_core.data import ShardDataset, make_loader
+    from sigma_core.losses import LossConfig, traf
     from sigma_core.policy import build_policy
     from sigma_core.spec import load_spec
 
@@ -134,15 +135,7 @@ def bench_train_step(out: Path, batch: int, steps: int) -> float:
     ]
 
     def step(b) -> None:  # type: ignore[no-untyped-def]
-        o = policy(b)
-        loss = sum(
-            torch.nn.functional.mse_loss(p, t)
-            for p, t in zip(
-                (o.actions.vector, o.actions.chunk, o.actions.trajectory),
-                (b.targets.vector, b.targets.chunk, b.targets.trajectory),
-                strict=True,
-            )
-        )
+        loss = traf(policy(b).actions, b.targets, LossConfig()).total
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -71,14 +71,16 @@ def build(path: Path, device: str, d_model: int | None = None):  # type: ignore[
 
 
 def default_step(device: str, batch: int, steps: int) -> None:
+    from sigma_core.losses import LossConfig, traf
+    from sigma_core.testing import example_batch
+
     spec, policy = build(REPO / "configs" / "default.yaml", device)
     timer = Timed(policy.backbone, device)
-    b = make_batch(spec.model.dims, batch, 50, device)
+    b = example_batch(spec.model.dims, batch).to(device)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-4)
 
     def step() -> None:
-        out = policy(b)
-        loss = out.actions.trajectory.pow(2).mean() + out.actions.chunk.pow(2).mean()
+        loss = traf(policy(b).actions, b.targets, LossConfig()).total
         opt.zero_grad()
         loss.backward()
         opt.step()

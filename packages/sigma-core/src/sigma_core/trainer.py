@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from sigma_core.data import ShardDataset
+from sigma_core.data import ShardDataset, make_loader
 from sigma_core.data.loader import EpochSampler, collate
 from sigma_core.errors import SigmaUserError
 from sigma_core.fileio import atomic_write_text
@@ -212,14 +212,12 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean TRAF ``L_act`` over the val split (eval mode; training RNG untouched)."""
-        bs = self.spec.data.batch_size
         total, n = 0.0, 0
+        telepathy = self.spec.train.stage == "sigma"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.spec.train.seed)  # the same sampler noise every time
             self.policy.eval()
-            for start in range(0, len(self.val), bs):
-                batch = collate([self.val[i] for i in range(start, min(start + bs, len(self.val)))])
-                telepathy = self.spec.train.stage == "sigma"
+            for batch in make_loader(self.val, self.spec.data.batch_size, shuffle=False):
                 actions = self.policy(batch, telepathy=telepathy).actions
                 total += traf(actions, batch.targets, self.losses).l_act.item() * batch.batch_size
                 n += batch.batch_size
