@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
 from sigma_core.errors import SigmaUserError
+from sigma_core.stages import is_lora, telepathy_parameter_names
 from sigma_core.registry import get_registry
 from sigma_core.spec import validate_spec
 from sigma_core.testing import CONTRACT_DIMS
@@ -73,7 +75,22 @@ def test_base_stage_lowers_the_loss_and_logs_every_step(shards, tmp_path):
     first = np.mean([r["L_act"] for r in rows[:5]])
     last = np.mean([r["L_act"] for r in rows[-5:]])
     assert last < 0.7 * first, (first, last)
-    assert (result.checkpoint / "policy" / "model.safetensors").is_file()
+    ckpt = result.checkpoint
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "README.md",  # peft's model card
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "heads.safetensors",
+        "sigma.json",
+        "trainer.json",
+        "trainer.safetensors",
+    ]
+    heads = load_file(ckpt / "heads.safetensors")
+    trainable = {n for n, p in trainer.policy.named_parameters() if p.requires_grad}
+    assert set(heads) == trainable and not any(is_lora(n) for n in heads)
+    meta = json.loads((ckpt / "sigma.json").read_text())
+    assert meta["spec"]["train"]["stage"] == "base" and "model.backbone" in meta["components"]
+    assert (tmp_path / "run" / "policy" / "model.safetensors").is_file()
     vals = [r["val_L_act"] for r in rows if "val_L_act" in r]
     assert len(vals) == 1 and (tmp_path / "run" / "best" / "model.safetensors").is_file()
     untrained = Trainer(spec("base", steps=1), shards, tmp_path / "u").validate()
@@ -103,7 +120,7 @@ def test_resume_after_interruption_is_bit_identical(shards, tmp_path, monkeypatc
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     rows_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "seconds"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if "seconds" not in k} for r in rows]  # noqa: E731
     assert strip(rows_a) == strip(rows_b)
 
 
@@ -122,8 +139,9 @@ def test_spec_data_mismatch_and_existing_run_are_clear_errors(shards, tmp_path):
 def test_non_finite_losses_skip_steps_then_abort(shards, tmp_path, monkeypatch):
     t = Trainer(spec("base", steps=3), shards, tmp_path / "n", checkpoint_every=1, max_bad_steps=3)
     before = weights(t)
-    monkeypatch.setattr(t, "_loss", lambda batch: (torch.tensor(float("nan")), {}))
-    with pytest.raises(SigmaUserError, match="3 optimizer steps in a row had a non-finite loss"):
+    w = next(p for p in t.policy.parameters() if p.requires_grad)
+    monkeypatch.setattr(t, "_loss", lambda batch: (w.sum() * float("nan"), {}))
+    with pytest.raises(SigmaUserError, match="3 optimizer steps in a row had a non-finite loss or gradient"):
         t.train()
     after = weights(t)
     assert all(torch.equal(before[k], after[k]) for k in before)  # skipped, never applied

@@ -130,3 +130,37 @@ def load_policy(
         raise SigmaUserError(f"{directory}: missing {WEIGHTS}")
     load_model(policy, str(weights), strict=True)
     return policy
+
+
+def init_from_checkpoint(policy: Any, directory: str | Path) -> dict[str, int]:
+    """Copy every tensor of a saved policy into ``policy`` where name and shape match.
+
+    Stage ``sigma`` starts from the base stage's weights this way: the frozen
+    tau = 0 path (vision, backbone, query, heads) is the trained base rather
+    than a random initialisation, and the new telepathy/LoRA tensors keep their
+    own initialisation where the saved policy has none. Returns counts of
+    ``loaded`` tensors, ``skipped`` ones (shape differs) and ``new`` ones (absent).
+    """
+    from safetensors import safe_open
+
+    read_meta(directory)
+    weights = Path(directory) / WEIGHTS
+    if not weights.is_file():
+        raise SigmaUserError(f"{directory}: missing {WEIGHTS}")
+    own = policy.state_dict()
+    counts = {"loaded": 0, "skipped": 0, "new": 0}
+    with safe_open(str(weights), framework="pt") as f:
+        saved = set(f.keys())
+        for name, tensor in own.items():
+            if name not in saved:
+                counts["new"] += 1
+                continue
+            value = f.get_tensor(name)
+            if value.shape != tensor.shape:
+                counts["skipped"] += 1
+                continue
+            tensor.copy_(value)  # state_dict tensors are detached views of the parameters
+            counts["loaded"] += 1
+    if counts["loaded"] == 0:
+        raise SigmaUserError(f"train.init_from {directory}: no tensor matches this model")
+    return counts

@@ -123,6 +123,14 @@ class TrainSpec(StrictModel):
     warmup_steps: int = Field(10, ge=0, description="linear warm-up, then cosine decay")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor, fraction of lr")
     seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast; auto = bf16 on a GPU that supports it, else fp32"
+    )
+    init_from: str | None = Field(
+        None,
+        description="saved policy whose tensors initialise every parameter of the same name"
+        " and shape; stage sigma defaults to the base_policy checkpoint's path",
+    )
 
 
 class EvalSpec(StrictModel):

@@ -1,39 +1,44 @@
-"""``sigma train``: the training loop of both stages, with exact resume.
+"""``sigma train``: the training loop of both stages, one code path through accelerate.
 
-One optimizer step = ``grad_accum`` micro-batches. Stage ``base`` minimises
-TRAF on the tau = 0 actions; stage ``sigma`` minimises :func:`sigma_objective`
-(TRAF on ``a_base + Δa`` plus the ramped TSAC terms). Non-finite losses skip
-the step (the optimizer is not touched); ``max_bad_steps`` in a row abort.
+One optimizer step = ``grad_accum`` micro-batches of ``data.batch_size`` per
+process. Stage ``base`` minimises TRAF on the tau = 0 actions; stage ``sigma``
+minimises :func:`sigma_objective` (TRAF on ``a_base + Δa`` plus the ramped TSAC
+terms). Non-finite losses or gradients skip the step (the optimizer is not
+touched); ``max_bad_steps`` in a row abort.
+
+The same loop runs on one CPU, one GPU, or data-parallel under ``accelerate
+launch`` / ``torchrun``: each process takes its own slice of every global batch
+(``batch_size x num_processes`` samples), gradients are averaged by DDP, and only
+the main process validates, logs and writes files. TRAF's hard set and TSAC's
+in-batch negatives are per process, as on the paper's single GPU.
 
 Run directory::
 
-    metrics.jsonl                one JSON row per optimizer step (Table 1 columns, lr, ...)
-    checkpoints/step_000100/     model.safetensors + sigma.json (SigmaPolicy.save_pretrained)
-                                 trainer.safetensors  optimizer moments + RNG state
-                                 trainer.json         step, data position, schedule, ...
-    last                         names the newest complete checkpoint
-    policy/                      the final weights (SigmaPolicy.from_pretrained, or the
-                                 ``path`` of a ``base_policy: checkpoint`` for stage sigma)
-    best/                        the weights with the lowest validation L_act so far
-
-Every ``val_every`` steps (and at the end) the val split's mean TRAF ``L_act``
-is logged as ``val_L_act`` in that step's row.
+    metrics.jsonl       one JSON row per optimizer step (Table 1 columns, lr, grad_norm,
+                        seconds, data_seconds; val_L_act every ``val_every`` steps)
+    tensorboard/        the same scalars, with ``tensorboard=True``
+    checkpoints/step_N/ heads + PEFT adapter + spec + trainer state (see train_state)
+    last                names the newest complete checkpoint
+    policy/             the final weights (SigmaPolicy.from_pretrained; the ``path``
+                        of a ``base_policy: checkpoint`` for stage sigma)
+    best/               the weights with the lowest validation L_act so far
 
 Checkpoints are written to a temporary directory and renamed, so a kill at any
 moment leaves the previous one intact; ``resume=True`` restores weights,
-optimizer, schedule, RNG and data position, and the run continues exactly as
-an uninterrupted one (bit-identical weights on CPU, tested).
+optimizer, schedule, RNG and data position, and the run continues exactly as an
+uninterrupted one (bit-identical weights on CPU, tested by killing a process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,15 +46,20 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from sigma_core import train_state
+from sigma_core.checkpoint import WEIGHTS, init_from_checkpoint
 from sigma_core.data import ShardDataset, make_loader
 from sigma_core.data.loader import EpochSampler, collate
 from sigma_core.errors import SigmaUserError
-from sigma_core.fileio import atomic_write_text
+from sigma_core.fileio import atomic_write_text, sha256_file
 from sigma_core.losses import LossConfig, sigma_objective, traf
 from sigma_core.optim import make_optimizer
 from sigma_core.policy import SigmaPolicy, build_policy
 from sigma_core.spec import SigmaSpec
 from sigma_core.stages import configure_stage
+from sigma_core.types import SigmaBatch
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
@@ -77,6 +87,8 @@ class Trainer:
         keep_last: int = 2,
         max_bad_steps: int = 5,
         losses: LossConfig | None = None,
+        device: str = "auto",
+        tensorboard: bool = False,
     ) -> None:
         self.spec = spec
         self.out = Path(out)
@@ -87,17 +99,31 @@ class Trainer:
         self.keep_last = keep_last
         self.max_bad_steps = max_bad_steps
         self.losses = losses or LossConfig()
+        self.tensorboard = tensorboard
+        self.accelerator = make_accelerator(device)
+        self.device = self.accelerator.device
+        self.rank = self.accelerator.process_index
+        self.world = self.accelerator.num_processes
+        self.main = self.accelerator.is_main_process
+        self.autocast_dtype = autocast_dtype(spec.train.precision, self.device)
         f = spec.model.dims.frame_history
         self.dataset = ShardDataset(data, split="train", frame_history=f)
         self.val = ShardDataset(data, split="val", frame_history=f, verify=False)
         self._check_data()
         torch.manual_seed(spec.train.seed)
         self.policy: SigmaPolicy = build_policy(spec)
+        self.init: dict[str, str] | None = None
+        self.init_counts: dict[str, int] = {}
+        if source := init_source(spec):
+            self.init_counts = init_from_checkpoint(self.policy, source)
+            self.init = {"path": source, "sha256": sha256_file(Path(source) / WEIGHTS)}
         configure_stage(self.policy, spec.train.stage)
+        # DDP-wrapped when several processes run; self.policy stays the plain module
+        self.model = self.accelerator.prepare_model(self.policy)
         self.optimizer, self.scheduler = make_optimizer(self.policy, spec.train)
         self.step = 0
         self.epoch = 0
-        self.position = 0  # samples of the current epoch already consumed
+        self.position = 0  # samples of the current epoch consumed by all processes together
 
     def _check_data(self) -> None:
         d, meta = self.spec.model.dims, self.dataset.meta
@@ -118,96 +144,182 @@ class Trainer:
             raise SigmaUserError(
                 f"{self.dataset.root} does not match the spec's model.dims: " + "; ".join(problems)
             )
+        if len(self.dataset) < self.spec.data.batch_size * self.world:
+            raise SigmaUserError(
+                f"{self.dataset.root}: {len(self.dataset)} train windows, fewer than one batch"
+                f" ({self.spec.data.batch_size} x {self.world} processes)"
+            )
 
     # ---- data ---------------------------------------------------------------
-    def _batches(self):  # type: ignore[no-untyped-def]
-        """Micro-batches from the saved position on, epoch after epoch."""
+    def _batches(self) -> Iterator[SigmaBatch]:
+        """This process's micro-batches from the saved position on, epoch after epoch."""
         bs = self.spec.data.batch_size
+        stride = bs * self.world  # one global batch; this process takes slice ``rank``
         while True:
             order = EpochSampler(len(self.dataset), self.spec.train.seed, self.epoch).order()
-            while self.position + bs <= len(order):
-                idx = order[self.position : self.position + bs]
-                self.position += bs
-                yield collate([self.dataset[i] for i in idx])
+            while self.position + stride <= len(order):
+                lo = self.position + self.rank * bs
+                self.position += stride
+                yield collate([self.dataset[i] for i in order[lo : lo + bs]]).to(self.device)
             self.epoch, self.position = self.epoch + 1, 0
 
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
     # ---- one optimizer step -------------------------------------------------
-    def _loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        if self.spec.train.stage == "base":
-            terms = traf(self.policy(batch, telepathy=False).actions, batch.targets, self.losses)
-            return terms.total, {
-                "loss": terms.total.item(),
-                "L_act": terms.l_act.item(),
-                "L_act_hard": terms.l_hard.item(),
-            }
-        m_prev = self.policy.memory.initial_state(batch.batch_size, batch.state.device)
-        out = self.policy(batch, m_prev)
-        return sigma_objective(out, batch.targets, m_prev, self.step, self.losses)
+    def _loss(self, batch: SigmaBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        with self._autocast():
+            if self.spec.train.stage == "base":
+                actions = self.model(batch, telepathy=False).actions
+                terms = traf(actions, batch.targets, self.losses)
+                return terms.total, {
+                    "loss": terms.total.item(),
+                    "L_act": terms.l_act.item(),
+                    "L_act_hard": terms.l_hard.item(),
+                }
+            m_prev = self.policy.memory.initial_state(batch.batch_size, self.device)
+            out = self.model(batch, m_prev)
+            return sigma_objective(out, batch.targets, m_prev, self.step, self.losses)
+
+    def _all(self, ok: bool) -> bool:
+        """Whether ``ok`` holds on every process (one all-gather when distributed)."""
+        if self.world == 1:
+            return ok
+        return bool(self.accelerator.gather(torch.tensor([ok], device=self.device)).all())
+
+    def _mean_row(self, row: dict[str, float]) -> dict[str, float]:
+        if self.world == 1:
+            return row
+        values = torch.tensor(list(row.values()), dtype=torch.float64, device=self.device)
+        mean = self.accelerator.reduce(values, "mean")
+        return dict(zip(row, mean.tolist(), strict=True))
+
+    def _optimizer_step(self, batches: Iterator[SigmaBatch]) -> dict[str, float] | None:
+        """Accumulate ``grad_accum`` micro-batches and step; ``None`` if skipped (non-finite)."""
+        t0 = time.perf_counter()
+        accum = self.spec.train.grad_accum
+        self.optimizer.zero_grad(set_to_none=True)
+        rows, finite, waited = [], True, 0.0
+        for i in range(accum):
+            t = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - t
+            sync = i == accum - 1  # DDP all-reduces gradients on the last micro-batch only
+            with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model):
+                loss, r = self._loss(batch)
+                finite = finite and bool(torch.isfinite(loss))
+                # backward even on a bad loss, so every process runs the same collectives;
+                # the gradients are dropped below
+                self.accelerator.backward(loss / accum)
+            rows.append(r)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.spec.train.max_grad_norm)
+        if not self._all(finite and bool(torch.isfinite(grad_norm))):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        row = self._mean_row({k: sum(r[k] for r in rows) / len(rows) for k in rows[0]})
+        return row | {
+            "step": self.step,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "seconds": time.perf_counter() - t0,
+            "data_seconds": waited,
+        }
 
     def train(
         self, resume: bool = False, on_step: Callable[[dict[str, float]], None] | None = None
     ) -> TrainResult:
         """Run until ``steps`` optimizer steps; resume from the newest checkpoint if asked.
 
-        ``on_step(row)`` is called after every optimizer step with the logged row.
+        ``on_step(row)`` is called (main process) after every optimizer step with the row.
         """
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
         if resume:
             self._restore()
         elif (self.out / "last").exists():
             raise SigmaUserError(f"{self.out} holds a run already; pass --resume or a new --out")
         self.policy.train()
+        writer = self._writer(resume) if self.main else None
         batches = self._batches()
         bad, skipped, row = 0, 0, {}
-        accum = self.spec.train.grad_accum
-        while self.step < self.steps:
-            t0 = time.perf_counter()
-            self.optimizer.zero_grad(set_to_none=True)
-            rows, finite = [], True
-            for _ in range(accum):
-                loss, r = self._loss(next(batches))
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                (loss / accum).backward()
-                rows.append(r)
-            if not finite:
-                bad, skipped = bad + 1, skipped + 1
-                if bad >= self.max_bad_steps:
-                    raise SigmaUserError(
-                        f"{bad} optimizer steps in a row had a non-finite loss (step {self.step});"
-                        f" the last good checkpoint is {self._last()}; lower train.lr"
-                    )
-                continue
-            bad = 0
-            params = [p for p in self.policy.parameters() if p.requires_grad]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.spec.train.max_grad_norm)
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            row = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-            row |= {
-                "step": self.step,
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "seconds": time.perf_counter() - t0,
-            }
-            if len(self.val) and (self.step % self.val_every == 0 or self.step == self.steps):
-                row["val_L_act"] = self.validate()
-                if row["val_L_act"] < self.best_val:
-                    self.best_val = row["val_L_act"]
-                    self.policy.save_pretrained(self.out / "best")
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if on_step:
-                on_step(row)
-            if self.step % self.every == 0 or self.step == self.steps:
-                self._save()
-        if self.step == self.steps:
+        try:
+            while self.step < self.steps:
+                try:
+                    new = self._optimizer_step(batches)
+                except torch.OutOfMemoryError:
+                    raise SigmaUserError(self._oom_message()) from None
+                if new is None:
+                    bad, skipped = bad + 1, skipped + 1
+                    if bad >= self.max_bad_steps:
+                        raise SigmaUserError(
+                            f"{bad} optimizer steps in a row had a non-finite loss or gradient"
+                            f" (step {self.step}); the last good checkpoint is {self._last()};"
+                            " lower train.lr"
+                        )
+                    continue
+                bad, row = 0, new
+                if len(self.val) and (self.step % self.val_every == 0 or self.step == self.steps):
+                    self._validate_and_keep_best(row)
+                if self.main:
+                    with open(self.out / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    if writer is not None:
+                        for key, value in row.items():
+                            if key != "step":
+                                writer.add_scalar(f"train/{key}", value, self.step)
+                    if on_step:
+                        on_step(row)
+                if self.step % self.every == 0 or self.step == self.steps:
+                    self._save()
+        finally:
+            if writer is not None:
+                writer.close()
+        if self.step == self.steps and self.main:
             # the final weights as a plain policy directory (a base_policy: checkpoint path)
             self.policy.save_pretrained(self.out / "policy")
+        self.accelerator.wait_for_everyone()
         return TrainResult(self.step, row, self._last(), skipped)
+
+    def _writer(self, resume: bool) -> Any:
+        if not self.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise SigmaUserError(
+                "--tensorboard needs the tensorboard package:"
+                " pip install 'sigma-vla-core[tensorboard]'"
+            ) from None
+        # purge_step drops events logged after the checkpoint a resumed run restarts from
+        purge = self.step + 1 if resume else None
+        return SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
+
+    def _oom_message(self) -> str:
+        t, d = self.spec.train, self.spec.data
+        return (
+            f"out of memory on {self.device} at step {self.step + 1} (data.batch_size"
+            f" {d.batch_size} x train.grad_accum {t.grad_accum}, precision {t.precision})."
+            " Knobs, cheapest first: lower data.batch_size and raise train.grad_accum"
+            " (same effective batch); train.precision: bf16; model.backbone.load_in_4bit:"
+            " true; model.backbone.gradient_checkpointing: true; a smaller"
+            " model.backbone.lora.r or fewer lora.target_modules. Then --resume from"
+            f" {self._last() if (self.out / 'last').exists() else 'the start'}."
+        )
+
+    def _validate_and_keep_best(self, row: dict[str, float]) -> None:
+        if self.main:
+            row["val_L_act"] = self.validate()
+            if row["val_L_act"] < self.best_val:
+                self.best_val = row["val_L_act"]
+                self.policy.save_pretrained(self.out / "best")
+        self.accelerator.wait_for_everyone()
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -218,8 +330,11 @@ class Trainer:
             torch.manual_seed(self.spec.train.seed)  # the same sampler noise every time
             self.policy.eval()
             for batch in make_loader(self.val, self.spec.data.batch_size, shuffle=False):
-                actions = self.policy(batch, telepathy=telepathy).actions
-                total += traf(actions, batch.targets, self.losses).l_act.item() * batch.batch_size
+                batch = batch.to(self.device)
+                with self._autocast():
+                    actions = self.policy(batch, telepathy=telepathy).actions
+                l_act = traf(actions.to(torch.float32), batch.targets, self.losses).l_act
+                total += l_act.item() * batch.batch_size
                 n += batch.batch_size
             self.policy.train()
         return total / n
@@ -230,26 +345,32 @@ class Trainer:
         return self.out / "checkpoints" / name
 
     def _save(self) -> None:
+        if self.main:
+            self._write_checkpoint()
+        self.accelerator.wait_for_everyone()
+
+    def _write_checkpoint(self) -> None:
         ckpts = self.out / "checkpoints"
         ckpts.mkdir(exist_ok=True)
         name = f"step_{self.step:06d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=ckpts))
         try:
-            self.policy.save_pretrained(tmp / "policy")
-            tensors, meta = _optimizer_tensors(self.optimizer)
-            tensors["rng.torch"] = torch.get_rng_state()
-            save_file(tensors, str(tmp / "trainer.safetensors"))
+            train_state.save_trained(self.policy, tmp)
+            train_state.write_meta(tmp, self.spec, self.init)
+            tensors, meta = train_state.optimizer_tensors(self.optimizer)
+            save_file(tensors | train_state.rng_tensors(), str(tmp / train_state.TRAINER_TENSORS))
             state = {
                 "step": self.step,
                 "epoch": self.epoch,
                 "position": self.position,
+                "num_processes": self.world,
                 "best_val": None if math.isinf(self.best_val) else self.best_val,
                 "scheduler": {
                     k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"
                 },
                 "optimizer": meta,
             }
-            (tmp / "trainer.json").write_text(json.dumps(state, indent=1))
+            (tmp / train_state.TRAINER_STATE).write_text(json.dumps(state, indent=1))
             final = ckpts / name
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
@@ -264,41 +385,65 @@ class Trainer:
         if not (self.out / "last").exists():
             raise SigmaUserError(f"{self.out}: nothing to resume (no checkpoint yet)")
         ckpt = self._last()
-        from safetensors.torch import load_model
-
-        load_model(self.policy, str(ckpt / "policy" / "model.safetensors"))
-        state = json.loads((ckpt / "trainer.json").read_text())
-        tensors = load_file(str(ckpt / "trainer.safetensors"))
-        torch.set_rng_state(tensors.pop("rng.torch"))
-        _load_optimizer(self.optimizer, tensors, state["optimizer"])
+        saved_init = train_state.checkpoint_meta(ckpt).get("init_from")
+        if saved_init != self.init:
+            raise SigmaUserError(
+                f"{ckpt}: the run started from init_from {saved_init}, this spec gives"
+                f" {self.init}; resume needs the same initial weights"
+            )
+        train_state.load_trained(self.policy, ckpt)
+        state = json.loads((ckpt / train_state.TRAINER_STATE).read_text())
+        tensors = load_file(str(ckpt / train_state.TRAINER_TENSORS), device=str(self.device))
+        train_state.load_rng({k: v.cpu() for k, v in tensors.items() if k.startswith("rng.")})
+        train_state.load_optimizer(self.optimizer, tensors, state["optimizer"])
         sched = self.scheduler.state_dict() | state["scheduler"]
         self.scheduler.load_state_dict(sched)
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.best_val = math.inf if state.get("best_val") is None else state["best_val"]
-        with open(self.out / "metrics.jsonl") as f:  # drop rows logged after that checkpoint
-            rows = [r for r in f if json.loads(r)["step"] <= self.step]
-        atomic_write_text(self.out / "metrics.jsonl", "".join(rows))
+        if self.main:  # drop rows logged after that checkpoint
+            with open(self.out / "metrics.jsonl") as f:
+                rows = [r for r in f if json.loads(r)["step"] <= self.step]
+            atomic_write_text(self.out / "metrics.jsonl", "".join(rows))
+        self.accelerator.wait_for_everyone()
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Optimizer state as safetensors tensors + JSON (no pickle)."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"opt.{idx}.{k}"] = v.contiguous()
-            else:
-                scalars[f"{idx}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+def make_accelerator(device: str = "auto") -> Any:
+    """An :class:`accelerate.Accelerator` on ``device`` (auto: CUDA, then MPS, then CPU)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    if device not in DEVICES:
+        raise SigmaUserError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SigmaUserError("--device cuda: no CUDA device is visible to torch")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SigmaUserError("--device mps: torch reports MPS unavailable")
+    # a stage may leave some trainable tensors without gradient (e.g. fusion weights in
+    # stage base); DDP must not wait for them
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=device == "cpu", kwargs_handlers=[ddp])
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        _, idx, k = key.split(".", 2)
-        state.setdefault(int(idx), {})[k] = v
-    for key, v in meta["scalars"].items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.precision`` on ``device`` (None: full fp32)."""
+    bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    if precision == "bf16":
+        if not bf16_ok:
+            raise SigmaUserError(f"train.precision bf16: {device} does not support bfloat16")
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and bf16_ok:
+        return torch.bfloat16
+    return None
+
+
+def init_source(spec: SigmaSpec) -> str | None:
+    """Where the initial weights come from: ``train.init_from``, else (stage sigma) the base.
+
+    Stage sigma trains the telepathy pathway on top of the *trained* tau = 0
+    path; starting it from random frozen features would leave the residual
+    nothing meaningful to read.
+    """
+    if spec.train.init_from:
+        return spec.train.init_from
+    if spec.train.stage == "sigma" and spec.base_policy.type == "checkpoint":
+        return str(spec.base_policy.params["path"])
+    return None

@@ -46,9 +46,12 @@ class SigmaIntent(IntentWorkspace):
 
     name = "sigma"
     config_class = SigmaIntentConfig
-    # The factor head, intent head, telepathy projector and language modulator form
-    # the telepathy pathway; in_proj and the summary heads (c_text) serve the base too.
+    # The factor head, intent head, telepathy projector, language modulator and the
+    # c_env / c_beh summary heads (read only by z_intent and tau) form the telepathy
+    # pathway; in_proj and the c_text head serve the tau = 0 path too.
     telepathy_params = (
+        "c_env_head.",
+        "c_beh_head.",
         "factor_queries",
         "factor_head.",
         "factor_norm.",
