@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_fixtures import tiny_shards_fixture  # noqa: F401 (the tiny_shards fixture)
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT = REPO / "configs" / "default.yaml"
@@ -147,31 +148,14 @@ def test_broken_plugin_is_reported_not_fatal(tmp_path):
     assert strict.returncode == 2 and "broken" in strict.stderr and "Traceback" not in strict.stderr
 
 
-def test_train_cli_runs_resumes_and_rejects_a_second_run(tmp_path):
+def test_train_cli_runs_resumes_and_rejects_a_second_run(tmp_path, tiny_shards):
     """sigma train on tiny shards: JSON summary, --resume continues, no clobbering."""
-    import numpy as np
     from typer.testing import CliRunner
 
     from sigma_cli.main import app
-    from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
 
-    rng = np.random.default_rng(0)
-    cams = ["overhead", "wrist"]
-    eps = [
-        Episode(
-            i,
-            "pick",
-            np.cumsum(rng.normal(size=(24, 6)), 0).astype(np.float32),
-            rng.normal(size=(24, 6)).astype(np.float32),
-            {c: rng.integers(0, 256, (24, 3, 96, 96), dtype=np.uint8) for c in cams},
-        )
-        for i in range(4)
-    ]
-    info = SourceInfo("test", "synthetic", 30, 6, 6, {c: c for c in cams}, {})
-    opts = PreprocessOptions(cameras=cams, min_action_norm=0, val_fraction=0, test_fraction=0)
-    preprocess(InMemorySource(eps, info), tmp_path / "shards", opts)
     runner = CliRunner()
-    args = ["train", str(DEFAULT), "--data", str(tmp_path / "shards"), "--out", str(tmp_path / "r")]
+    args = ["train", str(DEFAULT), "--data", str(tiny_shards), "--out", str(tmp_path / "r")]
     first = runner.invoke(app, [*args, "--steps", "2", "--checkpoint-every", "1"])
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["steps"] == 2

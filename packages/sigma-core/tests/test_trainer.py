@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
 from sigma_core.errors import SigmaUserError
-from sigma_core.stages import is_lora, telepathy_parameter_names
 from sigma_core.registry import get_registry
 from sigma_core.spec import validate_spec
+from sigma_core.stages import is_lora
 from sigma_core.testing import CONTRACT_DIMS
 from sigma_core.trainer import Trainer
 
@@ -59,6 +59,11 @@ def spec(stage: str = "base", steps: int = 6, **train):
         "train": {"stage": stage, "steps": steps, "lr": 3e-3, "warmup_steps": 1, **train},
     }
     return validate_spec(raw, get_registry())
+
+
+def timeless(rows: list[str]) -> list[dict]:
+    """metrics.jsonl rows without the wall-clock columns."""
+    return [{k: v for k, v in json.loads(r).items() if "seconds" not in k} for r in rows]
 
 
 def weights(trainer) -> dict[str, torch.Tensor]:
@@ -120,8 +125,7 @@ def test_resume_after_interruption_is_bit_identical(shards, tmp_path, monkeypatc
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     rows_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if "seconds" not in k} for r in rows]  # noqa: E731
-    assert strip(rows_a) == strip(rows_b)
+    assert timeless(rows_a) == timeless(rows_b)
 
 
 def test_spec_data_mismatch_and_existing_run_are_clear_errors(shards, tmp_path):
@@ -141,7 +145,7 @@ def test_non_finite_losses_skip_steps_then_abort(shards, tmp_path, monkeypatch):
     before = weights(t)
     w = next(p for p in t.policy.parameters() if p.requires_grad)
     monkeypatch.setattr(t, "_loss", lambda batch: (w.sum() * float("nan"), {}))
-    with pytest.raises(SigmaUserError, match="3 optimizer steps in a row had a non-finite loss or gradient"):
+    with pytest.raises(SigmaUserError, match="3 optimizer steps in a row had a non-finite loss"):
         t.train()
     after = weights(t)
     assert all(torch.equal(before[k], after[k]) for k in before)  # skipped, never applied

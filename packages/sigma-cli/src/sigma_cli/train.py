@@ -24,12 +24,19 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint.")] = False,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 50,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA, then MPS, then CPU) | cpu | cuda | mps.")
+    ] = "auto",
+    tensorboard: Annotated[
+        bool, typer.Option(help="Also write TensorBoard scalars to RUN/tensorboard.")
+    ] = False,
 ) -> None:
     """Train the spec's stage (base: the tau = 0 policy; sigma: telepathy + LoRA).
 
     Writes metrics.jsonl (one row per step, the paper's Table 1 columns) and
     atomic checkpoints; after a kill, the same command with --resume continues
-    to the same weights as an uninterrupted run.
+    to the same weights as an uninterrupted run. Data-parallel on several GPUs
+    (or CPU processes): accelerate launch -m sigma_cli train ... (or torchrun).
     """
     import torch
 
@@ -42,9 +49,18 @@ def train(
     shards = data or (Path(spec.data.path) if spec.data.path else None)
     if shards is None:
         raise SigmaUserError("no data: pass --data SHARDS or set data.path in the spec")
-    trainer = Trainer(spec, shards, out_dir, steps=steps, checkpoint_every=checkpoint_every)
+    trainer = Trainer(
+        spec,
+        shards,
+        out_dir,
+        steps=steps,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        tensorboard=tensorboard,
+    )
     columns = progress_columns(spec.train.stage, TextColumn("loss {task.fields[loss]}"))
-    with Progress(*columns, console=err) as bar:
+    # one progress bar and one summary, from the main process only
+    with Progress(*columns, console=err, disable=not trainer.main) as bar:
         task = bar.add_task("train", total=trainer.steps, loss="-")
 
         def on_step(row: dict[str, float]) -> None:
@@ -57,4 +73,5 @@ def train(
         "skipped_steps": result.skipped,
         **result.last,
     }
-    out.print_json(json.dumps(summary))
+    if trainer.main:
+        out.print_json(json.dumps(summary))

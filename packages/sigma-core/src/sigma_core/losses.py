@@ -26,42 +26,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, NonNegativeInt
 
-from sigma_core.spec import StrictModel
+# defined with the spec (train.losses), re-exported here
+from sigma_core.spec import LossConfig as LossConfig
+from sigma_core.spec import Ramp as Ramp
 from sigma_core.types import ActionSet, SigmaOutput
-
-
-class Ramp(StrictModel):
-    """A weight that goes linearly from ``start`` to ``target`` over ``steps`` steps."""
-
-    start: float = 0.0
-    target: float = 1.0
-    steps: NonNegativeInt = 0
-
-    def __call__(self, step: int) -> float:
-        if self.steps == 0 or step >= self.steps:
-            return self.target
-        return self.start + (self.target - self.start) * max(step, 0) / self.steps
-
-
-class LossConfig(StrictModel):
-    """Weights and constants of TRAF and TSAC (defaults: the paper's where it gives them)."""
-
-    alpha_vec: float = Field(1.0, ge=0, description="α_a")
-    alpha_chk: float = Field(1.0, ge=0, description="α_b")
-    alpha_trj: float = Field(1.0, ge=0, description="α_c")
-    hard_ratio: float = Field(0.3, gt=0, le=1, description="ρ, the hard-set fraction")
-    lambda_hard: float = Field(0.5, ge=0, description="λ_hard")
-    beta_mi: float = Field(0.1, ge=0, description="β_mi, the InfoNCE weight in L_sem")
-    temperature: float = Field(0.1, gt=0, description="InfoNCE temperature T")
-    tau_l2: float = Field(0.01, ge=0, description="c_2 on ‖τ‖²")
-    lambda_collapse: float = Field(1.0, ge=0, description="λ_collapse")
-    tau0: float = Field(1.0, ge=0, description="τ0, the minimum norm before collapse is penalised")
-    eta: float = Field(0.1, ge=0, description="η on 1 − cos(τ, c_act)")
-    w_sem: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
-    w_intent: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
-    w_tau: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.05, steps=100))
 
 
 def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
 from sigma_core.errors import SigmaUserError, SpecError, SpecProblem
 from sigma_core.kinds import MODEL_SLOTS
@@ -111,6 +111,38 @@ class DataSpec(StrictModel):
     num_workers: int = Field(0, ge=0)
 
 
+class Ramp(StrictModel):
+    """A weight that goes linearly from ``start`` to ``target`` over ``steps`` steps."""
+
+    start: float = 0.0
+    target: float = 1.0
+    steps: NonNegativeInt = 0
+
+    def __call__(self, step: int) -> float:
+        if self.steps == 0 or step >= self.steps:
+            return self.target
+        return self.start + (self.target - self.start) * max(step, 0) / self.steps
+
+
+class LossConfig(StrictModel):
+    """Weights and constants of TRAF and TSAC (defaults: the paper's where it gives them)."""
+
+    alpha_vec: float = Field(1.0, ge=0, description="α_a")
+    alpha_chk: float = Field(1.0, ge=0, description="α_b")
+    alpha_trj: float = Field(1.0, ge=0, description="α_c")
+    hard_ratio: float = Field(0.3, gt=0, le=1, description="ρ, the hard-set fraction")
+    lambda_hard: float = Field(0.5, ge=0, description="λ_hard")
+    beta_mi: float = Field(0.1, ge=0, description="β_mi, the InfoNCE weight in L_sem")
+    temperature: float = Field(0.1, gt=0, description="InfoNCE temperature T")
+    tau_l2: float = Field(0.01, ge=0, description="c_2 on ‖τ‖²")
+    lambda_collapse: float = Field(1.0, ge=0, description="λ_collapse")
+    tau0: float = Field(1.0, ge=0, description="τ0, the minimum norm before collapse is penalised")
+    eta: float = Field(0.1, ge=0, description="η on 1 − cos(τ, c_act)")
+    w_sem: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
+    w_intent: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
+    w_tau: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.05, steps=100))
+
+
 class TrainSpec(StrictModel):
     """The ``train:`` section."""
 
@@ -126,6 +158,7 @@ class TrainSpec(StrictModel):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast; auto = bf16 on a GPU that supports it, else fp32"
     )
+    losses: LossConfig = Field(default_factory=LossConfig, description="TRAF/TSAC weights")
     init_from: str | None = Field(
         None,
         description="saved policy whose tensors initialise every parameter of the same name"

@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from sigma_core import train_state
 from sigma_core.checkpoint import WEIGHTS, init_from_checkpoint
@@ -98,7 +99,7 @@ class Trainer:
         self.best_val = math.inf
         self.keep_last = keep_last
         self.max_bad_steps = max_bad_steps
-        self.losses = losses or LossConfig()
+        self.losses = losses or spec.train.losses
         self.tensorboard = tensorboard
         self.accelerator = make_accelerator(device)
         self.device = self.accelerator.device
@@ -119,7 +120,8 @@ class Trainer:
             self.init = {"path": source, "sha256": sha256_file(Path(source) / WEIGHTS)}
         configure_stage(self.policy, spec.train.stage)
         # DDP-wrapped when several processes run; self.policy stays the plain module
-        self.model = self.accelerator.prepare_model(self.policy)
+        self.objective = StageObjective(self.policy, spec.train.stage, self.losses)
+        self.model = self.accelerator.prepare_model(self.objective)
         self.optimizer, self.scheduler = make_optimizer(self.policy, spec.train)
         self.step = 0
         self.epoch = 0
@@ -171,17 +173,7 @@ class Trainer:
     # ---- one optimizer step -------------------------------------------------
     def _loss(self, batch: SigmaBatch) -> tuple[torch.Tensor, dict[str, float]]:
         with self._autocast():
-            if self.spec.train.stage == "base":
-                actions = self.model(batch, telepathy=False).actions
-                terms = traf(actions, batch.targets, self.losses)
-                return terms.total, {
-                    "loss": terms.total.item(),
-                    "L_act": terms.l_act.item(),
-                    "L_act_hard": terms.l_hard.item(),
-                }
-            m_prev = self.policy.memory.initial_state(batch.batch_size, self.device)
-            out = self.model(batch, m_prev)
-            return sigma_objective(out, batch.targets, m_prev, self.step, self.losses)
+            return self.model(batch, self.step)
 
     def _all(self, ok: bool) -> bool:
         """Whether ``ok`` holds on every process (one all-gather when distributed)."""
@@ -405,6 +397,32 @@ class Trainer:
                 rows = [r for r in f if json.loads(r)["step"] <= self.step]
             atomic_write_text(self.out / "metrics.jsonl", "".join(rows))
         self.accelerator.wait_for_everyone()
+
+
+class StageObjective(nn.Module):
+    """``forward(batch, step) -> (loss, logged terms)`` of a stage, as one module.
+
+    Stage ``base``: TRAF on the tau = 0 actions. Stage ``sigma``: :func:`sigma_objective`
+    from a zero memory. The loss is computed inside ``forward`` so that DDP sees the
+    loss, not the policy's outputs: tensors that feed outputs but not the loss (the
+    fused plan's weights in stage base) are then correctly found unused.
+    """
+
+    def __init__(self, policy: SigmaPolicy, stage: str, losses: LossConfig) -> None:
+        super().__init__()
+        self.policy, self.stage, self.losses = policy, stage, losses
+
+    def forward(self, batch: SigmaBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.stage == "base":
+            terms = traf(self.policy(batch, telepathy=False).actions, batch.targets, self.losses)
+            return terms.total, {
+                "loss": terms.total.item(),
+                "L_act": terms.l_act.item(),
+                "L_act_hard": terms.l_hard.item(),
+            }
+        m_prev = self.policy.memory.initial_state(batch.batch_size, batch.state.device)
+        out = self.policy(batch, m_prev)
+        return sigma_objective(out, batch.targets, m_prev, step, self.losses)
 
 
 def make_accelerator(device: str = "auto") -> Any:
