@@ -13,7 +13,7 @@ from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceIn
 from sigma_core.errors import SigmaUserError
 from sigma_core.registry import get_registry
 from sigma_core.spec import validate_spec
-from sigma_core.stages import is_lora
+from sigma_core.stages import is_lora, telepathy_parameter_names
 from sigma_core.testing import CONTRACT_DIMS
 from sigma_core.trainer import Trainer
 
@@ -149,3 +149,68 @@ def test_non_finite_losses_skip_steps_then_abort(shards, tmp_path, monkeypatch):
         t.train()
     after = weights(t)
     assert all(torch.equal(before[k], after[k]) for k in before)  # skipped, never applied
+
+
+def test_stage_sigma_starts_from_the_base_and_checkpoints_heads_plus_adapter(shards, tmp_path):
+    base = Trainer(spec("base", steps=2), shards, tmp_path / "base", checkpoint_every=2)
+    base.train()
+    saved = load_file(tmp_path / "base" / "policy" / "model.safetensors")
+    s = spec("sigma", steps=2)
+    s = s.model_copy(
+        update={
+            "base_policy": s.base_policy.model_validate(
+                {"type": "checkpoint", "path": str(tmp_path / "base" / "policy")}
+            )
+        }
+    )
+    t = Trainer(s, shards, tmp_path / "sigma", checkpoint_every=2)
+    assert t.init and t.init["path"].endswith("policy") and t.init_counts["loaded"] > 0
+    pathway = telepathy_parameter_names(t.policy)
+    own = t.policy.state_dict()
+    for name, value in saved.items():  # the whole tau = 0 path is the trained base
+        assert torch.equal(own[name], value), name
+    t.train()
+    ckpt = t._last()
+    heads = load_file(ckpt / "heads.safetensors")
+    assert set(heads) == pathway  # stage sigma trains exactly the pathway (+ LoRA below)
+    adapter = load_file(ckpt / "adapter_model.safetensors")
+    assert adapter and all("lora_" in k for k in adapter)
+    config = json.loads((ckpt / "adapter_config.json").read_text())
+    lora = {n: p for n, p in t.policy.named_parameters() if is_lora(n)}
+    assert len(adapter) == len(lora)  # every LoRA tensor, in peft's own key format
+    assert config["r"] == next(p for n, p in lora.items() if "lora_A" in n).shape[0]
+    assert set(config["target_modules"]) >= {"q_proj", "v_proj"}
+    sd = t.policy.state_dict()
+    for name in pathway:
+        assert torch.equal(heads[name], sd[name])
+
+
+def test_tensorboard_oom_and_device_errors(shards, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    t = Trainer(spec("base", steps=3), shards, tmp_path / "tb", tensorboard=True)
+    t.train()
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    l_act = events.Scalars("train/L_act")
+    logged = [json.loads(r)["L_act"] for r in (tmp_path / "tb" / "metrics.jsonl").open()]
+    assert [e.step for e in l_act] == [1, 2, 3]
+    assert [e.value for e in l_act] == pytest.approx(logged)
+    assert "train/val_L_act" in events.Tags()["scalars"]
+
+    oom = Trainer(spec("base", steps=2), shards, tmp_path / "oom")
+
+    def boom(batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(oom, "_loss", boom)
+    with pytest.raises(SigmaUserError) as exc:
+        oom.train()
+    msg = str(exc.value)
+    for knob in ("data.batch_size", "train.grad_accum", "bf16", "load_in_4bit", "checkpointing"):
+        assert knob in msg
+    if not torch.cuda.is_available():
+        with pytest.raises(SigmaUserError, match="--device cuda: no CUDA device"):
+            Trainer(spec("base"), shards, tmp_path / "c", device="cuda")
+    with pytest.raises(SigmaUserError, match="--device 'tpu': choose one of auto, cpu"):
+        Trainer(spec("base"), shards, tmp_path / "c", device="tpu")
