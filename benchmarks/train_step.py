@@ -1,0 +1,109 @@
+"""Training throughput of `sigma train` on the CPU default, each figure with its reference.
+
+Runs the real :class:`~sigma_core.trainer.Trainer` (loader, loss, backward, AdamW,
+checkpoints) for both stages of the CPU default on the same shards:
+
+* samples/s and median step time of stage ``base`` (configs/base-tiny.yaml) and of
+  stage ``sigma`` (configs/sigma-tiny.yaml on the base just trained): the ratio
+  sigma / base is the telepathy pathway's training cost;
+* the share of step time spent waiting for data (goal < 5%), from the trainer's
+  own ``data_seconds`` and ``seconds`` columns;
+* peak RSS of the process.
+
+The shards are ``--data`` (e.g. data/shards from `sigma data sim` + `sigma
+preprocess`), or synthetic episodes at the default dims written to a temp dir.
+
+    uv run python benchmarks/train_step.py [--data data/shards] [--steps 40] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def synthetic_shards(out: Path, episodes: int = 12, frames: int = 60) -> Path:
+    """Random episodes at configs/default.yaml's dims (2 cameras, 96 px, 6-D actions)."""
+    import numpy as np
+
+    from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
+
+    rng = np.random.default_rng(0)
+    cams = ["overhead", "wrist"]
+    eps = [
+        Episode(
+            i,
+            f"pick up the {'red' if i % 2 else 'green'} cube",
+            np.cumsum(rng.normal(size=(frames, 6)), 0).astype(np.float32),
+            np.cumsum(rng.normal(size=(frames, 6)), 0).astype(np.float32),
+            {c: rng.integers(0, 256, (frames, 3, 96, 96), dtype=np.uint8) for c in cams},
+        )
+        for i in range(episodes)
+    ]
+    info = SourceInfo("synthetic", "benchmark", 30, 6, 6, {c: c for c in cams}, {})
+    preprocess(InMemorySource(eps, info), out, PreprocessOptions(cameras=cams, min_action_norm=0))
+    return out
+
+
+def measure(spec, data: Path, out: Path, steps: int, warmup: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Train ``steps`` steps; step figures exclude the first ``warmup`` steps."""
+    from sigma_core.trainer import Trainer
+
+    rows: list[dict[str, float]] = []
+    trainer = Trainer(spec, data, out, steps=steps, checkpoint_every=steps, val_every=10**9)
+    trainer.train(on_step=rows.append)
+    timed = rows[warmup:]
+    step = statistics.median(r["seconds"] for r in timed)
+    wait = sum(r["data_seconds"] for r in timed) / sum(r["seconds"] for r in timed)
+    batch = spec.data.batch_size * spec.train.grad_accum
+    return {"step_ms": 1e3 * step, "samples_per_s": batch / step, "data_wait": wait}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, help="preprocessed shards (default: synthetic)")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: see FACTS)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from sigma_core.registry import get_registry
+    from sigma_core.spec import load_spec
+
+    with tempfile.TemporaryDirectory(prefix="sigma-bench-") as tmp:
+        tmp_path = Path(tmp)
+        data = args.data or synthetic_shards(tmp_path / "shards")
+        registry = get_registry()
+        base_spec = load_spec(REPO / "configs" / "base-tiny.yaml", registry)
+        base = measure(base_spec, data, tmp_path / "base", args.steps, args.warmup)
+        raw = load_spec(REPO / "configs" / "sigma-tiny.yaml", registry).model_dump(mode="json")
+        raw["base_policy"] = {"type": "checkpoint", "path": str(tmp_path / "base" / "policy")}
+        from sigma_core.spec import validate_spec
+
+        sigma = measure(
+            validate_spec(raw, registry), data, tmp_path / "sigma", args.steps, args.warmup
+        )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"torch threads {args.threads}; {args.steps} steps per stage, first {args.warmup} untimed"
+    )
+    print(f"data: {args.data or 'synthetic shards (12 episodes x 60 frames)'}")
+    for name, r in (("base", base), ("sigma", sigma)):
+        print(
+            f"stage {name:5s}: {r['step_ms']:6.1f} ms/step  {r['samples_per_s']:6.1f} samples/s"
+            f"  data wait {100 * r['data_wait']:.1f}% of step time (goal < 5%)"
+        )
+    print(f"stage sigma / stage base step time: {sigma['step_ms'] / base['step_ms']:.2f}x")
+    print(f"peak RSS: {rss:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
