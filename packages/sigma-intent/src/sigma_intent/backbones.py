@@ -139,13 +139,18 @@ class HfBackbone(PrefixLM):
     def __init__(self, config: HfBackboneConfig, dims: Dims) -> None:
         super().__init__(config, dims)
         model, self.tokenizer = load_hf(config)
+        # non-reentrant checkpointing: works with frozen inputs and LoRA, and is torch's
+        # recommended variant (the reentrant default is being removed)
+        ckpt_kwargs = {"use_reentrant": False}
         if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
         if config.load_in_4bit:
             import peft
 
             model = peft.prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=config.gradient_checkpointing
+                model,
+                use_gradient_checkpointing=config.gradient_checkpointing,
+                gradient_checkpointing_kwargs=ckpt_kwargs,
             )
         self.model = apply_lora(model, config.lora, config.freeze_base)
         width = getattr(model.config, "hidden_size", None) or model.config.text_config.hidden_size
