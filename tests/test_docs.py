@@ -46,4 +46,6 @@ def test_distributions_share_one_version_and_pin_each_other():
         deps = [*project["dependencies"], *(d for extra in extras for d in extra)]
         for dep in deps:
             if dep.startswith("sigma-vla-"):
-                assert re.fullmatch(rf"sigma-vla-[a-z]+=={re.escape(__version__)}", dep), dep
+                assert re.fullmatch(
+                    rf"sigma-vla-[a-z]+(\[[a-z0-9,]+\])?=={re.escape(__version__)}", dep
+                ), dep

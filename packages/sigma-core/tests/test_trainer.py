@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -214,3 +215,13 @@ def test_tensorboard_oom_and_device_errors(shards, tmp_path, monkeypatch):
             Trainer(spec("base"), shards, tmp_path / "c", device="cuda")
     with pytest.raises(SigmaUserError, match="--device 'tpu': choose one of auto, cpu"):
         Trainer(spec("base"), shards, tmp_path / "c", device="tpu")
+
+
+def test_steps_override_sets_the_schedule_length(shards, tmp_path):
+    t = Trainer(spec("base", steps=100, min_lr_ratio=0.0), shards, tmp_path / "s", steps=4)
+    assert t.spec.train.steps == 4
+    t.train()
+    lrs = [json.loads(r)["lr"] for r in (tmp_path / "s" / "metrics.jsonl").open()]
+    # warm-up 1 step, then cosine over the remaining 3 steps of 4 (not of 100)
+    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(3e-3)
+    assert lrs[3] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * 2 / 3)))

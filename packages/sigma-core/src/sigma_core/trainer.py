@@ -91,9 +91,13 @@ class Trainer:
         device: str = "auto",
         tensorboard: bool = False,
     ) -> None:
+        if steps and steps != spec.train.steps:  # the schedule (cosine length) follows too
+            spec = spec.model_copy(
+                update={"train": spec.train.model_copy(update={"steps": steps})}, deep=True
+            )
         self.spec = spec
         self.out = Path(out)
-        self.steps = steps or spec.train.steps
+        self.steps = spec.train.steps
         self.every = checkpoint_every
         self.val_every = val_every
         self.best_val = math.inf
