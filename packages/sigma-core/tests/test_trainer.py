@@ -225,3 +225,39 @@ def test_steps_override_sets_the_schedule_length(shards, tmp_path):
     # warm-up 1 step, then cosine over the remaining 3 steps of 4 (not of 100)
     assert lrs[0] == 0.0 and lrs[1] == pytest.approx(3e-3)
     assert lrs[3] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * 2 / 3)))
+
+
+def test_native_base_loss_uses_each_branchs_own_loss(shards, tmp_path):
+    from sigma_core.losses import per_sample_mse
+    from sigma_core.trainer import StageObjective
+
+    regression = {"vector": {"type": "mlp"}, "trajectory": {"type": "mlp"}}
+    raw = spec("base").model_dump(mode="json")
+    raw["model"] |= regression
+    s = validate_spec(raw, get_registry())
+    t = Trainer(s, shards, tmp_path / "r")
+    batch = next(t._batches())
+    native_cfg = s.train.losses.model_copy(update={"base_loss": "native"})
+    native = StageObjective(t.policy, "base", native_cfg)
+    mse = StageObjective(t.policy, "base", s.train.losses)
+    t.policy.eval()  # no dropout: both objectives see the same network
+    # every branch here is a regression head, whose own loss is the MSE: the two agree
+    assert native(batch, 0)[1]["L_act"] == pytest.approx(mse(batch, 0)[1]["L_act"], rel=1e-6)
+
+    raw["model"]["trajectory"] = {"type": "flow-dit"}
+    flow = Trainer(validate_spec(raw, get_registry()), shards, tmp_path / "f")
+    flow.policy.eval()
+    native_cfg = flow.losses.model_copy(update={"base_loss": "native"})
+    objective = StageObjective(flow.policy, "base", native_cfg)
+    losses = objective.branch_losses(batch)
+    q0 = flow.policy.tau0_queries(batch)
+    torch.manual_seed(1)
+    expected = flow.policy.trajectory.loss(q0.queries, q0.c_act, batch.targets.trajectory)
+    torch.manual_seed(1)
+    got = objective.branch_losses(batch)["trj"]
+    assert torch.allclose(got, expected)  # flow matching, not MSE of a sampled trajectory
+    decoded = flow.policy(batch, telepathy=False).actions.trajectory
+    assert not torch.allclose(losses["trj"], per_sample_mse(decoded, batch.targets.trajectory))
+    losses["trj"].sum().backward()
+    grads = [p.grad for p in flow.policy.trajectory.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)

@@ -63,17 +63,30 @@ def hard_set(difficulty: torch.Tensor, ratio: float) -> torch.Tensor:
 
 def traf(pred: ActionSet, target: ActionSet, cfg: LossConfig) -> TrafTerms:
     """TRAF on residual-corrected actions ``pred = a_base + Δa`` (module docstring)."""
-    mse = {
-        "vec": per_sample_mse(pred.vector, target.vector),
-        "chk": per_sample_mse(pred.chunk, target.chunk),
-        "trj": per_sample_mse(pred.trajectory, target.trajectory),
-    }
-    weighted = cfg.alpha_vec * mse["vec"] + cfg.alpha_chk * mse["chk"] + cfg.alpha_trj * mse["trj"]
-    difficulty = mse["vec"] + mse["chk"] + mse["trj"]
+    return traf_from_losses(
+        {
+            "vec": per_sample_mse(pred.vector, target.vector),
+            "chk": per_sample_mse(pred.chunk, target.chunk),
+            "trj": per_sample_mse(pred.trajectory, target.trajectory),
+        },
+        cfg,
+    )
+
+
+def traf_from_losses(per_sample: dict[str, torch.Tensor], cfg: LossConfig) -> TrafTerms:
+    """TRAF's weighting, difficulty ``h_i`` and hard set over per-sample losses per scale.
+
+    ``per_sample`` maps ``vec``, ``chk``, ``trj`` to (B,) losses: the MSEs for
+    :func:`traf`, or each branch's own training loss (token cross-entropy,
+    flow matching) for stage ``base`` with ``base_loss: native``.
+    """
+    vec, chk, trj = per_sample["vec"], per_sample["chk"], per_sample["trj"]
+    weighted = cfg.alpha_vec * vec + cfg.alpha_chk * chk + cfg.alpha_trj * trj
+    difficulty = vec + chk + trj
     hard = hard_set(difficulty, cfg.hard_ratio)
     l_act = weighted.mean()
     l_hard = weighted[hard].mean()
-    return TrafTerms(l_act, l_hard, l_act + cfg.lambda_hard * l_hard, difficulty, hard, mse)
+    return TrafTerms(l_act, l_hard, l_act + cfg.lambda_hard * l_hard, difficulty, hard, per_sample)
 
 
 def l_time(z_pool: torch.Tensor, m_prev: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,13 @@ from sigma_core.components import Component
 from sigma_core.kinds import MODEL_SLOTS
 from sigma_core.registry import Registry, get_registry
 from sigma_core.spec import ComponentRef, Dims, SigmaSpec
-from sigma_core.types import ActionSet, SigmaBatch, SigmaOutput
+from sigma_core.types import (
+    ActionSet,
+    IntentOutput,
+    QueryOutput,
+    SigmaBatch,
+    SigmaOutput,
+)
 
 
 def build_component(
@@ -161,6 +167,30 @@ class SigmaPolicy(nn.Module):
             self._queue = list(plan[:, : self._n_action_steps].unbind(1))
         return self._queue.pop(0)
 
+    def _encode(self, batch: SigmaBatch, m_prev: Tensor) -> tuple[IntentOutput, QueryOutput]:
+        """Vision at tau = 0, backbone and intent; returns intent and the tau = 0 queries.
+
+        The tau = 0 path reads c_text, which is high_level_rep at tau = 0 (the language
+        modulator is the identity there), so a_0 never depends on the telepathy pathway.
+        """
+        vis_base = self.vision(batch.images, batch.state, None)
+        ids, mask = self.backbone.tokenize(batch.texts)
+        prefix = torch.cat([vis_base.tokens, vis_base.state_tokens], dim=1)
+        bb = self.backbone(ids, mask, prefix)
+        intent = self.intent(bb.hidden, bb.mask, m_prev, self.memory)
+        zero_tau = torch.zeros_like(intent.tau)
+        q0 = self.query(intent.c_text, zero_tau, vis_base.state_tokens, vis_base.tokens)
+        return intent, q0
+
+    def tau0_queries(self, batch: SigmaBatch) -> QueryOutput:
+        """The action queries and condition ``c_act`` the branches read at tau = 0.
+
+        Stage ``base`` trains each branch on them with its own loss (token
+        cross-entropy, flow matching) instead of decoding actions first.
+        """
+        m0 = self.memory.initial_state(batch.batch_size, batch.state.device)
+        return self._encode(batch, m0)[1]
+
     def _branches(self, queries: Tensor, c_act: Tensor, noise: Tensor) -> ActionSet:
         return ActionSet(
             self.vector(queries, c_act),
@@ -182,19 +212,9 @@ class SigmaPolicy(nn.Module):
         device = batch.state.device
         if m_prev is None:
             m_prev = self.memory.initial_state(b, device)
-        vis_base = self.vision(batch.images, batch.state, None)
-        ids, mask = self.backbone.tokenize(batch.texts)
-        prefix = torch.cat([vis_base.tokens, vis_base.state_tokens], dim=1)
-        bb = self.backbone(ids, mask, prefix)
-        intent = self.intent(bb.hidden, bb.mask, m_prev, self.memory)
+        intent, q0 = self._encode(batch, m_prev)
         tau = intent.tau if telepathy else torch.zeros_like(intent.tau)
         noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
-
-        # The tau = 0 path reads c_text, which is high_level_rep at tau = 0 (the language
-        # modulator is the identity there), so a_0 never depends on the telepathy pathway.
-        q0 = self.query(
-            intent.c_text, torch.zeros_like(tau), vis_base.state_tokens, vis_base.tokens
-        )
         a_0 = self._branches(q0.queries, q0.c_act, noise)
         external = self.base_policy(batch)
         a_base = external or batch.base_actions or a_0

@@ -138,6 +138,12 @@ class LossConfig(StrictModel):
     lambda_collapse: float = Field(1.0, ge=0, description="λ_collapse")
     tau0: float = Field(1.0, ge=0, description="τ0, the minimum norm before collapse is penalised")
     eta: float = Field(0.1, ge=0, description="η on 1 − cos(τ, c_act)")
+    base_loss: Literal["mse", "native"] = Field(
+        "mse",
+        description="stage base: mse = TRAF on the decoded actions (the paper); native ="
+        " each branch's own per-sample loss (token cross-entropy, flow matching) in TRAF's"
+        " weighting and hard set",
+    )
     w_sem: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
     w_intent: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
     w_tau: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.05, steps=100))
