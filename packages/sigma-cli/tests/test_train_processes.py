@@ -52,30 +52,41 @@ def rows(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(r).items() if "seconds" not in k} for r in lines]
 
 
-def test_kill_9_then_resume_gives_bit_identical_weights(tmp_path, tiny_shards):
-    spec = spec_file(tmp_path, "s", steps=8)
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    run(train_cmd(spec, tiny_shards, whole, "--checkpoint-every", "2"))
-
-    cmd = [sys.executable, *train_cmd(spec, tiny_shards, killed, "--checkpoint-every", "2")]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = killed / "last"
+def start_and_stop_at(cmd: list[str], last: Path, checkpoint: str, sig: int) -> tuple[int, str]:
+    """Start ``cmd``, send ``sig`` once ``last`` names ``checkpoint``; (exit code, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, *cmd], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 240
-    while not (last.exists() and last.read_text().strip() == "step_000004"):
-        assert proc.poll() is None, "the run ended before it could be killed"
+    while not (last.exists() and last.read_text().strip() == checkpoint):
+        assert proc.poll() is None, "the run ended before it could be stopped"
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)  # mid step 5: weights, Adam moments and RNG all moved
-    proc.wait()
-    assert not (killed / "policy").exists()
+    os.kill(proc.pid, sig)
+    _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr.decode()
 
-    resumed = run(train_cmd(spec, tiny_shards, killed, "--checkpoint-every", "2", "--resume"))
+
+def test_ctrl_c_and_kill_9_then_resume_give_bit_identical_weights(tmp_path, tiny_shards):
+    spec = spec_file(tmp_path, "s", steps=8)
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    run(train_cmd(spec, tiny_shards, whole, "--checkpoint-every", "2"))
+
+    cmd = train_cmd(spec, tiny_shards, stopped, "--checkpoint-every", "2")
+    code, stderr = start_and_stop_at(cmd, stopped / "last", "step_000002", signal.SIGINT)
+    assert code == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    # then a hard kill mid step 5 of the resumed run: weights, moments and RNG all moved
+    code, _ = start_and_stop_at([*cmd, "--resume"], stopped / "last", "step_000004", signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert not (stopped / "policy").exists()
+
+    resumed = run([*cmd, "--resume"])
     assert json.loads(resumed.stdout)["steps"] == 8
     a = load_file(whole / "policy" / "model.safetensors")
-    b = load_file(killed / "policy" / "model.safetensors")
+    b = load_file(stopped / "policy" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert rows(whole) == rows(killed)
-    assert not list((killed / "checkpoints").glob(".*"))  # no half-written checkpoint left
+    assert rows(whole) == rows(stopped)
+    assert not list((stopped / "checkpoints").glob(".*"))  # no half-written checkpoint left
 
 
 def free_port() -> int:

@@ -25,7 +25,12 @@ STATE = {"debug": False}
 
 
 def user_errors[F: Callable[..., Any]](fn: F) -> F:
-    """Turn :class:`SigmaUserError` into a short message and exit code 2."""
+    """Turn :class:`SigmaUserError` into a short message and exit code 2.
+
+    Ctrl-C exits with 130 and a one-line note instead of a traceback: every
+    long-running command writes atomically, so the same command (with
+    ``--resume`` for ``sigma train``) continues where it stopped.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,6 +43,11 @@ def user_errors[F: Callable[..., Any]](fn: F) -> F:
             if not STATE["debug"]:
                 err.print("(run with --debug for the traceback)", style="dim")
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if STATE["debug"]:
+                raise
+            err.print("interrupted: finished work is saved; run the same command again to go on")
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
