@@ -261,3 +261,33 @@ def test_native_base_loss_uses_each_branchs_own_loss(shards, tmp_path):
     losses["trj"].sum().backward()
     grads = [p.grad for p in flow.policy.trajectory.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_fusion_weights_learn_from_l_fuse_only(shards, tmp_path):
+    t = Trainer(spec("base", steps=3), shards, tmp_path / "f", checkpoint_every=3)
+    batch = next(t._batches())
+    actions = t.policy(batch, telepathy=False).actions
+    l_fuse = t.objective.fusion_loss(actions, batch.targets.chunk)
+    w = t.policy.fusion.logits.detach().softmax(-1)  # equal weights at the start
+    fused = (
+        w[0, 0] * actions.vector
+        + w[0, 1] * actions.chunk[:, 0]
+        + w[0, 2] * actions.trajectory[:, 0]
+    )
+    expected_first = (fused - batch.targets.chunk[:, 0]).pow(2).mean(-1)
+    h = batch.targets.chunk.shape[1]
+    later = 0.5 * (actions.chunk[:, 1:] + actions.trajectory[:, 1:h])
+    expected_later = (later - batch.targets.chunk[:, 1:]).pow(2).mean(-1)
+    expected = torch.cat([expected_first[:, None], expected_later], 1).mean()
+    assert l_fuse.item() == pytest.approx(expected.item(), rel=1e-5)
+    t.policy.zero_grad()
+    l_fuse.backward()
+    with_grad = {n for n, p in t.policy.named_parameters() if p.grad is not None and p.grad.any()}
+    assert with_grad == {"fusion.logits"}  # the branches are detached
+    before = t.policy.fusion.logits.detach().clone()
+    t.train()
+    assert not torch.equal(before, t.policy.fusion.logits)
+    row = json.loads((tmp_path / "f" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["loss"] == pytest.approx(
+        row["L_act"] + 0.5 * row["L_act_hard"] + row["L_fuse"], rel=1e-5
+    )

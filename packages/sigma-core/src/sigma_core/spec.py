@@ -138,6 +138,12 @@ class LossConfig(StrictModel):
     lambda_collapse: float = Field(1.0, ge=0, description="λ_collapse")
     tau0: float = Field(1.0, ge=0, description="τ0, the minimum norm before collapse is penalised")
     eta: float = Field(0.1, ge=0, description="η on 1 − cos(τ, c_act)")
+    lambda_fuse: float = Field(
+        1.0,
+        ge=0,
+        description="stage base: weight of L_fuse = MSE(fusion(sg(a)), a*_chunk), which fits"
+        " the fusion weights on the detached branch outputs (the branches' losses are unchanged)",
+    )
     base_loss: Literal["mse", "native"] = Field(
         "mse",
         description="stage base: mse = TRAF on the decoded actions (the paper); native ="

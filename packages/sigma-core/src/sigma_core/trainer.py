@@ -53,12 +53,18 @@ from sigma_core.data import ShardDataset, make_loader
 from sigma_core.data.loader import EpochSampler, collate
 from sigma_core.errors import SigmaUserError
 from sigma_core.fileio import atomic_write_text, sha256_file
-from sigma_core.losses import LossConfig, sigma_objective, traf, traf_from_losses
+from sigma_core.losses import (
+    LossConfig,
+    per_sample_mse,
+    sigma_objective,
+    traf,
+    traf_from_losses,
+)
 from sigma_core.optim import make_optimizer
 from sigma_core.policy import SigmaPolicy, build_policy
 from sigma_core.spec import SigmaSpec
 from sigma_core.stages import configure_stage
-from sigma_core.types import SigmaBatch
+from sigma_core.types import ActionSet, SigmaBatch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -406,7 +412,8 @@ class Trainer:
 class StageObjective(nn.Module):
     """``forward(batch, step) -> (loss, logged terms)`` of a stage, as one module.
 
-    Stage ``base``: TRAF over the tau = 0 branches: by default the MSE of their
+    Stage ``base``: TRAF over the tau = 0 branches plus ``λ_fuse·L_fuse``
+    (:meth:`fusion_loss`): by default TRAF takes the MSE of their
     decoded actions; with ``losses.base_loss: native`` each branch contributes its
     own per-sample training loss (``branch.loss``: token cross-entropy, flow
     matching, MSE for regression heads) to TRAF's weighting and hard set. On the
@@ -428,15 +435,32 @@ class StageObjective(nn.Module):
             m_prev = self.policy.memory.initial_state(batch.batch_size, batch.state.device)
             out = self.policy(batch, m_prev)
             return sigma_objective(out, batch.targets, m_prev, step, self.losses)
-        if self.losses.base_loss == "native":
+        native = self.losses.base_loss == "native"
+        with torch.no_grad() if native else contextlib.nullcontext():
+            actions = self.policy(batch, telepathy=False).actions
+        if native:
             terms = traf_from_losses(self.branch_losses(batch), self.losses)
         else:
-            terms = traf(self.policy(batch, telepathy=False).actions, batch.targets, self.losses)
-        return terms.total, {
-            "loss": terms.total.item(),
+            terms = traf(actions, batch.targets, self.losses)
+        l_fuse = self.fusion_loss(actions, batch.targets.chunk)
+        total = terms.total + self.losses.lambda_fuse * l_fuse
+        return total, {
+            "loss": total.item(),
             "L_act": terms.l_act.item(),
             "L_act_hard": terms.l_hard.item(),
+            "L_fuse": l_fuse.item(),
         }
+
+    def fusion_loss(self, actions: ActionSet, target_chunk: torch.Tensor) -> torch.Tensor:
+        """``L_fuse = mean_i MSE(fusion(sg(a_vec), sg(a_chk), sg(a_trj))_i, a*_chk,i)``.
+
+        The branch outputs are detached, so only the fusion weights learn from it:
+        TRAF is not in the paper's objective for them, and without this term the
+        fused plan that the robot executes would keep its initial equal weights.
+        """
+        a = actions.map(torch.Tensor.detach)
+        fused = self.policy.fusion(a.vector, a.chunk, a.trajectory)
+        return per_sample_mse(fused, target_chunk).mean()
 
     def branch_losses(self, batch: SigmaBatch) -> dict[str, torch.Tensor]:
         """Each tau = 0 branch's own per-sample loss against the targets (B,) per scale."""
