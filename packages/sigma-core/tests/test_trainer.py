@@ -291,3 +291,16 @@ def test_fusion_weights_learn_from_l_fuse_only(shards, tmp_path):
     assert row["loss"] == pytest.approx(
         row["L_act"] + 0.5 * row["L_act_hard"] + row["L_fuse"], rel=1e-5
     )
+
+
+def test_resume_refuses_other_initial_weights(shards, tmp_path):
+    base = Trainer(spec("base", steps=1), shards, tmp_path / "b1", checkpoint_every=1)
+    base.train()
+    s = spec("sigma", steps=2, init_from=str(tmp_path / "b1" / "policy"))
+    Trainer(s, shards, tmp_path / "run", checkpoint_every=1, steps=1).train()
+    other = Trainer(spec("base", steps=2), shards, tmp_path / "b2", checkpoint_every=2)
+    other.train()  # different weights
+    moved = spec("sigma", steps=2, init_from=str(tmp_path / "b2" / "policy"))
+    with pytest.raises(SigmaUserError, match="resume needs the same initial weights"):
+        Trainer(moved, shards, tmp_path / "run").train(resume=True)
+    Trainer(s, shards, tmp_path / "run").train(resume=True)  # the same weights resume

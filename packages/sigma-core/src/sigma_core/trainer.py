@@ -97,9 +97,14 @@ class Trainer:
         device: str = "auto",
         tensorboard: bool = False,
     ) -> None:
-        if steps and steps != spec.train.steps:  # the schedule (cosine length) follows too
+        # overrides go into the spec, so the schedule follows --steps and checkpoints
+        # record what actually ran
+        update: dict[str, Any] = {"steps": steps} if steps else {}
+        if losses is not None:
+            update["losses"] = losses
+        if update:
             spec = spec.model_copy(
-                update={"train": spec.train.model_copy(update={"steps": steps})}, deep=True
+                update={"train": spec.train.model_copy(update=update)}, deep=True
             )
         self.spec = spec
         self.out = Path(out)
@@ -109,7 +114,7 @@ class Trainer:
         self.best_val = math.inf
         self.keep_last = keep_last
         self.max_bad_steps = max_bad_steps
-        self.losses = losses or spec.train.losses
+        self.losses = spec.train.losses
         self.tensorboard = tensorboard
         self.accelerator = make_accelerator(device)
         self.device = self.accelerator.device
@@ -388,7 +393,8 @@ class Trainer:
             raise SigmaUserError(f"{self.out}: nothing to resume (no checkpoint yet)")
         ckpt = self._last()
         saved_init = train_state.checkpoint_meta(ckpt).get("init_from")
-        if saved_init != self.init:
+        sha = (saved_init or {}).get("sha256"), (self.init or {}).get("sha256")
+        if sha[0] != sha[1]:  # the same weights, even if the path is spelled differently
             raise SigmaUserError(
                 f"{ckpt}: the run started from init_from {saved_init}, this spec gives"
                 f" {self.init}; resume needs the same initial weights"
