@@ -29,29 +29,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synthetic_shards(out: Path, episodes: int = 12, frames: int = 60) -> Path:
-    """Random episodes at configs/default.yaml's dims (2 cameras, 96 px, 6-D actions)."""
-    import numpy as np
-
-    from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
-
-    rng = np.random.default_rng(0)
-    cams = ["overhead", "wrist"]
-    eps = [
-        Episode(
-            i,
-            f"pick up the {'red' if i % 2 else 'green'} cube",
-            np.cumsum(rng.normal(size=(frames, 6)), 0).astype(np.float32),
-            np.cumsum(rng.normal(size=(frames, 6)), 0).astype(np.float32),
-            {c: rng.integers(0, 256, (frames, 3, 96, 96), dtype=np.uint8) for c in cams},
-        )
-        for i in range(episodes)
-    ]
-    info = SourceInfo("synthetic", "benchmark", 30, 6, 6, {c: c for c in cams}, {})
-    preprocess(InMemorySource(eps, info), out, PreprocessOptions(cameras=cams, min_action_norm=0))
-    return out
-
-
 def measure(spec, data: Path, out: Path, steps: int, warmup: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Train ``steps`` steps; step figures exclude the first ``warmup`` steps."""
     from sigma_core.trainer import Trainer
@@ -77,10 +54,11 @@ def main() -> None:
 
     from sigma_core.registry import get_registry
     from sigma_core.spec import load_spec
+    from sigma_core.testing import write_synthetic_shards
 
     with tempfile.TemporaryDirectory(prefix="sigma-bench-") as tmp:
         tmp_path = Path(tmp)
-        data = args.data or synthetic_shards(tmp_path / "shards")
+        data = args.data or write_synthetic_shards(tmp_path / "shards", episodes=12, frames=60)
         registry = get_registry()
         base_spec = load_spec(REPO / "configs" / "base-tiny.yaml", registry)
         base = measure(base_spec, data, tmp_path / "base", args.steps, args.warmup)

@@ -16,34 +16,15 @@ import pytest
 import torch
 import yaml
 
-from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
 from sigma_core.registry import get_registry
 from sigma_core.spec import validate_spec
+from sigma_core.testing import write_synthetic_shards
 from sigma_core.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
 
 bnb = pytest.importorskip("bitsandbytes")
-
-
-def shards(out: Path) -> Path:
-    rng = np.random.default_rng(0)
-    cams = ["overhead", "wrist"]
-    eps = [
-        Episode(
-            i,
-            "pick up the red cube",
-            np.cumsum(rng.normal(size=(40, 6)), 0).astype(np.float32),
-            rng.normal(size=(40, 6)).astype(np.float32),
-            {c: rng.integers(0, 256, (40, 3, SIZE, SIZE), dtype=np.uint8) for c in cams},
-        )
-        for i in range(3)
-    ]
-    info = SourceInfo("test", "synthetic", 30, 6, 6, {c: c for c in cams}, {})
-    opts = PreprocessOptions(cameras=cams, image_size=SIZE, min_action_norm=0, val_fraction=0)
-    preprocess(InMemorySource(eps, info), out, opts)
-    return out
 
 
 def test_sigma_pi05_recipe_trains_lora_on_a_frozen_4bit_base(tmp_path):
@@ -64,7 +45,10 @@ def test_sigma_pi05_recipe_trains_lora_on_a_frozen_4bit_base(tmp_path):
     raw["model"]["trajectory"] |= {"width": 32, "num_heads": 4}
     spec = validate_spec(raw, get_registry())
 
-    trainer = Trainer(spec, shards(tmp_path / "shards"), tmp_path / "run", steps=2)
+    data = write_synthetic_shards(
+        tmp_path / "shards", spec.model.dims, episodes=3, frames=40, val_fraction=0
+    )
+    trainer = Trainer(spec, data, tmp_path / "run", steps=2)
     assert trainer.autocast_dtype == torch.bfloat16
     backbone = trainer.policy.backbone.model
     assert backbone.is_gradient_checkpointing

@@ -203,3 +203,51 @@ def example_batch(dims: Dims, batch_size: int = 4, seed: int = 0, targets: bool 
         if targets
         else None,
     )
+
+
+def write_synthetic_shards(
+    out: str | os.PathLike[str],
+    dims: Dims | None = None,
+    episodes: int = 4,
+    frames: int = 24,
+    tasks: tuple[str, ...] = ("pick up the red cube", "pick up the green cube"),
+    **options: Any,
+) -> Any:
+    """Preprocess random-walk episodes at ``dims`` into shards at ``out``; return ``out``.
+
+    Actions and states are random walks (so no window is static), images are
+    uniform noise; ``options`` override :class:`PreprocessOptions` fields (e.g.
+    ``val_fraction``). For tests and benchmarks that need real shards offline.
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
+
+    d = dims or Dims()
+    rng = np.random.default_rng(0)
+    size = (frames, 3, d.image_size, d.image_size)
+    eps = [
+        Episode(
+            i,
+            tasks[i % len(tasks)],
+            np.cumsum(rng.normal(size=(frames, d.action_dim)), 0).astype(np.float32),
+            np.cumsum(rng.normal(size=(frames, d.state_dim)), 0).astype(np.float32),
+            {c: rng.integers(0, 256, size, dtype=np.uint8) for c in d.cameras},
+        )
+        for i in range(episodes)
+    ]
+    info = SourceInfo(
+        "synthetic", "random walks", 30, d.action_dim, d.state_dim, {c: c for c in d.cameras}, {}
+    )
+    opts = PreprocessOptions(
+        cameras=list(d.cameras),
+        image_size=d.image_size,
+        horizon=d.horizon,
+        chunk=d.chunk_horizon,
+        min_action_norm=0,
+        **options,
+    )
+    preprocess(InMemorySource(eps, info), out, opts)
+    return Path(out)
