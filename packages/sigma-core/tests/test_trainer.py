@@ -146,7 +146,10 @@ def test_non_finite_losses_skip_steps_then_abort(shards, tmp_path, monkeypatch):
     before = weights(t)
     w = next(p for p in t.policy.parameters() if p.requires_grad)
     monkeypatch.setattr(t, "_loss", lambda batch: (w.sum() * float("nan"), {}))
-    with pytest.raises(SigmaUserError, match="3 optimizer steps in a row had a non-finite loss"):
+    with (
+        pytest.raises(SigmaUserError, match="3 optimizer steps in a row had a non-finite loss"),
+        pytest.warns(RuntimeWarning, match=r"step 1: non-finite loss or gradient, step skipped"),
+    ):
         t.train()
     after = weights(t)
     assert all(torch.equal(before[k], after[k]) for k in before)  # skipped, never applied

@@ -38,6 +38,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,6 +265,12 @@ class Trainer:
                     raise SigmaUserError(self._oom_message()) from None
                 if new is None:
                     bad, skipped = bad + 1, skipped + 1
+                    warnings.warn(
+                        f"step {self.step + 1}: non-finite loss or gradient, step skipped"
+                        f" ({bad} of at most {self.max_bad_steps} in a row)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                     if bad >= self.max_bad_steps:
                         raise SigmaUserError(
                             f"{bad} optimizer steps in a row had a non-finite loss or gradient"
