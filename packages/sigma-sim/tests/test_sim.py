@@ -19,17 +19,11 @@ import numpy as np
 import pytest
 
 from sigma_core.errors import SigmaUserError
+from sigma_lerobot.schema import JOINTS
 from sigma_sim.config import PALETTE, So101PickPlaceConfig
 
 REPO_ID = "sigma/so101_pickplace_sim"
-NAMES = [
-    "shoulder_pan.pos",
-    "shoulder_lift.pos",
-    "elbow_flex.pos",
-    "wrist_flex.pos",
-    "wrist_roll.pos",
-    "gripper.pos",
-]
+NAMES = list(JOINTS)
 TASK = re.compile(r"^Pick up the (\w+) cube and place it on the (\w+) circle\.$")
 
 

@@ -43,19 +43,31 @@ def component_versions(spec: SigmaSpec, registry: Registry) -> dict[str, dict[st
     return out
 
 
+def policy_meta(spec: SigmaSpec, registry: Registry | None = None) -> dict[str, Any]:
+    """The ``sigma.json`` contents: format, Sigma version, resolved spec, component versions."""
+    return {
+        "format": FORMAT,
+        "sigma_version": __version__,
+        "spec": spec.model_dump(mode="json"),
+        "components": component_versions(spec, registry or get_registry()),
+    }
+
+
+def weights_file(directory: str | Path) -> Path:
+    """``directory/model.safetensors``, or a clear error when it is missing."""
+    weights = Path(directory) / WEIGHTS
+    if not weights.is_file():
+        raise SigmaUserError(f"{directory}: missing {WEIGHTS}")
+    return weights
+
+
 def save_policy(policy: Any, directory: str | Path, registry: Registry | None = None) -> Path:
     """Save ``policy`` (a :class:`~sigma_core.policy.SigmaPolicy`) atomically to ``directory``."""
     from safetensors.torch import save_model
 
-    registry = registry or get_registry()
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "format": FORMAT,
-        "sigma_version": __version__,
-        "spec": policy.spec.model_dump(mode="json"),
-        "components": component_versions(policy.spec, registry),
-    }
+    meta = policy_meta(policy.spec, registry)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         save_model(policy, str(tmp / WEIGHTS))
@@ -125,10 +137,7 @@ def load_policy(
         check_versions(meta, registry, str(directory))
     spec = validate_spec(meta["spec"], registry, source=f"{directory}/{META}")
     policy = SigmaPolicy(spec, registry)
-    weights = Path(directory) / WEIGHTS
-    if not weights.is_file():
-        raise SigmaUserError(f"{directory}: missing {WEIGHTS}")
-    load_model(policy, str(weights), strict=True)
+    load_model(policy, str(weights_file(directory)), strict=True)
     return policy
 
 
@@ -144,9 +153,7 @@ def init_from_checkpoint(policy: Any, directory: str | Path) -> dict[str, int]:
     from safetensors import safe_open
 
     read_meta(directory)
-    weights = Path(directory) / WEIGHTS
-    if not weights.is_file():
-        raise SigmaUserError(f"{directory}: missing {WEIGHTS}")
+    weights = weights_file(directory)
     own = policy.state_dict()
     counts = {"loaded": 0, "skipped": 0, "new": 0}
     with safe_open(str(weights), framework="pt") as f:

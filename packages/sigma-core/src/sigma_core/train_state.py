@@ -5,7 +5,7 @@ Layout of ``checkpoints/step_N/``::
     heads.safetensors            every trainable tensor outside LoRA (policy names)
     adapter_model.safetensors    the backbone's PEFT LoRA adapter (peft's own format, so
     adapter_config.json          ``PeftModel.from_pretrained(base, step_N)`` loads it)
-    sigma.json                   resolved spec, component versions, init_from + its sha256
+    sigma.json                   format, resolved spec, component versions, init_from + sha256
     trainer.safetensors          optimizer moments, RNG states
     trainer.json                 step, epoch, data position, scheduler, best validation
 
@@ -26,17 +26,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sigma_core._version import __version__
-from sigma_core.checkpoint import component_versions
+from sigma_core.checkpoint import META, policy_meta
 from sigma_core.errors import SigmaUserError
-from sigma_core.registry import get_registry
 from sigma_core.stages import is_lora
 
 HEADS = "heads.safetensors"
 ADAPTER = "adapter_model.safetensors"
 TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_STATE = "trainer.json"
-META = "sigma.json"
 
 
 def peft_models(policy: nn.Module) -> dict[str, nn.Module]:
@@ -94,19 +91,10 @@ def load_trained(policy: nn.Module, directory: Path) -> None:
 
 
 def write_meta(directory: Path, spec: Any, init: dict[str, str] | None) -> None:
-    """``sigma.json``: resolved spec, component versions and where frozen weights came from."""
-    meta = {
-        "sigma_version": __version__,
-        "spec": spec.model_dump(mode="json"),
-        "components": component_versions(spec, get_registry()),
-        "init_from": init,
-    }
+    """``sigma.json``: :func:`~sigma_core.checkpoint.policy_meta` plus where the frozen
+    weights came from (``init_from``: path and sha256, or null)."""
+    meta = policy_meta(spec) | {"init_from": init}
     (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def checkpoint_meta(directory: Path) -> dict[str, Any]:
-    """Read a checkpoint's ``sigma.json``."""
-    return json.loads((directory / META).read_text())
 
 
 # ---- optimizer and RNG as safetensors + JSON (no pickle) -------------------------

@@ -49,7 +49,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sigma_core import train_state
-from sigma_core.checkpoint import WEIGHTS, init_from_checkpoint
+from sigma_core.checkpoint import WEIGHTS, init_from_checkpoint, read_meta
 from sigma_core.data import ShardDataset, make_loader
 from sigma_core.data.loader import EpochSampler, collate
 from sigma_core.errors import SigmaUserError
@@ -399,7 +399,7 @@ class Trainer:
         if not (self.out / "last").exists():
             raise SigmaUserError(f"{self.out}: nothing to resume (no checkpoint yet)")
         ckpt = self._last()
-        saved_init = train_state.checkpoint_meta(ckpt).get("init_from")
+        saved_init = read_meta(ckpt).get("init_from")
         sha = (saved_init or {}).get("sha256"), (self.init or {}).get("sha256")
         if sha[0] != sha[1]:  # the same weights, even if the path is spelled differently
             raise SigmaUserError(
