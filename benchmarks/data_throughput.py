@@ -87,7 +87,7 @@ def bench_baseline(root: Path, horizon: int, limit: int) -> tuple[float, int]:
 
 
 def bench_preprocess(root: Path, out: Path, image_size: int) -> tuple[float, int, float]:
-    from sigma_core.data.prepare import PreprocessOptions, preprocess
+    from sigma_core.data import PreprocessOptions, preprocess
     from sigma_lerobot.dataset import LeRobotSource
 
     t0 = time.perf_counter()
@@ -122,10 +122,9 @@ def bench_loader(out: Path, batch: int, workers: int, batches: int) -> float:
 
 def bench_train_step(out: Path, batch: int, steps: int) -> float:
     """samples/s of the default model: forward + TRAF loss + backward + AdamW."""
+    from sigma_core import build_policy, load_spec
     from sigma_core.data import ShardDataset, make_loader
-    from sigma_core.losses import LossConfig, traf
-    from sigma_core.policy import build_policy
-    from sigma_core.spec import load_spec
+    from sigma_core.train import LossConfig, traf
 
     spec = load_spec(REPO / "configs" / "default.yaml")
     policy = build_policy(spec)

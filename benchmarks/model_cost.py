@@ -50,7 +50,7 @@ class Timed:
 
 
 def make_batch(dims, b: int, text_len: int, device: str):  # type: ignore[no-untyped-def]
-    from sigma_core.types import SigmaBatch
+    from sigma_core import SigmaBatch
 
     p, c, f = dims.image_size, len(dims.cameras), dims.frame_history
     images = torch.rand(b, c, f, 3, p, p, device=device)
@@ -60,8 +60,7 @@ def make_batch(dims, b: int, text_len: int, device: str):  # type: ignore[no-unt
 
 
 def build(path: Path, device: str, d_model: int | None = None):  # type: ignore[no-untyped-def]
-    from sigma_core.policy import build_policy
-    from sigma_core.spec import load_spec
+    from sigma_core import build_policy, load_spec
 
     spec = load_spec(path)
     if d_model:  # heads narrower than the backbone (the backbone keeps its own width W)
@@ -71,8 +70,8 @@ def build(path: Path, device: str, d_model: int | None = None):  # type: ignore[
 
 
 def default_step(device: str, batch: int, steps: int) -> None:
-    from sigma_core.losses import LossConfig, traf
     from sigma_core.testing import example_batch
+    from sigma_core.train import LossConfig, traf
 
     spec, policy = build(REPO / "configs" / "default.yaml", device)
     timer = Timed(policy.backbone, device)

@@ -1,6 +1,6 @@
 """Training throughput of `sigma train` on the CPU default, each figure with its reference.
 
-Runs the real :class:`~sigma_core.trainer.Trainer` (loader, loss, backward, AdamW,
+Runs the real :class:`~sigma_core.train.trainer.Trainer` (loader, loss, backward, AdamW,
 checkpoints) for both stages of the CPU default on the same shards:
 
 * samples/s and median step time of stage ``base`` (configs/base-tiny.yaml) and of
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def measure(spec, data: Path, out: Path, steps: int, warmup: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Train ``steps`` steps; step figures exclude the first ``warmup`` steps."""
-    from sigma_core.trainer import Trainer
+    from sigma_core.train import Trainer
 
     rows: list[dict[str, float]] = []
     trainer = Trainer(spec, data, out, steps=steps, checkpoint_every=steps, val_every=10**9)
@@ -52,8 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from sigma_core.registry import get_registry
-    from sigma_core.spec import load_spec
+    from sigma_core import get_registry, load_spec
     from sigma_core.testing import write_synthetic_shards
 
     with tempfile.TemporaryDirectory(prefix="sigma-bench-") as tmp:
@@ -64,7 +63,7 @@ def main() -> None:
         base = measure(base_spec, data, tmp_path / "base", args.steps, args.warmup)
         raw = load_spec(REPO / "configs" / "sigma-tiny.yaml", registry).model_dump(mode="json")
         raw["base_policy"] = {"type": "checkpoint", "path": str(tmp_path / "base" / "policy")}
-        from sigma_core.spec import validate_spec
+        from sigma_core import validate_spec
 
         sigma = measure(
             validate_spec(raw, registry), data, tmp_path / "sigma", args.steps, args.warmup

@@ -1,7 +1,11 @@
-"""The contract kit over every registered component (ours and any installed plugin)."""
+"""The contract kit over everything registered (ours and any installed plugin): no opt-outs."""
 
-from sigma_core.testing import ComponentContract
+from sigma_core.testing import ComponentContract, DataSourceContract
 
 
 class TestEveryRegisteredComponent(ComponentContract):
     components = "all"
+
+
+class TestEveryRegisteredDataSource(DataSourceContract):
+    data_sources = "all"

@@ -7,10 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from sigma_core import hookspecs
-from sigma_core._version import __version__
-from sigma_core.components import _BASES
-from sigma_core.kinds import KINDS
+from sigma_core import _BASES, KINDS, __version__, hookspecs
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = (REPO / "docs" / "plugins.md").read_text()

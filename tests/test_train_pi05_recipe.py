@@ -16,10 +16,9 @@ import pytest
 import torch
 import yaml
 
-from sigma_core.registry import get_registry
-from sigma_core.spec import validate_spec
+from sigma_core import get_registry, validate_spec
 from sigma_core.testing import write_synthetic_shards
-from sigma_core.trainer import Trainer
+from sigma_core.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32

@@ -10,7 +10,7 @@ from sigma_action.config import ClipControllerConfig, RiskAdapterConfig, Weighte
 from sigma_action.control import ClipController, RiskAdapter
 from sigma_action.heads import WeightedFusion
 from sigma_action.tokenizer import BinningTokenizer
-from sigma_core.spec import Dims
+from sigma_core import Dims
 
 DIMS = Dims(d_model=8, action_dim=2, chunk_horizon=3, horizon=5)
 

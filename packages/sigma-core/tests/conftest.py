@@ -7,8 +7,8 @@ import types
 import pytest
 from pydantic import ConfigDict
 
-from sigma_core.hookspecs import hookimpl
-from sigma_core.spec import StrictModel
+from sigma_core.config import StrictModel
+from sigma_core.plugins.hookspecs import hookimpl
 
 
 class FakeConfig(StrictModel):

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from sigma_core.components import ComponentDefinitionError, Fusion
-from sigma_core.registry import ComponentInfo
-from sigma_core.spec import StrictModel
+from sigma_core.config import StrictModel
+from sigma_core.plugins.registry import ComponentInfo
 from sigma_core.testing import ComponentContract
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from sigma_core.config import Dims
 from sigma_core.data import (
     Episode,
     InMemorySource,
@@ -233,8 +234,8 @@ def test_tampered_and_truncated_shards_are_refused(tmp_path, eps):
 
 
 def test_bad_inputs_name_the_problem(tmp_path, eps):
-    with pytest.raises(SigmaUserError, match=r"action has 7 dimensions, the spec expects 6"):
-        preprocess(source(eps, action_dim=7), tmp_path / "a", options(), action_dim=6)
+    with pytest.raises(SigmaUserError, match=r"model.dims: action_dim: data 7, spec 6$"):
+        preprocess(source(eps, action_dim=7), tmp_path / "a", options(), dims=Dims(action_dim=6))
     short = [episode(0, 10), episode(1, 12)]
     with pytest.raises(SigmaUserError, match="2 episodes shorter than T=16"):
         preprocess(source(short), tmp_path / "b", options())

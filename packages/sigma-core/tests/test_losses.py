@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sigma_core.losses import (
+from sigma_core.train.losses import (
     LOG_COLUMNS,
     LossConfig,
     Ramp,
@@ -82,8 +82,8 @@ def test_ramps_at_start_middle_and_end():
 
 
 def test_objective_logs_table1_columns_and_backpropagates():
-    from sigma_core.policy import build_policy
-    from sigma_core.registry import get_registry
+    from sigma_core.model.policy import build_policy
+    from sigma_core.plugins.registry import get_registry
     from sigma_core.spec import validate_spec
     from sigma_core.testing import CONTRACT_DIMS, example_batch
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from sigma_core.optim import lr_factor, make_optimizer, parameter_groups
 from sigma_core.spec import TrainSpec
+from sigma_core.train.optim import lr_factor, make_optimizer, parameter_groups
 
 
 def test_no_decay_on_biases_norms_and_scalars_and_frozen_left_out():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sigma_core.policy import build_policy, parameter_counts
-from sigma_core.registry import get_registry
+from sigma_core.model.policy import build_policy, parameter_counts
+from sigma_core.plugins.registry import get_registry
 from sigma_core.spec import validate_spec
 from sigma_core.testing import CONTRACT_DIMS
 from sigma_core.types import ActionSet, SigmaBatch
@@ -93,7 +93,7 @@ def test_memory_carries_across_calls(policy):
 
 
 def test_save_and_from_pretrained_round_trip(policy, tmp_path):
-    from sigma_core.policy import SigmaPolicy
+    from sigma_core.model.policy import SigmaPolicy
 
     policy.save_pretrained(tmp_path / "ckpt")
     policy.save_pretrained(tmp_path / "ckpt")  # overwriting is atomic too
@@ -113,7 +113,7 @@ def test_from_pretrained_version_mismatch_is_clear(policy, tmp_path):
     import json
 
     from sigma_core.errors import SigmaUserError
-    from sigma_core.policy import SigmaPolicy
+    from sigma_core.model.policy import SigmaPolicy
 
     policy.save_pretrained(tmp_path / "ckpt")
     meta_path = tmp_path / "ckpt" / "sigma.json"

@@ -15,8 +15,8 @@ from sigma_core.errors import (
     UnknownComponentError,
     UnknownKindError,
 )
-from sigma_core.hookspecs import hookimpl
-from sigma_core.registry import Registry, load_registry
+from sigma_core.plugins.hookspecs import hookimpl
+from sigma_core.plugins.registry import Registry, load_registry
 
 
 def test_plugin_components_are_registered_with_their_plugin():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sigma_core.errors import SigmaUserError, SpecError
-from sigma_core.registry import get_registry
+from sigma_core.plugins.registry import get_registry
 from sigma_core.spec import SigmaSpec, load_spec, load_yaml, validate_spec
 
 

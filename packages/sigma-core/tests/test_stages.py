@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sigma_core.losses import LossConfig, sigma_objective, traf
-from sigma_core.policy import build_policy
-from sigma_core.registry import get_registry
+from sigma_core.model.policy import SigmaPolicy, build_policy
+from sigma_core.plugins.registry import get_registry
 from sigma_core.spec import validate_spec
-from sigma_core.stages import configure_stage, telepathy_parameter_names
 from sigma_core.testing import CONTRACT_DIMS, example_batch
+from sigma_core.train.losses import LossConfig, sigma_objective, traf
+from sigma_core.train.stages import configure_stage, telepathy_parameter_names
 
 D = CONTRACT_DIMS
 
@@ -97,11 +97,22 @@ def test_checkpoint_base_policy_serves_the_frozen_base(tmp_path):
         get_registry(),
     )
     student = build_policy(spec)
-    assert not any(n.startswith("base_policy.") for n, _ in student.named_parameters())
+    # the base is a frozen submodule: no stage trains it, no checkpoint of the student holds it
+    held = {n: p for n, p in student.named_parameters() if n.startswith("base_policy.")}
+    assert held and not any(p.requires_grad for p in held.values())
+    configure_stage(student, "sigma")
+    assert not any(p.requires_grad for p in held.values())
+    assert not any(k.startswith("base_policy.") for k in student.state_dict())
     with torch.no_grad():
         out = student.eval()(batch)
     torch.testing.assert_close(out.base.trajectory, want.trajectory, rtol=0, atol=0)
     assert not torch.allclose(out.actions.trajectory, want.trajectory)
+    assert not student.base_policy.train().base.training  # the base stays in eval mode
+    # a save/load round trip of the student keeps the base as loaded from its own path
+    student.save_pretrained(tmp_path / "student")
+    again = SigmaPolicy.from_pretrained(tmp_path / "student")
+    for name, value in again.base_policy.base.state_dict().items():
+        assert torch.equal(value, base.state_dict()[name]), name
     wrong = validate_spec(
         {
             "model": {"dims": {**D.model_dump(), "horizon": D.horizon + 1}},
@@ -109,5 +120,6 @@ def test_checkpoint_base_policy_serves_the_frozen_base(tmp_path):
         },
         get_registry(),
     )
-    with pytest.raises(SigmaUserError, match=r"dims differ from model.dims: horizon"):
+    message = r"base does not match the spec's model.dims: horizon: base 8, spec 9$"
+    with pytest.raises(SigmaUserError, match=message):
         build_policy(wrong)

@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 
 from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess
 from sigma_core.errors import SigmaUserError
-from sigma_core.registry import get_registry
+from sigma_core.plugins.registry import get_registry
 from sigma_core.spec import validate_spec
-from sigma_core.stages import is_lora, telepathy_parameter_names
 from sigma_core.testing import CONTRACT_DIMS
-from sigma_core.trainer import Trainer
+from sigma_core.train.stages import is_lora, telepathy_parameter_names
+from sigma_core.train.trainer import Trainer
 
 D = CONTRACT_DIMS
 
@@ -180,7 +180,7 @@ def test_stage_sigma_starts_from_the_base_and_checkpoints_heads_plus_adapter(sha
     adapter = load_file(ckpt / "adapter_model.safetensors")
     assert adapter and all("lora_" in k for k in adapter)
     config = json.loads((ckpt / "adapter_config.json").read_text())
-    lora = {n: p for n, p in t.policy.named_parameters() if is_lora(n)}
+    lora = {n: p for n, p in t.policy.state_dict().items() if is_lora(n)}  # not the base's
     assert len(adapter) == len(lora)  # every LoRA tensor, in peft's own key format
     assert config["r"] == next(p for n, p in lora.items() if "lora_A" in n).shape[0]
     assert set(config["target_modules"]) >= {"q_proj", "v_proj"}
@@ -231,8 +231,8 @@ def test_steps_override_sets_the_schedule_length(shards, tmp_path):
 
 
 def test_native_base_loss_uses_each_branchs_own_loss(shards, tmp_path):
-    from sigma_core.losses import per_sample_mse
-    from sigma_core.trainer import StageObjective
+    from sigma_core.train.losses import per_sample_mse
+    from sigma_core.train.trainer import StageObjective
 
     regression = {"vector": {"type": "mlp"}, "trajectory": {"type": "mlp"}}
     raw = spec("base").model_dump(mode="json")

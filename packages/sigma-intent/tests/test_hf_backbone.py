@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from sigma_core.errors import SigmaUserError
-from sigma_core.spec import Dims
+from sigma_core import Dims, SigmaUserError
 from sigma_intent.backbones import HfBackbone, TinyBackbone, save_tiny_model
 from sigma_intent.config import HfBackboneConfig, TinyBackboneConfig
 

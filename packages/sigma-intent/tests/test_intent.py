@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sigma_core.spec import Dims
+from sigma_core import Dims
 from sigma_intent.backbones import TinyBackbone
 from sigma_intent.config import (
     EmaMemoryConfig,

@@ -181,5 +181,5 @@ def test_missing_keys_and_dimension_mismatch(tmp_path):
         "overhead=up,wrist=side",
     )
     assert res.exit_code == 2
-    assert "action has 7 dimensions, the spec expects 6 (dims.action_dim)" in res.stderr
+    assert "does not match the spec's model.dims: action_dim: data 7, spec 6" in res.stderr
     assert not (tmp_path / "o2").exists()

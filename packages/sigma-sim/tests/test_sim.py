@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sigma_core.errors import SigmaUserError
+from sigma_core import SigmaUserError
 from sigma_lerobot.schema import JOINTS
 from sigma_sim.config import PALETTE, So101PickPlaceConfig
 
@@ -64,10 +64,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     base = tmp_path_factory.mktemp("sim")
     cfg = small()
     resumed, oneshot = base / "resumed", base / "oneshot"
-    first = source(cfg)(out_dir=str(resumed), episodes=2, seed=0, progress=False)
+    first = source(cfg).write(out_dir=str(resumed), episodes=2, seed=0, progress=False)
     first_actions = actions(resumed)
-    second = source(cfg)(out_dir=str(resumed), episodes=3, seed=0, progress=False)
-    whole = source(cfg)(out_dir=str(oneshot), episodes=3, seed=0, progress=False)
+    second = source(cfg).write(out_dir=str(resumed), episodes=3, seed=0, progress=False)
+    whole = source(cfg).write(out_dir=str(oneshot), episodes=3, seed=0, progress=False)
     return {
         "cfg": cfg,
         "resumed": resumed,
@@ -83,7 +83,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 def test_registered_through_the_entry_point() -> None:
-    from sigma_core.registry import load_registry
+    from sigma_core import load_registry
 
     info = load_registry(env={"SIGMA_LOAD_PLUGINS": "sim"}).get("data_source", "so101-pickplace")
     assert info.config_class is So101PickPlaceConfig
@@ -217,7 +217,7 @@ def test_resume_equals_one_go(recorded: dict) -> None:
 
 
 def test_enough_episodes_means_no_work(recorded: dict) -> None:
-    out = source(recorded["cfg"])(
+    out = source(recorded["cfg"]).write(
         out_dir=str(recorded["oneshot"]), episodes=2, seed=0, progress=False
     )
     assert out["episodes"] == 3 and out["new_frames"] == 0
@@ -235,7 +235,7 @@ def test_an_interrupted_commit_is_rolled_back(recorded: dict, tmp_path: Path) ->
     stray.write_bytes(b"PAR1 no footer")  # a parquet file a kill left open
     (root / "meta/episodes/chunk-000/file-099.parquet").write_bytes(b"PAR1")
     info.write_text(info.read_text().replace('"total_episodes": 3', '"total_episodes": 4'))
-    out = source(recorded["cfg"])(out_dir=str(root), episodes=3, seed=0, progress=False)
+    out = source(recorded["cfg"]).write(out_dir=str(root), episodes=3, seed=0, progress=False)
     assert out["episodes"] == 3 and not stray.exists() and info.read_bytes() == good
     assert LeRobotDataset(REPO_ID, root=root).meta.total_episodes == 3
 
@@ -245,13 +245,15 @@ def test_user_errors(recorded: dict, tmp_path: Path) -> None:
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(SigmaUserError, match="not a dataset recorded by"):
-        source(small())(out_dir=str(other), episodes=1, progress=False)
+        source(small()).write(out_dir=str(other), episodes=1, progress=False)
     with pytest.raises(SigmaUserError, match=r"config\.image_size"):
-        source(small(image_size=48))(out_dir=str(recorded["oneshot"]), episodes=4, progress=False)
+        source(small(image_size=48)).write(
+            out_dir=str(recorded["oneshot"]), episodes=4, progress=False
+        )
     with pytest.raises(SigmaUserError, match="seed"):
-        source(small())(out_dir=str(recorded["oneshot"]), episodes=4, seed=1, progress=False)
+        source(small()).write(out_dir=str(recorded["oneshot"]), episodes=4, seed=1, progress=False)
     with pytest.raises(SigmaUserError, match="episodes"):
-        source(small())(out_dir=str(tmp_path / "new"), episodes=-1, progress=False)
+        source(small()).write(out_dir=str(tmp_path / "new"), episodes=-1, progress=False)
 
 
 def test_distractors_never_share_the_cube_colour() -> None:

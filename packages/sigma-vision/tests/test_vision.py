@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sigma_core.spec import Dims
+from sigma_core import Dims
 from sigma_vision.config import PerceiverVisionConfig
 from sigma_vision.perceiver import PerceiverVision, VisionModulator
 

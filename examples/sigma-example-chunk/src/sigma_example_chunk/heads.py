@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sigma_core.components import ChunkBranch
+from sigma_core import ChunkBranch
 from sigma_example_chunk.plugin import AttentionChunkConfig
 
 

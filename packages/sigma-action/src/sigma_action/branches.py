@@ -13,9 +13,8 @@ from sigma_action.config import (
     TokenVectorConfig,
 )
 from sigma_action.tokenizer import BinningTokenizer
-from sigma_core.components import ChunkBranch, TrajectoryBranch, VectorBranch
+from sigma_core import ChunkBranch, Dims, TrajectoryBranch, VectorBranch
 from sigma_core.layers import mlp
-from sigma_core.spec import Dims
 
 
 def pool_condition(queries: Tensor, c_act: Tensor) -> Tensor:

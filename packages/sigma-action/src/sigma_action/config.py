@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt, model_validator
 
-from sigma_core.spec import StrictModel
+from sigma_core import StrictModel
 
 
 class SigmaQueryConfig(StrictModel):

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from sigma_action.config import ClipControllerConfig, RiskAdapterConfig
-from sigma_core.components import Controller, InferenceAdapter
-from sigma_core.spec import Dims
+from sigma_core import Controller, Dims, InferenceAdapter
 
 
 class ClipController(Controller):

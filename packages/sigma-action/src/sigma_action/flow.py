@@ -8,9 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from sigma_action.config import FlowDiTConfig
-from sigma_core.components import TrajectoryBranch
+from sigma_core import Dims, TrajectoryBranch
 from sigma_core.layers import mlp
-from sigma_core.spec import Dims
 
 
 def timestep_features(t: Tensor, n: int) -> Tensor:

@@ -6,10 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from sigma_action.config import MlpResidualConfig, WeightedFusionConfig
-from sigma_core.components import Fusion, ResidualHead
+from sigma_core import ActionSet, Dims, Fusion, ResidualHead
 from sigma_core.layers import mlp
-from sigma_core.spec import Dims
-from sigma_core.types import ActionSet
 
 
 class MlpResidual(ResidualHead):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sigma_action import config as c
-from sigma_core.hookspecs import RegisterFn, hookimpl
+from sigma_core import RegisterFn, hookimpl
 
 _COMPONENTS = (
     ("action.query", "sigma", c.SigmaQueryConfig, "query:SigmaQuery"),

@@ -8,10 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from sigma_action.config import SigmaQueryConfig
-from sigma_core.components import ActionQuery
+from sigma_core import ActionQuery, Dims, QueryOutput
 from sigma_core.layers import CrossAttentionBlock, mlp
-from sigma_core.spec import Dims
-from sigma_core.types import QueryOutput
 
 
 class SigmaQuery(ActionQuery):

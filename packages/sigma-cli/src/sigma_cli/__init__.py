@@ -1,5 +1,5 @@
 """The ``sigma`` command-line tool of Sigma-VLA."""
 
-from sigma_core._version import __version__
+from sigma_core import __version__
 
 __all__ = ["__version__"]

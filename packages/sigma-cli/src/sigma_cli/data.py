@@ -18,7 +18,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from sigma_cli.ui import err, out, progress_columns, user_errors
-from sigma_core.errors import SigmaUserError
+from sigma_core import Dims, SigmaUserError, get_registry, load_spec
 
 data_app = typer.Typer(help="Make datasets (simulated demonstrations).", no_args_is_help=True)
 
@@ -31,14 +31,9 @@ def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
         yield lambda n=1: bar.advance(task, n)
 
 
-def _dims(spec: Path | None) -> Any:
-    from sigma_core.spec import Dims
-
-    if spec is None:
-        return Dims()
-    from sigma_cli.main import _load
-
-    return _load(spec).dims
+def _dims(spec: Path | None) -> Dims:
+    """The spec's ``model.dims`` (the defaults without ``--spec``)."""
+    return Dims() if spec is None else load_spec(spec).model.dims
 
 
 @data_app.command("sim")
@@ -58,12 +53,10 @@ def sim(
     An interrupted run keeps the episodes saved so far; run the same command
     again to continue.
     """
-    from sigma_core.policy import build_component
-    from sigma_core.spec import ComponentRef, Dims
-
+    info = get_registry().get("data_source", source)
     params = {"image_size": image_size, "fps": fps, "distractors": distractors}
-    component = build_component("data_source", ComponentRef(type=source, **params), Dims())
-    summary = component(str(out_dir), episodes, seed=seed)
+    data_source = info.load()(info.config_class(**params))
+    summary = data_source.write(out_dir, episodes, seed=seed)
     if as_json:
         out.print_json(json.dumps(summary, default=str))
         return
@@ -125,7 +118,7 @@ def preprocess(
     """
     if (dataset is None) == (from_sigma_shards is None):
         raise SigmaUserError("give exactly one of --dataset and --from-sigma-shards")
-    from sigma_core.data.prepare import PreprocessOptions
+    from sigma_core.data import PreprocessOptions
 
     dims = _dims(spec)
     try:
@@ -146,7 +139,7 @@ def preprocess(
         raise SigmaUserError(f"bad option: {e}") from None
     start = time.perf_counter()
     if from_sigma_shards is not None:
-        from sigma_core.data.paper import PaperShards, import_paper_shards
+        from sigma_core.data import PaperShards, import_paper_shards
 
         n = len(PaperShards(from_sigma_shards, opts, dims.action_dim, dims.state_dim).files)
         with progress_bar(n, "import") as advance:
@@ -159,21 +152,14 @@ def preprocess(
                 progress=advance,
             )
     else:
-        from sigma_core.data.prepare import preprocess as run_preprocess
+        from sigma_core.data import preprocess as run_preprocess
         from sigma_lerobot.dataset import LeRobotSource, parse_camera_map
 
         source = LeRobotSource(
             str(dataset), dims.cameras, parse_camera_map(camera_map), revision, video_backend
         )
         with progress_bar(len(source.episode_lengths()), "episodes") as advance:
-            meta = run_preprocess(
-                source,
-                out_dir,
-                opts,
-                action_dim=dims.action_dim,
-                state_dim=dims.state_dim,
-                progress=advance,
-            )
+            meta = run_preprocess(source, out_dir, opts, dims=dims, progress=advance)
     _report(out_dir, meta, time.perf_counter() - start, as_json)
 
 

@@ -21,8 +21,7 @@ from rich.table import Table
 from sigma_cli.data import data_app, preprocess
 from sigma_cli.train import train
 from sigma_cli.ui import STATE, out, user_errors
-from sigma_core._version import __version__
-from sigma_core.errors import SigmaUserError, SpecError
+from sigma_core import SigmaSpec, SigmaUserError, SpecError, __version__, load_spec
 
 app = typer.Typer(
     name="sigma",
@@ -34,7 +33,7 @@ app = typer.Typer(
 
 
 def _versions() -> list[tuple[str, str]]:
-    from sigma_core.registry import get_registry
+    from sigma_core import get_registry
 
     names = {"sigma-vla-core", "sigma-vla-cli", "sigma-vla-vision", "sigma-vla-intent"}
     names |= {"sigma-vla-action", "sigma-vla-lerobot", "sigma-vla-sim"}
@@ -81,7 +80,7 @@ def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List registered components and plugins (including failed ones and why)."""
-    from sigma_core.registry import get_registry
+    from sigma_core import get_registry
 
     registry = get_registry()
     if as_json:
@@ -107,16 +106,8 @@ def plugins(
         out.print(bad)
 
 
-def _load(spec_path: Path) -> Any:
-    from sigma_core.registry import get_registry
-    from sigma_core.spec import load_yaml, validate_spec
-
-    raw, lines = load_yaml(spec_path)
-    return validate_spec(raw, get_registry(), source=str(spec_path), lines=lines)
-
-
-def _slot_rows(spec: Any) -> list[dict[str, Any]]:
-    from sigma_core.registry import get_registry
+def _slot_rows(spec: SigmaSpec) -> list[dict[str, Any]]:
+    from sigma_core import get_registry
 
     registry = get_registry()
     rows = []
@@ -146,7 +137,7 @@ def build(
 ) -> None:
     """Validate a spec and build the model, printing the component tree and parameter counts."""
     try:
-        spec = _load(spec_path)
+        spec = load_spec(spec_path)
     except SpecError as exc:
         if as_json:
             out.print_json(
@@ -168,8 +159,8 @@ def build(
     _print_built(spec, rows, as_json)
 
 
-def _print_built(spec: Any, rows: list[dict[str, Any]], as_json: bool) -> None:
-    from sigma_core.policy import build_policy, parameter_counts
+def _print_built(spec: SigmaSpec, rows: list[dict[str, Any]], as_json: bool) -> None:
+    from sigma_core import build_policy, parameter_counts
 
     policy = build_policy(spec)
     total = parameter_counts(policy)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress, TextColumn
 
 from sigma_cli.ui import err, out, progress_columns, user_errors
-from sigma_core.errors import SigmaUserError
+from sigma_core import SigmaUserError, load_spec
 
 
 @user_errors
@@ -40,12 +40,11 @@ def train(
     """
     import torch
 
-    from sigma_cli.main import _load
-    from sigma_core.trainer import Trainer
+    from sigma_core.train import Trainer
 
     if threads:
         torch.set_num_threads(threads)
-    spec = _load(spec_path)
+    spec = load_spec(spec_path)
     shards = data or (Path(spec.data.path) if spec.data.path else None)
     if shards is None:
         raise SigmaUserError("no data: pass --data SHARDS or set data.path in the spec")

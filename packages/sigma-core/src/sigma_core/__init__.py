@@ -1,7 +1,21 @@
-"""Sigma-VLA core: interfaces, plugin registry, run spec, assembly, contract kit.
+"""Sigma-VLA core: the public facade of ``sigma-vla-core``.
 
-Importing ``sigma_core`` does not import torch. The names below that need torch
-(components, types, the policy) load on first access.
+Other packages (and plugin authors) import from here, from the room facades
+:mod:`sigma_core.data`, :mod:`sigma_core.train` and :mod:`sigma_core.testing`,
+and from :mod:`sigma_core.layers`; everything else is internal and may move.
+The rooms (see ``docs/architecture.md``)::
+
+    config, components, types, kinds, errors, layers   contracts (bottom layer)
+    plugins/      hook specs and the component registry
+    spec          the run file: sections, YAML with line numbers, validation
+    data/         windows, shards, the loader (independent of the model)
+    model/        SigmaPolicy and its saved format
+    base_policy/  the built-in base policies, shaped like a third-party plugin
+    train/        the loop, objectives, stages, optimizer, runtime, checkpoints
+    testing/      the contract kit (a pytest plugin) and fakes
+
+Importing ``sigma_core`` does not import torch: the names below that need it
+(the kind ABCs, batch types, the policy) load on first access.
 """
 
 from __future__ import annotations
@@ -10,35 +24,111 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from sigma_core._version import __version__
+from sigma_core.config import Dims, StrictModel
 from sigma_core.errors import SigmaUserError, SpecError, UnknownComponentError
-from sigma_core.hookspecs import hookimpl, hookspec
 from sigma_core.kinds import KINDS, MODEL_SLOTS
-from sigma_core.registry import ComponentInfo, Registry, get_registry, load_registry
-from sigma_core.spec import Dims, SigmaSpec, StrictModel, load_spec, validate_spec
+from sigma_core.plugins import (
+    ComponentInfo,
+    RegisterFn,
+    Registry,
+    get_registry,
+    hookimpl,
+    hookspec,
+    load_registry,
+)
+from sigma_core.spec import ComponentRef, SigmaSpec, load_spec, validate_spec
 
+_ABCS = (
+    "Component",
+    "VisionWorkspace",
+    "Backbone",
+    "SemanticMemory",
+    "IntentWorkspace",
+    "MemoryFn",
+    "ActionQuery",
+    "VectorBranch",
+    "ChunkBranch",
+    "TrajectoryBranch",
+    "ResidualHead",
+    "Fusion",
+    "Controller",
+    "InferenceAdapter",
+    "BasePolicy",
+    "DataSource",
+)
+_TYPES = (
+    "ActionSet",
+    "SigmaBatch",
+    "SigmaOutput",
+    "VisionOutput",
+    "BackboneOutput",
+    "IntentOutput",
+    "QueryOutput",
+)
 _LAZY = {
-    "SigmaPolicy": "sigma_core.policy",
-    "build_policy": "sigma_core.policy",
-    "build_component": "sigma_core.policy",
-    "Component": "sigma_core.components",
-    "ActionSet": "sigma_core.types",
-    "SigmaBatch": "sigma_core.types",
-    "SigmaOutput": "sigma_core.types",
+    **dict.fromkeys(_ABCS, "sigma_core.components"),
+    **dict.fromkeys(_TYPES, "sigma_core.types"),
+    "SigmaPolicy": "sigma_core.model",
+    "build_policy": "sigma_core.model",
+    "build_component": "sigma_core.model",
+    "parameter_counts": "sigma_core.model",
 }
 
 if TYPE_CHECKING:
-    from sigma_core.components import Component
-    from sigma_core.policy import SigmaPolicy, build_component, build_policy
-    from sigma_core.types import ActionSet, SigmaBatch, SigmaOutput
+    from sigma_core.components import (
+        ActionQuery,
+        Backbone,
+        BasePolicy,
+        ChunkBranch,
+        Component,
+        Controller,
+        DataSource,
+        Fusion,
+        InferenceAdapter,
+        IntentWorkspace,
+        MemoryFn,
+        ResidualHead,
+        SemanticMemory,
+        TrajectoryBranch,
+        VectorBranch,
+        VisionWorkspace,
+    )
+    from sigma_core.model import SigmaPolicy, build_component, build_policy, parameter_counts
+    from sigma_core.types import (
+        ActionSet,
+        BackboneOutput,
+        IntentOutput,
+        QueryOutput,
+        SigmaBatch,
+        SigmaOutput,
+        VisionOutput,
+    )
 
 __all__ = [
     "KINDS",
     "MODEL_SLOTS",
+    "ActionQuery",
     "ActionSet",
+    "Backbone",
+    "BackboneOutput",
+    "BasePolicy",
+    "ChunkBranch",
     "Component",
     "ComponentInfo",
+    "ComponentRef",
+    "Controller",
+    "DataSource",
     "Dims",
+    "Fusion",
+    "InferenceAdapter",
+    "IntentOutput",
+    "IntentWorkspace",
+    "MemoryFn",
+    "QueryOutput",
+    "RegisterFn",
     "Registry",
+    "ResidualHead",
+    "SemanticMemory",
     "SigmaBatch",
     "SigmaOutput",
     "SigmaPolicy",
@@ -46,7 +136,11 @@ __all__ = [
     "SigmaUserError",
     "SpecError",
     "StrictModel",
+    "TrajectoryBranch",
     "UnknownComponentError",
+    "VectorBranch",
+    "VisionOutput",
+    "VisionWorkspace",
     "__version__",
     "build_component",
     "build_policy",
@@ -55,6 +149,7 @@ __all__ = [
     "hookspec",
     "load_registry",
     "load_spec",
+    "parameter_counts",
     "validate_spec",
 ]
 

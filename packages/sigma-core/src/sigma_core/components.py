@@ -19,14 +19,15 @@ from __future__ import annotations
 import re
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel
 from torch import Tensor, nn
 
+from sigma_core.config import Dims
 from sigma_core.kinds import KINDS
-from sigma_core.spec import Dims
 from sigma_core.types import (
     ActionSet,
     BackboneOutput,
@@ -68,9 +69,6 @@ class Component(nn.Module, metaclass=ABCMeta):
     #: Parameter-name prefixes that belong to the telepathy pathway (trained in stage
     #: ``sigma``, frozen in stage ``base``); ``("",)`` marks the whole component.
     telepathy_params: ClassVar[tuple[str, ...]] = ()
-    #: False for kinds whose forward is not tensors in, tensors out (data sources);
-    #: the contract kit then checks construction only.
-    tensor_forward: ClassVar[bool] = True
 
     def __init_subclass__(cls, kind: str | None = None, abstract: bool = False, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -91,10 +89,13 @@ class Component(nn.Module, metaclass=ABCMeta):
         self.dims = dims
 
     @classmethod
-    def contract_config(cls) -> BaseModel:
+    def contract_config(cls, workdir: Path | None = None, dims: Dims | None = None) -> BaseModel:
         """The config the contract kit builds with (default: the config's defaults).
 
         Override when the defaults cannot build offline (e.g. a required model path).
+        The kit passes a scratch directory ``workdir`` and the ``dims`` it builds with,
+        for configs that must point at files made for the test (an override may
+        accept either, both or none of them).
         """
         return cls.config_class()
 
@@ -140,10 +141,9 @@ def resolve(
     return tuple(out)
 
 
-def _check_definition(cls: type[Component]) -> None:
+def _check_names(cls: type[Any]) -> type[BaseModel]:
+    """Check ``name`` and ``config_class`` of a component or data source class."""
     where = f"{cls.__module__}.{cls.__qualname__}"
-    if not hasattr(cls, "kind"):
-        raise ComponentDefinitionError(f"{where}: subclass a kind ABC (e.g. VisionWorkspace)")
     name = cls.__dict__.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ComponentDefinitionError(
@@ -154,6 +154,14 @@ def _check_definition(cls: type[Component]) -> None:
         raise ComponentDefinitionError(f"{where}: set `config_class` to a pydantic model class")
     if config.model_config.get("extra") != "forbid":
         raise ComponentDefinitionError(f"{where}: {config.__name__} must set extra='forbid'")
+    return config
+
+
+def _check_definition(cls: type[Component]) -> None:
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if not hasattr(cls, "kind"):
+        raise ComponentDefinitionError(f"{where}: subclass a kind ABC (e.g. VisionWorkspace)")
+    config = _check_names(cls)
     for sym, fld in cls.shape_symbols.items():
         if fld not in config.model_fields:
             raise ComponentDefinitionError(
@@ -170,7 +178,7 @@ def _check_definition(cls: type[Component]) -> None:
                 )
 
 
-def component_base(kind: str) -> type[Component]:
+def component_base(kind: str) -> type[Any]:
     """The ABC of a kind."""
     return _BASES[kind]
 
@@ -432,15 +440,47 @@ class BasePolicy(Component, kind="base_policy", abstract=True):
         return {"batch": SigmaBatch(images, state, ["task"] * batch_size)}
 
 
-class DataSource(Component, kind="data_source", abstract=True):
-    """A producer of LeRobot datasets (e.g. a simulator with a scripted expert).
+class DataSource(metaclass=ABCMeta):
+    """A producer of LeRobot datasets (kind ``data_source``), e.g. a simulator with an expert.
 
-    It holds no trainable parameters; it is a Component so that it is named,
-    configured and registered like every other slot.
+    Not a torch module: it writes files rather than mapping tensors, so it has a
+    contract of its own (:class:`sigma_core.testing.DataSourceContract`): it
+    builds from its contract config, the same seed writes the same episodes, the
+    result is a dataset LeRobot reads back, and a second call with more episodes
+    resumes the first one's output instead of starting over.
+
+    Subclasses set ``name`` and ``config_class`` (checked at definition, like
+    components) and implement :meth:`write`.
     """
 
-    tensor_forward = False
+    kind: ClassVar[str] = "data_source"
+    name: ClassVar[str]
+    config_class: ClassVar[type[BaseModel]]
+
+    def __init_subclass__(cls, abstract: bool = False, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if not abstract:
+            _check_names(cls)
+
+    def __init__(self, config: BaseModel) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{self.name}: config must be {self.config_class.__name__}")
+        self.config = config
+
+    @classmethod
+    def contract_config(cls, workdir: Path | None = None) -> BaseModel:
+        """The config the contract kit writes with (default: the config's defaults)."""
+        return cls.config_class()
 
     @abstractmethod
-    def forward(self, out_dir: str, episodes: int, seed: int = 0) -> dict[str, Any]:
-        """Write ``episodes`` episodes under ``out_dir``; return a summary."""
+    def write(
+        self, out_dir: str | Path, episodes: int, seed: int = 0, progress: bool = True
+    ) -> dict[str, Any]:
+        """Make ``out_dir`` hold ``episodes`` episodes (resuming what is there); summary dict.
+
+        The summary has at least ``episodes`` (the count now in ``out_dir``) and
+        ``repo_id`` (to open it with ``LeRobotDataset(repo_id, root=out_dir)``).
+        """
+
+
+_BASES["data_source"] = DataSource

@@ -26,46 +26,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
+from sigma_core import config
+from sigma_core._deprecated import moved_names
 from sigma_core.errors import SigmaUserError, SpecError, SpecProblem
 from sigma_core.kinds import MODEL_SLOTS
-from sigma_core.registry import Registry, unknown_component_message
+from sigma_core.plugins.registry import Registry, get_registry, unknown_component_message
 
-
-class StrictModel(BaseModel):
-    """Base for spec sections and component configs: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Dims(StrictModel):
-    """Dimensions shared by every component (the shape symbols in brackets)."""
-
-    d_model: PositiveInt = Field(64, description="[D] width of vision, intent and action tokens")
-    action_dim: PositiveInt = Field(6, description="[A] action dimension (SO-101: 6 joints)")
-    state_dim: PositiveInt = Field(6, description="[S] robot state dimension")
-    chunk_horizon: PositiveInt = Field(8, description="[H] chunk branch horizon H_c")
-    horizon: PositiveInt = Field(16, description="[T] trajectory horizon (window length)")
-    cameras: list[str] = Field(
-        default_factory=lambda: ["overhead", "wrist"], min_length=1, description="[C] camera names"
-    )
-    image_size: PositiveInt = Field(96, description="[P] square image side in pixels")
-    frame_history: PositiveInt = Field(1, description="[F] frames per camera (history)")
-
-    def symbols(self) -> dict[str, int]:
-        """Shape symbols -> sizes, as used by component ``inputs``/``outputs`` declarations."""
-        return {
-            "D": self.d_model,
-            "A": self.action_dim,
-            "S": self.state_dim,
-            "H": self.chunk_horizon,
-            "T": self.horizon,
-            # tau lives in the action-condition space: L_tau and the adapter's
-            # risk compare tau with c_act by cosine, so E = D by construction.
-            "E": self.d_model,
-            "C": len(self.cameras),
-            "P": self.image_size,
-            "F": self.frame_history,
-        }
+# StrictModel and Dims live in sigma_core.config since 0.2
+__getattr__ = moved_names(
+    __name__, {"StrictModel": "sigma_core.config", "Dims": "sigma_core.config"}
+)
 
 
 class ComponentRef(BaseModel):
@@ -85,10 +55,10 @@ def _ref(name: str) -> Any:
     return Field(default_factory=lambda: ComponentRef(type=name))
 
 
-class ModelSpec(StrictModel):
+class ModelSpec(config.StrictModel):
     """The ``model:`` section: shared dims and one component per slot."""
 
-    dims: Dims = Field(default_factory=Dims)
+    dims: config.Dims = Field(default_factory=config.Dims)
     vision: ComponentRef = _ref("perceiver")
     backbone: ComponentRef = _ref("tiny")
     memory: ComponentRef = _ref("gated")
@@ -103,7 +73,7 @@ class ModelSpec(StrictModel):
     adapter: ComponentRef = _ref("risk")
 
 
-class DataSpec(StrictModel):
+class DataSpec(config.StrictModel):
     """The ``data:`` section (preprocessed shards)."""
 
     path: str | None = Field(None, description="directory of preprocessed shards")
@@ -111,7 +81,7 @@ class DataSpec(StrictModel):
     num_workers: int = Field(0, ge=0)
 
 
-class Ramp(StrictModel):
+class Ramp(config.StrictModel):
     """A weight that goes linearly from ``start`` to ``target`` over ``steps`` steps."""
 
     start: float = 0.0
@@ -124,7 +94,7 @@ class Ramp(StrictModel):
         return self.start + (self.target - self.start) * max(step, 0) / self.steps
 
 
-class LossConfig(StrictModel):
+class LossConfig(config.StrictModel):
     """Weights and constants of TRAF and TSAC (defaults: the paper's where it gives them)."""
 
     alpha_vec: float = Field(1.0, ge=0, description="α_a")
@@ -155,7 +125,7 @@ class LossConfig(StrictModel):
     w_tau: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.05, steps=100))
 
 
-class TrainSpec(StrictModel):
+class TrainSpec(config.StrictModel):
     """The ``train:`` section."""
 
     stage: Literal["base", "sigma"] = "sigma"
@@ -178,14 +148,14 @@ class TrainSpec(StrictModel):
     )
 
 
-class EvalSpec(StrictModel):
+class EvalSpec(config.StrictModel):
     """The ``eval:`` section."""
 
     split: Literal["val", "test"] = "test"
     batch_size: PositiveInt = 16
 
 
-class SigmaSpec(StrictModel):
+class SigmaSpec(config.StrictModel):
     """A whole run file."""
 
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -346,8 +316,6 @@ def validate_spec(
 def load_spec(path: str | Path, registry: Registry | None = None) -> SigmaSpec:
     """Read, validate and resolve a spec file against the (installed) registry."""
     if registry is None:
-        from sigma_core.registry import get_registry
-
         registry = get_registry()
     raw, lines = load_yaml(path)
     return validate_spec(raw, registry, source=str(path), lines=lines)

@@ -13,10 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sigma_core.components import Backbone
-from sigma_core.errors import SigmaUserError
-from sigma_core.spec import Dims
-from sigma_core.types import BackboneOutput
+from sigma_core import Backbone, BackboneOutput, Dims, SigmaUserError
 from sigma_intent.config import HfBackboneConfig, LoraSpec, TinyBackboneConfig
 
 # peft imports bitsandbytes when installed; on CPU it logs that an optional kernel

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from sigma_core.spec import StrictModel
+from sigma_core import StrictModel
 
 
 class LoraSpec(StrictModel):

@@ -7,10 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from sigma_core.components import IntentWorkspace, MemoryFn
+from sigma_core import Dims, IntentOutput, IntentWorkspace, MemoryFn
 from sigma_core.layers import CrossAttentionBlock, mlp
-from sigma_core.spec import Dims
-from sigma_core.types import IntentOutput
 from sigma_intent.config import SigmaIntentConfig
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sigma_core.components import SemanticMemory
-from sigma_core.spec import Dims
+from sigma_core import Dims, SemanticMemory
 from sigma_intent.config import EmaMemoryConfig, GatedMemoryConfig, NoMemoryConfig
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sigma_core.hookspecs import RegisterFn, hookimpl
+from sigma_core import RegisterFn, hookimpl
 from sigma_intent import config as c
 
 

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sigma_core.data.episodes import Episode, SourceInfo
-from sigma_core.data.images import resize_with_pad
-from sigma_core.errors import SigmaUserError
+from sigma_core import SigmaUserError
+from sigma_core.data import Episode, SourceInfo, resize_with_pad
 
 ACTION, STATE = "action", "observation.state"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")

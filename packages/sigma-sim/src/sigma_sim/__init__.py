@@ -7,7 +7,7 @@ episodes through LeRobot's dataset writer. Importing this package is light (no
 torch, mujoco or LeRobot); they load when recording starts.
 """
 
-from sigma_core._version import __version__
+from sigma_core import __version__
 from sigma_sim.config import PALETTE, So101PickPlaceConfig
 
 __all__ = ["PALETTE", "So101PickPlaceConfig", "__version__"]

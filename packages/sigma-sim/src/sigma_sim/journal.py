@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sigma_core.errors import SigmaUserError
+from sigma_core import SigmaUserError
 
 JOURNAL_PATH = "meta/sigma_sim.json"
 FORMAT = 1

@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sigma_core.errors import SigmaUserError
+from sigma_core import SigmaUserError
 from sigma_sim.journal import Journal
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sigma_core.errors import SigmaUserError
+from sigma_core import SigmaUserError
 from sigma_sim.render import ensure_gl_backend, lowpoly_model_dir, using_model_dir
 
 if TYPE_CHECKING:

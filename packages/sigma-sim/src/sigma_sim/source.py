@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sigma_core.components import DataSource
-from sigma_core.spec import Dims
+from sigma_core import DataSource
 from sigma_sim.config import So101PickPlaceConfig
 from sigma_sim.render import ensure_gl_backend
 
@@ -15,7 +15,7 @@ ensure_gl_backend()  # before anything imports mujoco
 class So101PickPlace(DataSource):
     """Scripted pick-and-place of the SO-101 arm in MuJoCo, written as a LeRobot v3 dataset.
 
-    ``forward(out_dir, episodes, seed=0, progress=True)`` records until ``out_dir``
+    ``write(out_dir, episodes, seed=0, progress=True)`` records until ``out_dir``
     holds ``episodes`` successful episodes (failed attempts are dropped), resuming
     a dataset that an earlier run with the same config and seed left there, and
     returns a summary::
@@ -32,13 +32,15 @@ class So101PickPlace(DataSource):
     name = "so101-pickplace"
     config_class = So101PickPlaceConfig
 
-    def __init__(self, config: So101PickPlaceConfig, dims: Dims | None = None) -> None:
-        super().__init__(config, dims if dims is not None else Dims())
+    @classmethod
+    def contract_config(cls, workdir: Path | None = None) -> So101PickPlaceConfig:
+        """32 px cameras: the contract kit's runs take seconds."""
+        return So101PickPlaceConfig(image_size=32)
 
-    def forward(
-        self, out_dir: str, episodes: int, seed: int = 0, progress: bool = True
+    def write(
+        self, out_dir: str | Path, episodes: int, seed: int = 0, progress: bool = True
     ) -> dict[str, Any]:
         """Write ``episodes`` successful episodes under ``out_dir``; return the summary."""
         from sigma_sim.record import record
 
-        return record(self.config, out_dir, int(episodes), int(seed), progress)
+        return record(self.config, str(out_dir), int(episodes), int(seed), progress)

@@ -7,10 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from sigma_core.components import VisionWorkspace
+from sigma_core import Dims, VisionOutput, VisionWorkspace
 from sigma_core.layers import CrossAttentionBlock, SelfAttentionBlock, mlp
-from sigma_core.spec import Dims
-from sigma_core.types import VisionOutput
 from sigma_vision.config import PerceiverVisionConfig, ResamplerConfig
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sigma_core.errors import SigmaUserError
+from sigma_core import SigmaUserError
 from sigma_vision.config import TowerVisionConfig
 from sigma_vision.perceiver import ResamplerVision
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +168,29 @@ def make_loader(
     shuffle: bool = True,
     num_workers: int = 0,
     drop_last: bool = False,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> DataLoader:
-    """A DataLoader of :class:`SigmaBatch` with deterministic, seed-driven order."""
+    """A DataLoader of :class:`SigmaBatch` with deterministic, seed-driven order.
+
+    Args:
+        batches: explicit item indices of every batch, in order (the trainer's
+            per-process slices); replaces ``batch_size``, the sampler and ``drop_last``.
+        num_workers: loader processes (``data.num_workers``); 0 loads in-process.
+    """
     if len(dataset) == 0:
         raise SigmaUserError(f"{dataset.root}: the requested split has no windows")
+    # A generator of its own: DataLoader draws its workers' base seed from it, never
+    # from torch's global RNG, so starting a loader does not change the training noise
+    # (exact resume depends on that).
+    generator = torch.Generator().manual_seed(seed + epoch)
+    if batches is not None:
+        return DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=num_workers,
+            collate_fn=collate,
+            generator=generator,
+        )
     sampler = EpochSampler(len(dataset), seed, epoch, start, shuffle)
     return DataLoader(
         dataset,
@@ -179,5 +199,5 @@ def make_loader(
         num_workers=num_workers,
         collate_fn=collate,
         drop_last=drop_last,
-        persistent_workers=num_workers > 0,
+        generator=generator,
     )

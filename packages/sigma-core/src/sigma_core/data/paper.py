@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from sigma_core._fileio import sha256_file
 from sigma_core.data.episodes import SourceInfo
 from sigma_core.data.images import resize_with_pad
 from sigma_core.data.prepare import PreprocessOptions, Progress, write_shards
+from sigma_core.data.shards import concat_columns, shard_columns
 from sigma_core.data.windows import action_l2
 from sigma_core.errors import SigmaUserError
-from sigma_core.fileio import sha256_file
 
 FIELDS = (
     "vision_inputs",
@@ -143,9 +144,10 @@ class PaperShards:
             "dropped_static": 0,
             "short_episodes": {},
         }
-        rows: dict[str, list[Any]] = {}
+        parts: list[dict[str, np.ndarray]] = []
         tasks: list[str] = []
         prev_traj, episode, run = None, -1, 0
+        last_episode, index = None, 0
         for i, s in enumerate(samples):
             where = f"{self.dir / name} window {i}"
             missing = [f for f in FIELDS if f not in s]
@@ -192,33 +194,27 @@ class PaperShards:
             if text not in tasks:
                 tasks.append(text)
             frames = _images(s["vision_inputs"], len(o.cameras), o.image_size, where)
-            for c, img in zip(o.cameras, frames, strict=True):
-                rows.setdefault(f"frames.{c}", []).append(img)
-            same = rows.get("frame.episode") and rows["frame.episode"][-1] == episode
-            for k, v in (
-                ("frame.state", state),
-                ("frame.action", vec),
-                ("frame.index", rows["frame.index"][-1] + 1 if same else 0),
-                ("frame.episode", episode),
-                ("window.frame", len(rows.get("window.frame", []))),
-                ("window.episode", episode),
-                ("window.task", tasks.index(text)),
-                ("window.vector", vec),
-                ("window.chunk", chk),
-                ("window.trajectory", trj),
-                ("window.avg_action_l2", np.float32(avg)),
-                ("window.max_action_l2", np.float32(mx)),
-            ):
-                rows.setdefault(k, []).append(v)
-        if not rows:
-            return {}, tasks, counts
-        dtypes = {"frame.index": np.int64, "frame.episode": np.int64, "window.frame": np.int64}
-        dtypes |= {"window.episode": np.int64, "window.task": np.int64}
-        tensors = {
-            k: np.stack(v).astype(dtypes.get(k, v[0].dtype if hasattr(v[0], "dtype") else None))
-            for k, v in rows.items()
-        }
-        return tensors, tasks, counts
+            # each window is one stored frame: its observation, with the window's targets
+            index = index + 1 if episode == last_episode else 0
+            last_episode = episode
+            parts.append(
+                shard_columns(
+                    frames={c: img[None] for c, img in zip(o.cameras, frames, strict=True)},
+                    state=state[None],
+                    action=vec[None],
+                    episode=episode,
+                    frame_index=np.array([index]),
+                    first_row=len(parts),
+                    window_start=np.zeros(1, np.int64),
+                    task=tasks.index(text),
+                    trajectory=trj[None],
+                    chunk=chk[None],
+                    vector=vec[None],
+                    avg_action_l2=np.array([avg]),
+                    max_action_l2=np.array([mx]),
+                )
+            )
+        return concat_columns(parts), tasks, counts
 
 
 def import_paper_shards(

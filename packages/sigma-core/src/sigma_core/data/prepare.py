@@ -25,12 +25,22 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from sigma_core._fileio import atomic_write_text
+from sigma_core.config import Dims
+from sigma_core.data.dims import check_dims
 from sigma_core.data.episodes import EpisodeSource, SourceInfo
-from sigma_core.data.shards import Shard, file_record, shard_name, verify_shard, write_shard
+from sigma_core.data.shards import (
+    Shard,
+    concat_columns,
+    file_record,
+    shard_columns,
+    shard_name,
+    verify_shard,
+    write_shard,
+)
 from sigma_core.data.stats import feature_stats, split_episodes
 from sigma_core.data.windows import WindowRule, cut_windows
 from sigma_core.errors import SigmaUserError
-from sigma_core.fileio import atomic_write_text
 
 META = "meta.json"
 PROGRESS = ".progress.json"
@@ -88,24 +98,12 @@ def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
-def _check_dims(info: SourceInfo, action_dim: int | None, state_dim: int | None) -> None:
-    for key, have, want in (
-        ("action", info.action_dim, action_dim),
-        ("observation.state", info.state_dim, state_dim),
-    ):
-        if want is not None and have != want:
-            raise SigmaUserError(
-                f"{info.dataset}: {key} has {have} dimensions, the spec expects {want} "
-                f"(dims.{'action_dim' if key == 'action' else 'state_dim'})"
-            )
-
-
 def build_shard(
     source: EpisodeSource, episodes: list[int], opts: PreprocessOptions, progress: Progress | None
 ) -> tuple[dict[str, np.ndarray], list[str], dict[str, Any]]:
     """Read ``episodes``, cut windows and lay out one shard's tensors."""
     rule = opts.rule()
-    cols: dict[str, list[np.ndarray]] = {}
+    parts: list[dict[str, np.ndarray]] = []
     tasks: list[str] = []
     counts: dict[str, Any] = {"candidates": 0, "dropped_nonfinite": 0, "dropped_static": 0}
     short: dict[str, int] = {}
@@ -125,29 +123,26 @@ def build_shard(
         if ep.task not in tasks:
             tasks.append(ep.task)
         traj = ep.action[win.start[:, None] + np.arange(rule.horizon)]
-        parts = {
-            **{f"frames.{c}": ep.frames[c] for c in opts.cameras},
-            "frame.state": ep.state.astype(np.float32, copy=False),
-            "frame.action": ep.action.astype(np.float32, copy=False),
-            "frame.episode": np.full(n, ep_id, np.int64),
-            "frame.index": np.arange(n, dtype=np.int64),
-            "window.frame": rows + win.start,
-            "window.episode": np.full(len(win.start), ep_id, np.int64),
-            "window.task": np.full(len(win.start), tasks.index(ep.task), np.int64),
-            "window.vector": traj[:, 0],
-            "window.chunk": traj[:, : rule.chunk],
-            "window.trajectory": traj,
-            "window.avg_action_l2": win.avg_action_l2,
-            "window.max_action_l2": win.max_action_l2,
-        }
-        for k, v in parts.items():
-            cols.setdefault(k, []).append(v)
+        parts.append(
+            shard_columns(
+                frames={c: ep.frames[c] for c in opts.cameras},
+                state=ep.state,
+                action=ep.action,
+                episode=ep_id,
+                frame_index=np.arange(n),
+                first_row=rows,
+                window_start=win.start,
+                task=tasks.index(ep.task),
+                trajectory=traj,
+                chunk=traj[:, : rule.chunk],
+                vector=traj[:, 0],
+                avg_action_l2=win.avg_action_l2,
+                max_action_l2=win.max_action_l2,
+            )
+        )
         rows += n
     counts["short_episodes"] = short
-    if not cols:
-        return {}, tasks, counts
-    tensors = {k: np.concatenate(v) for k, v in cols.items()}
-    return tensors, tasks, counts
+    return concat_columns(parts), tasks, counts
 
 
 def _prepare_out(out: Path, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -186,17 +181,19 @@ def preprocess(
     out: str | Path,
     opts: PreprocessOptions,
     *,
-    action_dim: int | None = None,
-    state_dim: int | None = None,
+    dims: Dims | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Turn ``source`` into shards under ``out``; return the meta.json content.
 
-    Raises :class:`SigmaUserError` on a dimension mismatch with the spec, on an
-    output directory made with other parameters, and when no window survives.
+    Raises :class:`SigmaUserError` when the source's action or state width differs
+    from ``dims`` (the spec's), on an output directory made with other parameters,
+    and when no window survives.
     """
     info = source.info
-    _check_dims(info, action_dim, state_dim)
+    if dims is not None:
+        have = {"action_dim": info.action_dim, "state_dim": info.state_dim}
+        check_dims(dims, have, info.dataset)
     groups = plan_shards(source.episode_lengths(), opts.shard_frames)
     return write_shards(
         out, info, opts, groups, lambda g: build_shard(source, g, opts, progress), progress

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from sigma_core._fileio import atomic_path, sha256_file
 from sigma_core.errors import SigmaUserError
-from sigma_core.fileio import atomic_path, sha256_file
 
 SHARD_FORMAT = "sigma-shard/1"
 FRAME_KEYS = ("frame.state", "frame.action", "frame.episode", "frame.index")
@@ -46,6 +47,58 @@ WINDOW_KEYS = (
     "window.avg_action_l2",
     "window.max_action_l2",
 )
+
+
+def shard_columns(
+    *,
+    frames: Mapping[str, np.ndarray],
+    state: np.ndarray,
+    action: np.ndarray,
+    episode: int,
+    frame_index: np.ndarray,
+    first_row: int,
+    window_start: np.ndarray,
+    task: int,
+    trajectory: np.ndarray,
+    chunk: np.ndarray,
+    vector: np.ndarray,
+    avg_action_l2: np.ndarray,
+    max_action_l2: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The shard columns (module docstring) that one run of frames of an episode adds.
+
+    Args:
+        frames: camera -> uint8 (n, 3, P, P); ``state`` (n, S), ``action`` (n, A).
+        frame_index: (n,) index of each frame within its episode.
+        first_row: the shard row of the first of these frames.
+        window_start: (w,) frame (within these n) of each window's observation.
+        task: index of the episode's task in the shard's ``tasks``.
+        trajectory, chunk, vector: (w, T, A), (w, H_c, A), (w, A) window targets.
+        avg_action_l2, max_action_l2: (w,) static-filter statistics.
+    """
+    n, w = len(action), len(window_start)
+    return {
+        **{f"frames.{c}": f for c, f in frames.items()},
+        "frame.state": np.asarray(state, np.float32),
+        "frame.action": np.asarray(action, np.float32),
+        "frame.episode": np.full(n, episode, np.int64),
+        "frame.index": np.asarray(frame_index, np.int64),
+        "window.frame": first_row + np.asarray(window_start, np.int64),
+        "window.episode": np.full(w, episode, np.int64),
+        "window.task": np.full(w, task, np.int64),
+        "window.vector": np.asarray(vector, np.float32),
+        "window.chunk": np.asarray(chunk, np.float32),
+        "window.trajectory": np.asarray(trajectory, np.float32),
+        "window.avg_action_l2": np.asarray(avg_action_l2, np.float32),
+        "window.max_action_l2": np.asarray(max_action_l2, np.float32),
+    }
+
+
+def concat_columns(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate :func:`shard_columns` results into one shard's tensors (``{}`` if none)."""
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def shard_name(i: int) -> str:

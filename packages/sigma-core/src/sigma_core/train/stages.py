@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sigma_core.policy import SigmaPolicy
+from sigma_core.model.policy import SigmaPolicy
 
 Stage = Literal["base", "sigma"]
 

@@ -1,5 +1,8 @@
 """A training checkpoint on disk: what a stage trained, plus the trainer's state.
 
+The one writer (:func:`write_checkpoint`) and reader (:func:`read_checkpoint`)
+of this format.
+
 Layout of ``checkpoints/step_N/``::
 
     heads.safetensors            every trainable tensor outside LoRA (policy names)
@@ -18,6 +21,7 @@ other weights. With more than one PEFT model in the policy, each adapter goes to
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,9 +30,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sigma_core.checkpoint import META, policy_meta
+from sigma_core._fileio import atomic_dir
 from sigma_core.errors import SigmaUserError
-from sigma_core.stages import is_lora
+from sigma_core.model.checkpoint import policy_meta, read_meta, write_meta
+from sigma_core.spec import SigmaSpec
+from sigma_core.train.stages import is_lora
 
 HEADS = "heads.safetensors"
 ADAPTER = "adapter_model.safetensors"
@@ -37,11 +43,21 @@ TRAINER_STATE = "trainer.json"
 
 
 def peft_models(policy: nn.Module) -> dict[str, nn.Module]:
-    """Module path -> PEFT model, for every peft-wrapped module inside ``policy``."""
+    """Module path -> PEFT model, for every one whose tensors ``policy`` saves.
+
+    A frozen base policy's adapter (inside ``base_policy.base``, left out of the
+    policy's ``state_dict``) is not one: it belongs to the base's own checkpoint.
+    """
     peft = sys.modules.get("peft")  # no peft imported means no adapter can exist
     if peft is None:
         return {}
-    return {n: m for n, m in policy.named_modules() if isinstance(m, peft.PeftModel)}
+    saved = policy.state_dict().keys()
+    return {
+        n: m
+        for n, m in policy.named_modules()
+        if isinstance(m, peft.PeftModel)
+        and any(f"{n}.{k}" in saved for k, _ in m.named_parameters())
+    }
 
 
 def _adapter_dirs(policy: nn.Module, directory: Path) -> dict[str, tuple[nn.Module, Path]]:
@@ -90,11 +106,66 @@ def load_trained(policy: nn.Module, directory: Path) -> None:
             raise SigmaUserError(f"{where / ADAPTER}: unexpected keys {result.unexpected_keys[:3]}")
 
 
-def write_meta(directory: Path, spec: Any, init: dict[str, str] | None) -> None:
-    """``sigma.json``: :func:`~sigma_core.checkpoint.policy_meta` plus where the frozen
-    weights came from (``init_from``: path and sha256, or null)."""
-    meta = policy_meta(spec) | {"init_from": init}
-    (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
+def write_checkpoint(
+    directory: str | Path,
+    *,
+    policy: nn.Module,
+    spec: SigmaSpec,
+    init: dict[str, str] | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loop: dict[str, Any],
+) -> None:
+    """Write one checkpoint directory atomically (see the module docstring for its files).
+
+    Args:
+        init: where the frozen weights came from (``{"path", "sha256"}``) or None.
+        loop: the loop's position: ``step``, ``epoch``, ``position``, ``num_processes``
+            and ``best_val`` (``inf`` is stored as null).
+    """
+    with atomic_dir(directory) as tmp:
+        save_trained(policy, tmp)
+        write_meta(tmp, policy_meta(spec) | {"init_from": init})
+        tensors, opt_meta = optimizer_tensors(optimizer)
+        save_file(tensors | rng_tensors(), str(tmp / TRAINER_TENSORS))
+        best = loop.get("best_val")
+        state = loop | {
+            "best_val": None if best is None or math.isinf(best) else best,
+            "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
+            "optimizer": opt_meta,
+        }
+        (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
+
+
+def checkpoint_init(directory: str | Path) -> dict[str, str] | None:
+    """The ``init_from`` record (path and sha256 of the frozen weights) of a checkpoint."""
+    return read_meta(directory).get("init_from")
+
+
+def read_checkpoint(
+    directory: str | Path,
+    *,
+    policy: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Restore what :func:`write_checkpoint` wrote; return the loop position it saved.
+
+    Weights (heads + adapters), optimizer moments, scheduler and RNG are restored
+    in place; the returned dict holds ``step``, ``epoch``, ``position``,
+    ``num_processes`` and ``best_val`` (``inf`` when none was recorded).
+    """
+    directory = Path(directory)
+    load_trained(policy, directory)
+    state = json.loads((directory / TRAINER_STATE).read_text())
+    tensors = load_file(str(directory / TRAINER_TENSORS), device=str(device))
+    load_rng({k: v.cpu() for k, v in tensors.items() if k.startswith("rng.")})
+    load_optimizer(optimizer, tensors, state["optimizer"])
+    scheduler.load_state_dict(scheduler.state_dict() | state["scheduler"])
+    loop = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")}
+    loop["best_val"] = math.inf if loop.get("best_val") is None else loop["best_val"]
+    return loop
 
 
 # ---- optimizer and RNG as safetensors + JSON (no pickle) -------------------------

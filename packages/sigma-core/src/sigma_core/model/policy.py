@@ -9,7 +9,7 @@ Forward for one batch (paper §1-3; symbols as in the paper):
 5. Telepathy path: ``Q, c_act = query(high_level_rep, tau, S_tok, V_mod)`` and
    ``a_tau = branches(Q, c_act)``. Baseline path: the same with ``tau = 0``,
    V_base and ``c_text`` (= high_level_rep at tau = 0), giving ``c_act_base`` and
-   ``a_0``; no telepathy parameter (see :mod:`sigma_core.stages`) reaches it.
+   ``a_0``; no telepathy parameter (see :mod:`sigma_core.train.stages`) reaches it.
 6. ``a_base`` = the ``base_policy`` slot's actions, else the batch's
    ``base_actions``, else ``a_0``.
 7. ``delta_a = (a_tau - a_0) + g([high_level_rep, tau])`` (residual heads), and
@@ -36,10 +36,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sigma_core._fileio import atomic_dir
 from sigma_core.components import Component
+from sigma_core.config import Dims
 from sigma_core.kinds import MODEL_SLOTS
-from sigma_core.registry import Registry, get_registry
-from sigma_core.spec import ComponentRef, Dims, SigmaSpec
+from sigma_core.model.checkpoint import (
+    META,
+    WEIGHTS,
+    check_versions,
+    policy_meta,
+    read_meta,
+    weights_file,
+    write_meta,
+)
+from sigma_core.plugins.registry import Registry, get_registry
+from sigma_core.spec import ComponentRef, SigmaSpec, validate_spec
 from sigma_core.types import (
     ActionSet,
     IntentOutput,
@@ -107,20 +118,41 @@ class SigmaPolicy(nn.Module):
         """(slot, component) in spec order."""
         return [(slot, getattr(self, slot)) for slot in self.slots]
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Save weights (safetensors), the resolved spec and component versions, atomically."""
-        from sigma_core.checkpoint import save_policy
+    def save_pretrained(self, directory: str | Path, registry: Registry | None = None) -> Path:
+        """Save weights (safetensors), the resolved spec and component versions, atomically.
 
-        return save_policy(self, directory)
+        The directory is written under a temporary name and renamed into place
+        (see :mod:`sigma_core.model.checkpoint` for the layout), so a crash never
+        leaves a half-written checkpoint that looks complete.
+        """
+        from safetensors.torch import save_model
+
+        meta = policy_meta(self.spec, registry)
+        with atomic_dir(directory) as tmp:
+            save_model(self, str(tmp / WEIGHTS))
+            write_meta(tmp, meta)
+        return Path(directory)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | Path, registry: Registry | None = None, strict_versions: bool = True
     ) -> SigmaPolicy:
-        """Rebuild a policy saved by :meth:`save_pretrained`; version mismatches fail clearly."""
-        from sigma_core.checkpoint import load_policy
+        """Rebuild a policy saved by :meth:`save_pretrained` from its resolved spec and weights.
 
-        return load_policy(directory, registry, strict_versions)
+        Raises:
+            SigmaUserError: not a checkpoint, a missing weights file, or (with
+                ``strict_versions``) components installed at other versions.
+        """
+        from safetensors.torch import load_model
+
+        registry = registry or get_registry()
+        meta = read_meta(directory)
+        if strict_versions:
+            check_versions(meta, registry, str(directory))
+        spec = validate_spec(meta["spec"], registry, source=f"{directory}/{META}")
+        policy = cls(spec, registry)
+        load_model(policy, str(weights_file(directory)), strict=True)
+        return policy
 
     def act(self, batch: SigmaBatch, m_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Inference for one observation batch: ``(plan (B, H_c, A), m_t (B, D))``.

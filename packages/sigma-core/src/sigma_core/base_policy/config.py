@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from sigma_core.spec import StrictModel
+from sigma_core.config import StrictModel
 
 
 class InternalBaseConfig(StrictModel):

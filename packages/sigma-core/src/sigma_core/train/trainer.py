@@ -17,7 +17,7 @@ Run directory::
     metrics.jsonl       one JSON row per optimizer step (Table 1 columns, lr, grad_norm,
                         seconds, data_seconds; val_L_act every ``val_every`` steps)
     tensorboard/        the same scalars, with ``tensorboard=True``
-    checkpoints/step_N/ heads + PEFT adapter + spec + trainer state (see train_state)
+    checkpoints/step_N/ heads + PEFT adapter + spec + trainer state (see train.checkpoint)
     last                names the newest complete checkpoint
     policy/             the final weights (SigmaPolicy.from_pretrained; the ``path``
                         of a ``base_policy: checkpoint`` for stage sigma)
@@ -34,9 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -45,29 +43,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from sigma_core import train_state
-from sigma_core.checkpoint import WEIGHTS, init_from_checkpoint, read_meta
+from sigma_core._fileio import atomic_write_text, sha256_file
 from sigma_core.data import ShardDataset, make_loader
-from sigma_core.data.loader import EpochSampler, collate
+from sigma_core.data.dims import check_dims, shard_dims
+from sigma_core.data.loader import EpochSampler
 from sigma_core.errors import SigmaUserError
-from sigma_core.fileio import atomic_write_text, sha256_file
-from sigma_core.losses import (
-    LossConfig,
-    per_sample_mse,
-    sigma_objective,
-    traf,
-    traf_from_losses,
-)
-from sigma_core.optim import make_optimizer
-from sigma_core.policy import SigmaPolicy, build_policy
+from sigma_core.model.checkpoint import WEIGHTS, init_from_checkpoint
+from sigma_core.model.policy import SigmaPolicy, build_policy
 from sigma_core.spec import SigmaSpec
-from sigma_core.stages import configure_stage
-from sigma_core.types import ActionSet, SigmaBatch
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from sigma_core.train.checkpoint import checkpoint_init, read_checkpoint, write_checkpoint
+from sigma_core.train.losses import LossConfig, traf
+from sigma_core.train.objective import StageObjective
+from sigma_core.train.optim import make_optimizer
+from sigma_core.train.runtime import autocast, autocast_dtype, make_accelerator
+from sigma_core.train.stages import configure_stage
+from sigma_core.types import SigmaBatch
 
 
 @dataclass
@@ -144,24 +135,8 @@ class Trainer:
         self.position = 0  # samples of the current epoch consumed by all processes together
 
     def _check_data(self) -> None:
-        d, meta = self.spec.model.dims, self.dataset.meta
-        opts, stats = meta["options"], meta["stats"]
-        problems = []
-        if len(stats["action"]["mean"]) != d.action_dim:
-            problems.append(f"action_dim: data {len(stats['action']['mean'])}, spec {d.action_dim}")
-        if len(stats["observation.state"]["mean"]) != d.state_dim:
-            problems.append(f"state_dim: data has {len(stats['observation.state']['mean'])}")
-        for key, want in (("horizon", d.horizon), ("chunk", d.chunk_horizon)):
-            if opts[key] != want:
-                problems.append(f"{key}: data {opts[key]}, spec {want}")
-        if opts["cameras"] != list(d.cameras):
-            problems.append(f"cameras: data {opts['cameras']}, spec {list(d.cameras)}")
-        if opts["image_size"] != d.image_size:
-            problems.append(f"image_size: data {opts['image_size']}, spec {d.image_size}")
-        if problems:
-            raise SigmaUserError(
-                f"{self.dataset.root} does not match the spec's model.dims: " + "; ".join(problems)
-            )
+        have = shard_dims(self.dataset.meta)
+        check_dims(self.spec.model.dims, have, str(self.dataset.root))
         if len(self.dataset) < self.spec.data.batch_size * self.world:
             raise SigmaUserError(
                 f"{self.dataset.root}: {len(self.dataset)} train windows, fewer than one batch"
@@ -170,21 +145,36 @@ class Trainer:
 
     # ---- data ---------------------------------------------------------------
     def _batches(self) -> Iterator[SigmaBatch]:
-        """This process's micro-batches from the saved position on, epoch after epoch."""
+        """This process's micro-batches from the saved position on, epoch after epoch.
+
+        Each global batch is ``batch_size x num_processes`` consecutive items of the
+        epoch's seeded order; this process loads slice ``rank`` of it through
+        ``data.num_workers`` loader processes. ``position`` counts the items that the
+        loop has consumed, so a resume starts exactly where the checkpoint was.
+        """
         bs = self.spec.data.batch_size
         stride = bs * self.world  # one global batch; this process takes slice ``rank``
         while True:
             order = EpochSampler(len(self.dataset), self.spec.train.seed, self.epoch).order()
-            while self.position + stride <= len(order):
-                lo = self.position + self.rank * bs
-                self.position += stride
-                yield collate([self.dataset[i] for i in order[lo : lo + bs]]).to(self.device)
+            mine = self.rank * bs
+            starts = range(self.position, len(order) - stride + 1, stride)
+            plan = [order[p + mine : p + mine + bs] for p in starts]
+            if plan:
+                loader = make_loader(
+                    self.dataset,
+                    bs,
+                    seed=self.spec.train.seed,
+                    epoch=self.epoch,
+                    batches=plan,
+                    num_workers=self.spec.data.num_workers,
+                )
+                for batch in loader:
+                    self.position += stride
+                    yield batch.to(self.device)
             self.epoch, self.position = self.epoch + 1, 0
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
 
     # ---- one optimizer step -------------------------------------------------
     def _loss(self, batch: SigmaBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -343,7 +333,12 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.spec.train.seed)  # the same sampler noise every time
             self.policy.eval()
-            for batch in make_loader(self.val, self.spec.data.batch_size, shuffle=False):
+            for batch in make_loader(
+                self.val,
+                self.spec.data.batch_size,
+                shuffle=False,
+                num_workers=self.spec.data.num_workers,
+            ):
                 batch = batch.to(self.device)
                 with self._autocast():
                     actions = self.policy(batch, telepathy=telepathy).actions
@@ -365,31 +360,22 @@ class Trainer:
 
     def _write_checkpoint(self) -> None:
         ckpts = self.out / "checkpoints"
-        ckpts.mkdir(exist_ok=True)
         name = f"step_{self.step:06d}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=ckpts))
-        try:
-            train_state.save_trained(self.policy, tmp)
-            train_state.write_meta(tmp, self.spec, self.init)
-            tensors, meta = train_state.optimizer_tensors(self.optimizer)
-            save_file(tensors | train_state.rng_tensors(), str(tmp / train_state.TRAINER_TENSORS))
-            state = {
+        write_checkpoint(
+            ckpts / name,
+            policy=self.policy,
+            spec=self.spec,
+            init=self.init,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            loop={
                 "step": self.step,
                 "epoch": self.epoch,
                 "position": self.position,
                 "num_processes": self.world,
-                "best_val": None if math.isinf(self.best_val) else self.best_val,
-                "scheduler": {
-                    k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"
-                },
-                "optimizer": meta,
-            }
-            (tmp / train_state.TRAINER_STATE).write_text(json.dumps(state, indent=1))
-            final = ckpts / name
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                "best_val": self.best_val,
+            },
+        )
         atomic_write_text(self.out / "last", name + "\n")
         done = sorted(p for p in ckpts.iterdir() if p.name.startswith("step_"))
         for old in done[: -self.keep_last]:
@@ -399,118 +385,27 @@ class Trainer:
         if not (self.out / "last").exists():
             raise SigmaUserError(f"{self.out}: nothing to resume (no checkpoint yet)")
         ckpt = self._last()
-        saved_init = read_meta(ckpt).get("init_from")
+        saved_init = checkpoint_init(ckpt)
         sha = (saved_init or {}).get("sha256"), (self.init or {}).get("sha256")
         if sha[0] != sha[1]:  # the same weights, even if the path is spelled differently
             raise SigmaUserError(
                 f"{ckpt}: the run started from init_from {saved_init}, this spec gives"
                 f" {self.init}; resume needs the same initial weights"
             )
-        train_state.load_trained(self.policy, ckpt)
-        state = json.loads((ckpt / train_state.TRAINER_STATE).read_text())
-        tensors = load_file(str(ckpt / train_state.TRAINER_TENSORS), device=str(self.device))
-        train_state.load_rng({k: v.cpu() for k, v in tensors.items() if k.startswith("rng.")})
-        train_state.load_optimizer(self.optimizer, tensors, state["optimizer"])
-        sched = self.scheduler.state_dict() | state["scheduler"]
-        self.scheduler.load_state_dict(sched)
-        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.best_val = math.inf if state.get("best_val") is None else state["best_val"]
+        loop = read_checkpoint(
+            ckpt,
+            policy=self.policy,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            device=self.device,
+        )
+        self.step, self.epoch, self.position = loop["step"], loop["epoch"], loop["position"]
+        self.best_val = loop["best_val"]
         if self.main:  # drop rows logged after that checkpoint
             with open(self.out / "metrics.jsonl") as f:
                 rows = [r for r in f if json.loads(r)["step"] <= self.step]
             atomic_write_text(self.out / "metrics.jsonl", "".join(rows))
         self.accelerator.wait_for_everyone()
-
-
-class StageObjective(nn.Module):
-    """``forward(batch, step) -> (loss, logged terms)`` of a stage, as one module.
-
-    Stage ``base``: TRAF over the tau = 0 branches plus ``λ_fuse·L_fuse``
-    (:meth:`fusion_loss`): by default TRAF takes the MSE of their
-    decoded actions; with ``losses.base_loss: native`` each branch contributes its
-    own per-sample training loss (``branch.loss``: token cross-entropy, flow
-    matching, MSE for regression heads) to TRAF's weighting and hard set. On the
-    simulated data native was worse for the token head (300 steps of base-tiny:
-    val L_act 0.53 vs 0.22), so it is opt-in.
-    Stage ``sigma``: :func:`sigma_objective` from a zero memory.
-
-    The loss is computed inside ``forward`` so that DDP sees the loss, not the
-    policy's outputs: tensors that feed outputs but not the loss (the fused plan's
-    weights in stage base) are then correctly found unused.
-    """
-
-    def __init__(self, policy: SigmaPolicy, stage: str, losses: LossConfig) -> None:
-        super().__init__()
-        self.policy, self.stage, self.losses = policy, stage, losses
-
-    def forward(self, batch: SigmaBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        if self.stage == "sigma":
-            m_prev = self.policy.memory.initial_state(batch.batch_size, batch.state.device)
-            out = self.policy(batch, m_prev)
-            return sigma_objective(out, batch.targets, m_prev, step, self.losses)
-        native = self.losses.base_loss == "native"
-        with torch.no_grad() if native else contextlib.nullcontext():
-            actions = self.policy(batch, telepathy=False).actions
-        if native:
-            terms = traf_from_losses(self.branch_losses(batch), self.losses)
-        else:
-            terms = traf(actions, batch.targets, self.losses)
-        l_fuse = self.fusion_loss(actions, batch.targets.chunk)
-        total = terms.total + self.losses.lambda_fuse * l_fuse
-        return total, {
-            "loss": total.item(),
-            "L_act": terms.l_act.item(),
-            "L_act_hard": terms.l_hard.item(),
-            "L_fuse": l_fuse.item(),
-        }
-
-    def fusion_loss(self, actions: ActionSet, target_chunk: torch.Tensor) -> torch.Tensor:
-        """``L_fuse = mean_i MSE(fusion(sg(a_vec), sg(a_chk), sg(a_trj))_i, a*_chk,i)``.
-
-        The branch outputs are detached, so only the fusion weights learn from it:
-        TRAF is not in the paper's objective for them, and without this term the
-        fused plan that the robot executes would keep its initial equal weights.
-        """
-        a = actions.map(torch.Tensor.detach)
-        fused = self.policy.fusion(a.vector, a.chunk, a.trajectory)
-        return per_sample_mse(fused, target_chunk).mean()
-
-    def branch_losses(self, batch: SigmaBatch) -> dict[str, torch.Tensor]:
-        """Each tau = 0 branch's own per-sample loss against the targets (B,) per scale."""
-        q0, target, p = self.policy.tau0_queries(batch), batch.targets, self.policy
-        return {
-            "vec": p.vector.loss(q0.queries, q0.c_act, target.vector),
-            "chk": p.chunk.loss(q0.queries, q0.c_act, target.chunk),
-            "trj": p.trajectory.loss(q0.queries, q0.c_act, target.trajectory),
-        }
-
-
-def make_accelerator(device: str = "auto") -> Any:
-    """An :class:`accelerate.Accelerator` on ``device`` (auto: CUDA, then MPS, then CPU)."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-
-    if device not in DEVICES:
-        raise SigmaUserError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SigmaUserError("--device cuda: no CUDA device is visible to torch")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise SigmaUserError("--device mps: torch reports MPS unavailable")
-    # a stage may leave some trainable tensors without gradient (e.g. fusion weights in
-    # stage base); DDP must not wait for them
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(cpu=device == "cpu", kwargs_handlers=[ddp])
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``train.precision`` on ``device`` (None: full fp32)."""
-    bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
-    if precision == "bf16":
-        if not bf16_ok:
-            raise SigmaUserError(f"train.precision bf16: {device} does not support bfloat16")
-        return torch.bfloat16
-    if precision == "auto" and device.type == "cuda" and bf16_ok:
-        return torch.bfloat16
-    return None
 
 
 def init_source(spec: SigmaSpec) -> str | None:

@@ -1,4 +1,4 @@
-"""Checkpoint I/O of an assembled policy: safetensors weights + resolved spec + versions.
+"""The saved-policy format: ``model.safetensors`` + ``sigma.json``, and its helpers.
 
 Layout of a saved directory::
 
@@ -6,23 +6,24 @@ Layout of a saved directory::
     sigma.json          {"format": 1, "sigma_version", "spec": <resolved spec>,
                          "components": {slot: {kind, type, distribution, version}}}
 
-Writes go to a temporary sibling directory that is renamed into place, so a
-crash never leaves a half-written checkpoint that looks complete.
+:class:`~sigma_core.model.policy.SigmaPolicy` owns ``save_pretrained`` and
+``from_pretrained``; this module holds the format's names and the helpers both
+use (and that training checkpoints reuse for their ``sigma.json``). It never
+imports the policy class.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from sigma_core._version import __version__
 from sigma_core.errors import SigmaUserError
-from sigma_core.registry import Registry, get_registry
-from sigma_core.spec import SigmaSpec, validate_spec
+from sigma_core.plugins.registry import Registry, get_registry
+from sigma_core.spec import SigmaSpec
 
 FORMAT = 1
 WEIGHTS = "model.safetensors"
@@ -53,40 +54,13 @@ def policy_meta(spec: SigmaSpec, registry: Registry | None = None) -> dict[str, 
     }
 
 
-def weights_file(directory: str | Path) -> Path:
-    """``directory/model.safetensors``, or a clear error when it is missing."""
-    weights = Path(directory) / WEIGHTS
-    if not weights.is_file():
-        raise SigmaUserError(f"{directory}: missing {WEIGHTS}")
-    return weights
-
-
-def save_policy(policy: Any, directory: str | Path, registry: Registry | None = None) -> Path:
-    """Save ``policy`` (a :class:`~sigma_core.policy.SigmaPolicy`) atomically to ``directory``."""
-    from safetensors.torch import save_model
-
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    meta = policy_meta(policy.spec, registry)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        save_model(policy, str(tmp / WEIGHTS))
-        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+def write_meta(directory: str | Path, meta: dict[str, Any]) -> None:
+    """Write ``sigma.json`` into ``directory`` (a temporary directory being filled)."""
+    (Path(directory) / META).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
-    """Read and check ``sigma.json`` of a saved policy."""
+    """Read and check ``sigma.json`` of a saved policy or training checkpoint."""
     path = Path(directory) / META
     if not path.is_file():
         raise SigmaUserError(f"{directory}: not a Sigma checkpoint (no {META})")
@@ -97,6 +71,14 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise SigmaUserError(f"{path}: checkpoint format {meta.get('format')!r}, expected {FORMAT}")
     return meta
+
+
+def weights_file(directory: str | Path) -> Path:
+    """``directory/model.safetensors``, or a clear error when it is missing."""
+    weights = Path(directory) / WEIGHTS
+    if not weights.is_file():
+        raise SigmaUserError(f"{directory}: missing {WEIGHTS}")
+    return weights
 
 
 def check_versions(meta: dict[str, Any], registry: Registry, source: str) -> None:
@@ -123,26 +105,8 @@ def check_versions(meta: dict[str, Any], registry: Registry, source: str) -> Non
         )
 
 
-def load_policy(
-    directory: str | Path, registry: Registry | None = None, strict_versions: bool = True
-) -> Any:
-    """Rebuild a saved policy from its resolved spec and load its weights."""
-    from safetensors.torch import load_model
-
-    from sigma_core.policy import SigmaPolicy
-
-    registry = registry or get_registry()
-    meta = read_meta(directory)
-    if strict_versions:
-        check_versions(meta, registry, str(directory))
-    spec = validate_spec(meta["spec"], registry, source=f"{directory}/{META}")
-    policy = SigmaPolicy(spec, registry)
-    load_model(policy, str(weights_file(directory)), strict=True)
-    return policy
-
-
-def init_from_checkpoint(policy: Any, directory: str | Path) -> dict[str, int]:
-    """Copy every tensor of a saved policy into ``policy`` where name and shape match.
+def init_from_checkpoint(module: nn.Module, directory: str | Path) -> dict[str, int]:
+    """Copy every tensor of a saved policy into ``module`` where name and shape match.
 
     Stage ``sigma`` starts from the base stage's weights this way: the frozen
     tau = 0 path (vision, backbone, query, heads) is the trained base rather
@@ -154,7 +118,7 @@ def init_from_checkpoint(policy: Any, directory: str | Path) -> dict[str, int]:
 
     read_meta(directory)
     weights = weights_file(directory)
-    own = policy.state_dict()
+    own = module.state_dict()
     counts = {"loaded": 0, "skipped": 0, "new": 0}
     with safe_open(str(weights), framework="pt") as f:
         saved = set(f.keys())

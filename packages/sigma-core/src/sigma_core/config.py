@@ -1,0 +1,47 @@
+"""Values every component and spec section shares: :class:`StrictModel` and :class:`Dims`.
+
+Plugin configs import this module (through the facade: ``from sigma_core import
+StrictModel, Dims``), not the run spec: a component's parameters do not depend on
+how a run file is laid out. Imports pydantic only.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+
+class StrictModel(BaseModel):
+    """Base for spec sections and component configs: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Dims(StrictModel):
+    """Dimensions shared by every component (the shape symbols in brackets)."""
+
+    d_model: PositiveInt = Field(64, description="[D] width of vision, intent and action tokens")
+    action_dim: PositiveInt = Field(6, description="[A] action dimension (SO-101: 6 joints)")
+    state_dim: PositiveInt = Field(6, description="[S] robot state dimension")
+    chunk_horizon: PositiveInt = Field(8, description="[H] chunk branch horizon H_c")
+    horizon: PositiveInt = Field(16, description="[T] trajectory horizon (window length)")
+    cameras: list[str] = Field(
+        default_factory=lambda: ["overhead", "wrist"], min_length=1, description="[C] camera names"
+    )
+    image_size: PositiveInt = Field(96, description="[P] square image side in pixels")
+    frame_history: PositiveInt = Field(1, description="[F] frames per camera (history)")
+
+    def symbols(self) -> dict[str, int]:
+        """Shape symbols -> sizes, as used by component ``inputs``/``outputs`` declarations."""
+        return {
+            "D": self.d_model,
+            "A": self.action_dim,
+            "S": self.state_dim,
+            "H": self.chunk_horizon,
+            "T": self.horizon,
+            # tau lives in the action-condition space: L_tau and the adapter's
+            # risk compare tau with c_act by cosine, so E = D by construction.
+            "E": self.d_model,
+            "C": len(self.cameras),
+            "P": self.image_size,
+            "F": self.frame_history,
+        }

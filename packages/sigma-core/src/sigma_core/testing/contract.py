@@ -1,0 +1,307 @@
+"""The contract-test kit (a pytest plugin, auto-loaded via the ``pytest11`` entry point).
+
+Every registered thing, ours and third parties', passes the whole contract of
+its kind; nothing opts out. To run it over your components, subclass the
+contract classes in a test module::
+
+    from sigma_core.testing import ComponentContract, DataSourceContract
+
+    class TestMyChunk(ComponentContract):
+        components = [("action.chunk", "my-chunk")]   # or "all": every torch component
+
+    class TestMySim(DataSourceContract):
+        data_sources = ["my-sim"]                      # or "all"
+
+:class:`ComponentContract` checks each ``nn.Module`` component: it builds from
+its contract config; forward outputs have the declared shapes, float32 dtype
+and finite values on a fake input; gradients reach every trainable parameter
+and no frozen one; a safetensors save/load round trip into a differently seeded
+instance reproduces the outputs; building + running twice under one seed is
+bit-identical.
+
+:class:`DataSourceContract` checks each ``data_source``: it builds from its
+contract config; what it writes is a dataset LeRobot reads back with the
+episodes asked for; the same seed writes the same episodes and another seed
+other ones; a run continued to more episodes equals one made in one go.
+
+A component whose default config cannot build offline overrides
+``contract_config(workdir, dims)``: the kit passes a per-session scratch
+directory and the dims it builds with (an override may take either or none).
+
+This module imports no torch at import time (pytest loads it in every session).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from sigma_core.config import Dims
+from sigma_core.plugins.registry import ComponentInfo, Registry, get_registry
+
+#: Small dimensions so that the whole contract suite runs in seconds on a CPU.
+CONTRACT_DIMS = Dims(d_model=32, image_size=32, chunk_horizon=4, horizon=8)
+DATA_SOURCE = "data_source"
+
+
+def contract_config(cls: type[Any], workdir: Path, dims: Dims = CONTRACT_DIMS) -> Any:
+    """``cls.contract_config`` called with the arguments it accepts (``workdir``, ``dims``)."""
+    accepted = inspect.signature(cls.contract_config).parameters
+    offered = {"workdir": Path(workdir), "dims": dims}
+    return cls.contract_config(**{k: v for k, v in offered.items() if k in accepted})
+
+
+def build(info: ComponentInfo, workdir: Path, seed: int = 0, dims: Dims = CONTRACT_DIMS) -> Any:
+    """Build ``info``'s component from its contract config under ``seed``."""
+    import torch
+
+    cls = info.load()
+    torch.manual_seed(seed)
+    return cls(contract_config(cls, workdir, dims), dims)
+
+
+def example_inputs(component: Any, seed: int, batch_size: int = 2) -> dict[str, Any]:
+    """The kind's fake forward inputs, drawn under ``seed``."""
+    import torch
+
+    torch.manual_seed(seed)
+    return component.example_inputs(batch_size)
+
+
+def run(component: Any, inputs: dict[str, Any], seed: int) -> Any:
+    """Forward ``inputs`` under ``seed`` (stochastic components draw the same noise)."""
+    import torch
+
+    torch.manual_seed(seed)
+    return component(**inputs)
+
+
+def float_outputs(out: Any) -> dict[str, Any]:
+    """Floating-point tensors of an output (dataclass, tensor or ``None``)."""
+    from sigma_core.types import tensors_of
+
+    return {k: v for k, v in tensors_of(out).items() if v.is_floating_point()}
+
+
+def _seq_len(inputs: dict[str, Any]) -> int | None:
+    for key in ("input_ids", "hidden"):
+        if key in inputs:
+            extra = inputs["prefix"].shape[1] if "prefix" in inputs else 0
+            return inputs[key].shape[1] + extra
+    return None
+
+
+def select(spec: str | list[tuple[str, str]], registry: Registry) -> list[ComponentInfo]:
+    """Torch components named by ``spec`` ("all": every kind but data sources)."""
+    if spec == "all":
+        return [c for c in registry.components() if c.kind != DATA_SOURCE]
+    return [registry.get(kind, name) for kind, name in spec]
+
+
+def select_data_sources(spec: str | list[str], registry: Registry) -> list[ComponentInfo]:
+    """Data sources named by ``spec`` ("all" or a list of names)."""
+    names = registry.names(DATA_SOURCE) if spec == "all" else spec
+    return [registry.get(DATA_SOURCE, name) for name in names]
+
+
+@pytest.fixture(scope="session")
+def sigma_contract_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch directory shared by the contract tests of one session."""
+    return tmp_path_factory.mktemp("sigma-contract")
+
+
+class ComponentContract:
+    """The contract every Sigma component must pass; subclass it and set ``components``."""
+
+    #: "all" registered components, or a list of (kind, name).
+    components: ClassVar[str | list[tuple[str, str]]] = "all"
+    #: the dimensions the components are built with.
+    dims: ClassVar[Dims] = CONTRACT_DIMS
+    batch_size: ClassVar[int] = 2
+    seed: ClassVar[int] = 1234
+
+    #: scratch directory for contract configs (pytest sets the session's; else a new one).
+    workdir: Path | None = None
+
+    @pytest.fixture(autouse=True)
+    def _workdir(self, sigma_contract_dir: Path) -> None:
+        self.workdir = sigma_contract_dir
+
+    def _build(self, info: ComponentInfo, seed: int | None = None) -> Any:
+        if self.workdir is None:  # used outside pytest's fixtures
+            self.workdir = Path(tempfile.mkdtemp(prefix="sigma-contract-"))
+        return build(info, self.workdir, self.seed if seed is None else seed, self.dims)
+
+    def test_builds_from_default_config(self, sigma_component: ComponentInfo) -> None:
+        from sigma_core.components import component_base
+
+        module = self._build(sigma_component)
+        assert isinstance(module, component_base(sigma_component.kind))
+        assert module.name == sigma_component.name
+        assert isinstance(module.config, sigma_component.config_class)
+
+    def test_forward_shapes_and_dtypes(self, sigma_component: ComponentInfo) -> None:
+        import torch
+
+        module = self._build(sigma_component).eval()
+        inputs = example_inputs(module, self.seed, self.batch_size)
+        with torch.no_grad():
+            out = run(module, inputs, self.seed)
+        module.check_outputs(out, self.batch_size, _seq_len(inputs))
+        for key, t in float_outputs(out).items():
+            assert t.dtype == torch.float32, f"{key}: dtype {t.dtype}, expected float32"
+            assert torch.isfinite(t).all(), f"{key}: non-finite values"
+
+    def test_gradients_reach_trainable_parameters_only(
+        self, sigma_component: ComponentInfo
+    ) -> None:
+        import torch
+
+        module = self._build(sigma_component).train()
+        outputs = float_outputs(run(module, example_inputs(module, self.seed), self.seed))
+        trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        frozen = {n: p for n, p in module.named_parameters() if not p.requires_grad}
+        if trainable:
+            loss = sum(t.float().square().mean() for t in outputs.values())
+            assert isinstance(loss, torch.Tensor) and loss.requires_grad, "outputs carry no graph"
+            loss.backward()
+        missing = [n for n, p in trainable.items() if p.grad is None]
+        assert not missing, f"trainable parameters without gradient: {missing[:5]}"
+        bad = [n for n, p in trainable.items() if not torch.isfinite(p.grad).all()]
+        assert not bad, f"non-finite gradients: {bad[:5]}"
+        leaked = [n for n, p in frozen.items() if p.grad is not None]
+        assert not leaked, f"frozen parameters received gradients: {leaked[:5]}"
+
+    def test_save_load_round_trip(self, sigma_component: ComponentInfo) -> None:
+        import torch
+        from safetensors.torch import load_model, save_model
+
+        original = self._build(sigma_component).eval()
+        restored = self._build(sigma_component, seed=self.seed + 1).eval()
+        inputs = example_inputs(original, self.seed, self.batch_size)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "component.safetensors")
+            save_model(original, path)
+            load_model(restored, path)
+        for (name, a), (_, b) in zip(
+            original.state_dict().items(), restored.state_dict().items(), strict=True
+        ):
+            assert torch.equal(a, b), f"{name} differs after the round trip"
+        with torch.no_grad():
+            want = float_outputs(run(original, inputs, self.seed))
+            got = float_outputs(run(restored, inputs, self.seed))
+        for key in want:
+            assert torch.equal(want[key], got[key]), f"output {key} differs after reload"
+
+    def test_deterministic_under_seed(self, sigma_component: ComponentInfo) -> None:
+        import torch
+
+        outs = []
+        for _ in range(2):
+            module = self._build(sigma_component).eval()
+            with torch.no_grad():
+                outs.append(float_outputs(run(module, example_inputs(module, 7), 7)))
+        for key in outs[0]:
+            assert torch.equal(outs[0][key], outs[1][key]), f"output {key} is not deterministic"
+
+
+class DataSourceContract:
+    """The contract every ``data_source`` must pass; subclass it and set ``data_sources``.
+
+    Writes 6 episodes per data source in all (2 + 2 + 1 + 1), at its contract config.
+    """
+
+    #: "all" registered data sources, or a list of names.
+    data_sources: ClassVar[str | list[str]] = "all"
+
+    @pytest.fixture(autouse=True)
+    def _workdir(self, sigma_contract_dir: Path) -> None:
+        self.workdir = sigma_contract_dir
+
+    def _written(self, info: ComponentInfo) -> dict[str, Any]:
+        """Write (once per session) the runs the checks compare; see the class docstring."""
+        root = self.workdir / f"data_source-{info.name}"
+        if (root / "done").is_file():
+            return {k: root / k for k in ("resumed", "whole", "again", "other")}
+        cls = info.load()
+        config = contract_config(cls, self.workdir)
+        source = cls(config)
+        runs = {k: root / k for k in ("resumed", "whole", "again", "other")}
+        first = source.write(runs["resumed"], 1, seed=0, progress=False)
+        assert first["episodes"] == 1, f"asked for 1 episode, summary says {first['episodes']}"
+        source.write(runs["resumed"], 2, seed=0, progress=False)
+        whole = source.write(runs["whole"], 2, seed=0, progress=False)
+        assert whole["episodes"] == 2, f"asked for 2 episodes, summary says {whole['episodes']}"
+        source.write(runs["again"], 1, seed=0, progress=False)
+        source.write(runs["other"], 1, seed=1, progress=False)
+        (root / "repo_id").write_text(whole["repo_id"])
+        (root / "done").write_text("")
+        return runs
+
+    def test_builds_from_contract_config(self, sigma_data_source: ComponentInfo) -> None:
+        from sigma_core.components import DataSource
+
+        cls = sigma_data_source.load()
+        source = cls(contract_config(cls, self.workdir))
+        assert isinstance(source, DataSource)
+        assert source.name == sigma_data_source.name
+        assert isinstance(source.config, sigma_data_source.config_class)
+
+    def test_lerobot_reads_what_it_writes(self, sigma_data_source: ComponentInfo) -> None:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        runs = self._written(sigma_data_source)
+        repo_id = (runs["whole"].parent / "repo_id").read_text()
+        ds = LeRobotDataset(repo_id, root=runs["whole"])
+        assert ds.meta.total_episodes == 2
+        item = ds[len(ds) - 1]
+        for key in ("action", "observation.state", "task"):
+            assert key in item, f"{sigma_data_source.name}: frames lack {key!r}"
+
+    def test_same_seed_same_episodes(self, sigma_data_source: ComponentInfo) -> None:
+        import numpy as np
+
+        runs = self._written(sigma_data_source)
+        whole, again, other = (_episodes(runs[k]) for k in ("whole", "again", "other"))
+        np.testing.assert_array_equal(again[0], whole[0])
+        assert other[0].shape != whole[0].shape or not np.array_equal(other[0], whole[0]), (
+            "seed 1 wrote the same episode as seed 0"
+        )
+
+    def test_resumes_to_the_same_dataset(self, sigma_data_source: ComponentInfo) -> None:
+        import numpy as np
+
+        runs = self._written(sigma_data_source)
+        resumed, whole = _episodes(runs["resumed"]), _episodes(runs["whole"])
+        assert len(resumed) == len(whole) == 2
+        for a, b in zip(resumed, whole, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def _episodes(root: Path) -> list[Any]:
+    """Per-episode [state | action] arrays of a LeRobot v3 dataset's parquet files."""
+    import numpy as np
+    import pandas as pd
+
+    cols = ["episode_index", "observation.state", "action"]
+    frames = pd.concat([pd.read_parquet(p, columns=cols) for p in sorted(root.glob("data/*/*"))])
+    return [
+        np.concatenate([np.stack(g["observation.state"]), np.stack(g["action"])], axis=1)
+        for _, g in frames.groupby("episode_index")
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``sigma_component`` / ``sigma_data_source`` over the class's selection."""
+    registry = get_registry()
+    if "sigma_component" in metafunc.fixturenames:
+        infos = select(getattr(metafunc.cls, "components", "all"), registry)
+        metafunc.parametrize("sigma_component", infos, ids=[f"{i.kind}:{i.name}" for i in infos])
+    if "sigma_data_source" in metafunc.fixturenames:
+        infos = select_data_sources(getattr(metafunc.cls, "data_sources", "all"), registry)
+        metafunc.parametrize("sigma_data_source", infos, ids=[i.name for i in infos])

@@ -1,0 +1,20 @@
+"""Training: the loop (:class:`Trainer`), the stage objectives (TRAF + TSAC), which
+parameters each stage trains, the optimizer, the runtime and the checkpoint format."""
+
+from sigma_core.train.losses import LossConfig, Ramp, sigma_objective, traf
+from sigma_core.train.objective import StageObjective
+from sigma_core.train.stages import configure_stage, telepathy_parameter_names
+from sigma_core.train.trainer import Trainer, TrainResult, init_source
+
+__all__ = [
+    "LossConfig",
+    "Ramp",
+    "StageObjective",
+    "TrainResult",
+    "Trainer",
+    "configure_stage",
+    "init_source",
+    "sigma_objective",
+    "telepathy_parameter_names",
+    "traf",
+]

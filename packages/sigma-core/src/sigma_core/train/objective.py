@@ -1,0 +1,81 @@
+"""The loss of a training stage as one module: ``forward(batch, step) -> (loss, terms)``."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from sigma_core.model.policy import SigmaPolicy
+from sigma_core.train.losses import (
+    LossConfig,
+    per_sample_mse,
+    sigma_objective,
+    traf,
+    traf_from_losses,
+)
+from sigma_core.types import ActionSet, SigmaBatch
+
+
+class StageObjective(nn.Module):
+    """``forward(batch, step) -> (loss, logged terms)`` of a stage, as one module.
+
+    Stage ``base``: TRAF over the tau = 0 branches plus ``λ_fuse·L_fuse``
+    (:meth:`fusion_loss`): by default TRAF takes the MSE of their
+    decoded actions; with ``losses.base_loss: native`` each branch contributes its
+    own per-sample training loss (``branch.loss``: token cross-entropy, flow
+    matching, MSE for regression heads) to TRAF's weighting and hard set. On the
+    simulated data native was worse for the token head (300 steps of base-tiny:
+    val L_act 0.53 vs 0.22), so it is opt-in.
+    Stage ``sigma``: :func:`sigma_objective` from a zero memory.
+
+    The loss is computed inside ``forward`` so that DDP sees the loss, not the
+    policy's outputs: tensors that feed outputs but not the loss (the fused plan's
+    weights in stage base) are then correctly found unused.
+    """
+
+    def __init__(self, policy: SigmaPolicy, stage: str, losses: LossConfig) -> None:
+        super().__init__()
+        self.policy, self.stage, self.losses = policy, stage, losses
+
+    def forward(self, batch: SigmaBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.stage == "sigma":
+            m_prev = self.policy.memory.initial_state(batch.batch_size, batch.state.device)
+            out = self.policy(batch, m_prev)
+            return sigma_objective(out, batch.targets, m_prev, step, self.losses)
+        native = self.losses.base_loss == "native"
+        with torch.no_grad() if native else contextlib.nullcontext():
+            actions = self.policy(batch, telepathy=False).actions
+        if native:
+            terms = traf_from_losses(self.branch_losses(batch), self.losses)
+        else:
+            terms = traf(actions, batch.targets, self.losses)
+        l_fuse = self.fusion_loss(actions, batch.targets.chunk)
+        total = terms.total + self.losses.lambda_fuse * l_fuse
+        return total, {
+            "loss": total.item(),
+            "L_act": terms.l_act.item(),
+            "L_act_hard": terms.l_hard.item(),
+            "L_fuse": l_fuse.item(),
+        }
+
+    def fusion_loss(self, actions: ActionSet, target_chunk: torch.Tensor) -> torch.Tensor:
+        """``L_fuse = mean_i MSE(fusion(sg(a_vec), sg(a_chk), sg(a_trj))_i, a*_chk,i)``.
+
+        The branch outputs are detached, so only the fusion weights learn from it:
+        TRAF is not in the paper's objective for them, and without this term the
+        fused plan that the robot executes would keep its initial equal weights.
+        """
+        a = actions.map(torch.Tensor.detach)
+        fused = self.policy.fusion(a.vector, a.chunk, a.trajectory)
+        return per_sample_mse(fused, target_chunk).mean()
+
+    def branch_losses(self, batch: SigmaBatch) -> dict[str, torch.Tensor]:
+        """Each tau = 0 branch's own per-sample loss against the targets (B,) per scale."""
+        q0, target, p = self.policy.tau0_queries(batch), batch.targets, self.policy
+        return {
+            "vec": p.vector.loss(q0.queries, q0.c_act, target.vector),
+            "chk": p.chunk.loss(q0.queries, q0.c_act, target.chunk),
+            "trj": p.trajectory.loss(q0.queries, q0.c_act, target.trajectory),
+        }
