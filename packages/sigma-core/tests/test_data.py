@@ -262,3 +262,20 @@ def test_split_is_by_episode_and_seeded():
     assert s == split_episodes(list(range(20)), 0.1, 0.2, seed=3)
     assert s != split_episodes(list(range(20)), 0.1, 0.2, seed=4)
     assert split_episodes([5, 6], 0.1, 0.1, 0) == {"train": [5, 6], "val": [], "test": []}
+
+
+def test_atomic_dir_replaces_only_when_complete(tmp_path):
+    from sigma_core._fileio import atomic_dir
+
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    assert (target / "a").read_text() == "1"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a").write_text("2")
+        raise RuntimeError("killed mid-write")
+    assert (target / "a").read_text() == "1"  # the old directory is intact
+    with atomic_dir(target) as tmp:
+        (tmp / "b").write_text("3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporaries left
+    assert sorted(p.name for p in target.iterdir()) == ["b"]

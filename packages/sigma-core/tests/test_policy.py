@@ -85,11 +85,26 @@ def test_external_base_actions_are_used(policy):
     assert torch.equal(out.actions.chunk, ext.chunk)
 
 
+def gated(memory, z_pool, m_prev):
+    """The paper's gated memory by hand: u = GELU(W_u z), λ = σ(W_λ[m; z]), λ⊙m + (1−λ)⊙u."""
+    u = torch.nn.functional.gelu(z_pool @ memory.w_u.weight.T + memory.w_u.bias)
+    gate = torch.cat([m_prev, z_pool], dim=-1) @ memory.w_lambda.weight.T + memory.w_lambda.bias
+    lam = torch.sigmoid(gate)
+    return lam * m_prev + (1 - lam) * u
+
+
 def test_memory_carries_across_calls(policy):
+    """m_t of call k is m_{t-1} of call k+1, exactly as the hand-chained recurrence."""
+    assert policy.spec.model.memory.type == "gated"
     with torch.no_grad():
-        first = policy(batch())
-        second = policy(batch(), m_prev=first.intent.m_t)
-    assert not torch.allclose(first.intent.m_t, second.intent.m_t)
+        first = policy(batch(seed=0))
+        second = policy(batch(seed=1), m_prev=first.intent.m_t)
+        m0 = torch.zeros_like(first.intent.m_t)
+        m1 = gated(policy.memory, first.intent.z_pool, m0)
+        m2 = gated(policy.memory, second.intent.z_pool, m1)
+    torch.testing.assert_close(first.intent.m_t, m1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(second.intent.m_t, m2, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(m2, gated(policy.memory, second.intent.z_pool, m0))
 
 
 def test_save_and_from_pretrained_round_trip(policy, tmp_path):

@@ -307,3 +307,21 @@ def test_resume_refuses_other_initial_weights(shards, tmp_path):
     with pytest.raises(SigmaUserError, match="resume needs the same initial weights"):
         Trainer(moved, shards, tmp_path / "run").train(resume=True)
     Trainer(s, shards, tmp_path / "run").train(resume=True)  # the same weights resume
+
+
+def test_num_workers_load_the_same_batches_in_worker_processes(shards, tmp_path):
+    """data.num_workers moves loading into DataLoader workers; order and contents stay."""
+    batches = {}
+    for workers in (0, 2):
+        s = spec("base")
+        s = s.model_copy(update={"data": s.data.model_copy(update={"num_workers": workers})})
+        trainer = Trainer(s, shards, tmp_path / f"w{workers}")
+        rng = torch.get_rng_state()
+        it = trainer._batches()
+        per_epoch = len(trainer.dataset) // 4
+        batches[workers] = [next(it) for _ in range(per_epoch + 2)]  # into the second epoch
+        assert torch.equal(torch.get_rng_state(), rng)  # loading never touches torch's RNG
+        assert (trainer.epoch, trainer.position) == (1, 2 * 4)
+    for a, b in zip(batches[0], batches[2], strict=True):
+        assert a.texts == b.texts
+        assert torch.equal(a.images, b.images) and torch.equal(a.targets.chunk, b.targets.chunk)
