@@ -109,6 +109,11 @@ class SigmaPolicy(nn.Module):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(slot_seed(spec.train.seed, slot))
                 self.add_module(slot, build_component(kind, ref, dims, registry, **context))
+        #: Parameters trainable when built (frozen-by-construction ones, e.g. a backbone's
+        #: base weights or a frozen base policy, are not): the only ones a stage may train.
+        self.trainable_at_build = frozenset(
+            n for n, p in self.named_parameters() if p.requires_grad
+        )
 
     @property
     def dims(self) -> Dims:

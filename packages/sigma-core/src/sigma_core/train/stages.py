@@ -45,13 +45,11 @@ def configure_stage(policy: SigmaPolicy, stage: Stage) -> dict[str, int]:
     """
     if stage not in ("base", "sigma"):
         raise ValueError(f"unknown stage {stage!r}; choose base or sigma")
-    if not hasattr(policy, "_trainable_at_build"):
-        policy._trainable_at_build = {n for n, p in policy.named_parameters() if p.requires_grad}
     telepathy = telepathy_parameter_names(policy)
     counts = {"trainable": 0, "frozen": 0}
     for name, p in policy.named_parameters():
         pathway = name in telepathy or is_lora(name)
-        on = name in policy._trainable_at_build and (pathway if stage == "sigma" else not pathway)
+        on = name in policy.trainable_at_build and (pathway if stage == "sigma" else not pathway)
         p.requires_grad_(on)
         counts["trainable" if on else "frozen"] += p.numel()
     return counts
