@@ -170,7 +170,7 @@ class Registry:
         distribution: str | None = None,
         version: str | None = None,
     ) -> ComponentInfo:
-        """Register one component; see :func:`sigma_core.hookspecs.sigma_register_components`.
+        """Register one component (the ``register`` callback of the plugin hook).
 
         Raises:
             UnknownKindError: ``kind`` is not one of :data:`KINDS`.
