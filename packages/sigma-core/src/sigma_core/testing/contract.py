@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import BaseModel
 
 from sigma_core.config import Dims
 from sigma_core.plugins.registry import ComponentInfo, Registry, get_registry
@@ -49,7 +50,7 @@ CONTRACT_DIMS = Dims(d_model=32, image_size=32, chunk_horizon=4, horizon=8)
 DATA_SOURCE = "data_source"
 
 
-def contract_config(cls: type[Any], workdir: Path, dims: Dims = CONTRACT_DIMS) -> Any:
+def contract_config(cls: type[Any], workdir: Path, dims: Dims = CONTRACT_DIMS) -> BaseModel:
     """``cls.contract_config`` called with the arguments it accepts (``workdir``, ``dims``)."""
     accepted = inspect.signature(cls.contract_config).parameters
     offered = {"workdir": Path(workdir), "dims": dims}

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sigma_core.config import Dims
 
+if TYPE_CHECKING:
+    from sigma_core.types import SigmaBatch
 
-def example_batch(dims: Dims, batch_size: int = 4, seed: int = 0, targets: bool = True) -> Any:
+
+def example_batch(
+    dims: Dims, batch_size: int = 4, seed: int = 0, targets: bool = True
+) -> SigmaBatch:
     """A random :class:`~sigma_core.types.SigmaBatch` at ``dims`` (with targets), seeded."""
     import torch
 
@@ -38,15 +44,13 @@ def write_synthetic_shards(
     frames: int = 24,
     tasks: tuple[str, ...] = ("pick up the red cube", "pick up the green cube"),
     **options: Any,
-) -> Any:
+) -> Path:
     """Preprocess random-walk episodes at ``dims`` into shards at ``out``; return ``out``.
 
     Actions and states are random walks (so no window is static), images are
     uniform noise; ``options`` override :class:`PreprocessOptions` fields (e.g.
     ``val_fraction``). For tests and benchmarks that need real shards offline.
     """
-    from pathlib import Path
-
     import numpy as np
 
     from sigma_core.data import Episode, InMemorySource, PreprocessOptions, SourceInfo, preprocess

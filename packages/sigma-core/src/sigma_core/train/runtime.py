@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sigma_core.errors import SigmaUserError
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def make_accelerator(device: str = "auto") -> Any:
+def make_accelerator(device: str = "auto") -> Accelerator:
     """An :class:`accelerate.Accelerator` on ``device`` (auto: CUDA, then MPS, then CPU)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
