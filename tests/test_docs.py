@@ -48,3 +48,20 @@ def test_distributions_share_one_version_and_pin_each_other():
                 assert re.fullmatch(
                     rf"sigma-vla-[a-z]+(\[[a-z0-9,]+\])?=={re.escape(__version__)}", dep
                 ), dep
+
+
+def test_paper_map_lists_every_builtin_component_and_table1_column():
+    from sigma_core import get_registry
+    from sigma_core.train.losses import LOG_COLUMNS, TABLE1_COLUMNS
+
+    paper = (REPO / "docs" / "paper.md").read_text()
+    builtin = [
+        c for c in get_registry().components() if (c.distribution or "").startswith("sigma-vla-")
+    ]
+    assert len(builtin) >= 20
+    for c in builtin:
+        assert f"`{c.kind}: {c.name}`" in paper, f"{c.kind}: {c.name} missing from docs/paper.md"
+    for column in (*TABLE1_COLUMNS, *LOG_COLUMNS):
+        assert f"`{column}`" in paper, f"log column {column} missing from docs/paper.md"
+    for term in ("L_act,total", "L_hard", "L_time", "InfoNCE", "L_intent", "L_τ", "L_fuse"):
+        assert term in paper, term

@@ -155,7 +155,17 @@ def test_train_cli_runs_resumes_and_rejects_a_second_run(tmp_path, tiny_shards):
     from sigma_cli.main import app
 
     runner = CliRunner()
+    # configs/default.yaml is stage sigma on its own tau = 0 path: refused (random base) ...
     args = ["train", str(DEFAULT), "--data", str(tiny_shards), "--out", str(tmp_path / "r")]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "train.allow_random_base: true" in refused.stderr
+    assert "Traceback" not in refused.output and not (tmp_path / "r").exists()
+    # ... unless the spec allows it (a smoke test)
+    smoke = tmp_path / "smoke.yaml"
+    smoke.write_text(
+        DEFAULT.read_text().replace("  stage: sigma", "  stage: sigma\n  allow_random_base: true")
+    )
+    args[1] = str(smoke)
     first = runner.invoke(app, [*args, "--steps", "2", "--checkpoint-every", "1"])
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["steps"] == 2

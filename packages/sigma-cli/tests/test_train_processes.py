@@ -22,9 +22,13 @@ DEFAULT = REPO / "configs" / "default.yaml"
 ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
 
 
-def spec_file(tmp_path: Path, name: str, **train_and_data) -> Path:
-    """configs/default.yaml with ``data`` / ``train`` entries overridden."""
+def spec_file(
+    tmp_path: Path, name: str, lora_dropout: float | None = None, **train_and_data
+) -> Path:
+    """configs/default.yaml with ``data`` / ``train`` entries (and LoRA dropout) overridden."""
     raw = yaml.safe_load(DEFAULT.read_text())
+    if lora_dropout is not None:
+        raw["model"]["backbone"]["lora"]["dropout"] = lora_dropout
     raw.setdefault("data", {}).update(train_and_data.pop("data", {}))
     raw["train"].update(train_and_data)
     path = tmp_path / f"{name}.yaml"
@@ -68,7 +72,9 @@ def start_and_stop_at(cmd: list[str], last: Path, checkpoint: str, sig: int) -> 
 
 
 def test_ctrl_c_and_kill_9_then_resume_give_bit_identical_weights(tmp_path, tiny_shards):
-    spec = spec_file(tmp_path, "s", steps=8)
+    # stage sigma, memory unrolled over runs of 2 windows; a random base (a smoke test)
+    run2 = {"run_length": 2, "run_stride": 4}
+    spec = spec_file(tmp_path, "s", steps=8, allow_random_base=True, data=run2)
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     run(train_cmd(spec, tiny_shards, whole, "--checkpoint-every", "2"))
 
@@ -98,13 +104,22 @@ def free_port() -> int:
 def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_shards):
     """torchrun x2 with batch 4 each == one process with batch 8 (same samples per step).
 
-    λ_hard = 0 because the hard set is chosen per process (the top ρ of 4 samples, not
-    of 8); every other term of stage base is a mean over samples, so DDP's gradient
-    average equals the single process's gradient up to float summation order.
+    Stage sigma with the memory unrolled over runs of 2 windows. λ_hard = 0 because the
+    hard set is chosen per process (the top ρ of 4 samples, not of 8), β_mi = 0
+    because InfoNCE's negatives are per process, and LoRA dropout 0 because its masks
+    come from each process's own RNG stream; every other term is a mean over
+    samples, so DDP's gradient average equals the single process's gradient up to
+    float summation order.
     """
-    common = {"stage": "base", "steps": 4, "losses": {"lambda_hard": 0.0}}
-    one = spec_file(tmp_path, "one", data={"batch_size": 8}, **common)
-    two = spec_file(tmp_path, "two", data={"batch_size": 4}, **common)
+    common = {
+        "stage": "sigma",
+        "steps": 4,
+        "allow_random_base": True,
+        "losses": {"lambda_hard": 0.0, "beta_mi": 0.0},
+    }
+    run2 = {"run_length": 2, "run_stride": 4}
+    one = spec_file(tmp_path, "one", 0.0, data={"batch_size": 8, **run2}, **common)
+    two = spec_file(tmp_path, "two", 0.0, data={"batch_size": 4, **run2}, **common)
     run(train_cmd(one, tiny_shards, tmp_path / "one", "--checkpoint-every", "1"))
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", "2"]
     launcher += ["--master_port", str(free_port())]

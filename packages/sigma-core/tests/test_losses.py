@@ -9,6 +9,7 @@ import torch
 
 from sigma_core.train.losses import (
     LOG_COLUMNS,
+    TABLE1_COLUMNS,
     LossConfig,
     Ramp,
     hard_set,
@@ -76,9 +77,23 @@ def test_tsac_terms_match_hand_computation():
 
 def test_ramps_at_start_middle_and_end():
     r = Ramp(start=0.0, target=0.2, steps=100)
-    assert (r(0), r(50), r(100), r(1000)) == (0.0, pytest.approx(0.1), 0.2, 0.2)
-    assert Ramp(start=1.0, target=0.0, steps=4)(1) == 0.75
-    assert Ramp(start=0.3, target=0.7, steps=0)(0) == 0.7
+    assert [r(t, 300) for t in (0, 50, 100, 1000)] == [0.0, pytest.approx(0.1), 0.2, 0.2]
+    assert Ramp(start=1.0, target=0.0, steps=4)(1, 300) == 0.75
+    assert Ramp(start=0.3, target=0.7, steps=0)(0, 300) == 0.7
+    half = Ramp(start=0.0, target=1.0, until=0.5)  # a fraction of the run: scales with it
+    assert (half(50, 200), half(100, 200), half(50, 400)) == (0.5, 1.0, 0.25)
+
+
+def test_default_ramps_are_table1s():
+    """Table 1 (300 steps): w_sem 0.1 -> 1.0, w_int 0.1 -> 0.8, w_tau 0 -> 0.03 by step ~82."""
+    cfg = LossConfig()
+    ramps = {"w_sem": cfg.w_sem, "w_int": cfg.w_intent, "w_tau": cfg.w_tau}
+    want = {"w_sem": (0.1, 0.55, 1.0), "w_int": (0.1, 0.45, 0.8), "w_tau": (0.0, 0.015, 0.03)}
+    for name, ramp in ramps.items():
+        assert ramp.length(300) == 82, name
+        got = (ramp(0, 300), ramp(41, 300), ramp(82, 300))
+        assert got == pytest.approx(want[name]), name
+        assert ramp(299, 300) == want[name][2]
 
 
 def test_objective_logs_table1_columns_and_backpropagates():
@@ -97,12 +112,17 @@ def test_objective_logs_table1_columns_and_backpropagates():
         torch.randn(4, d.chunk_horizon, d.action_dim),
         torch.randn(4, d.horizon, d.action_dim),
     )
-    loss, row = sigma_objective(out, target, torch.zeros(4, d.d_model), 50, LossConfig())
+    loss, row = sigma_objective(out, target, torch.zeros(4, d.d_model), 41, LossConfig(), 300)
     assert tuple(row) == LOG_COLUMNS
-    assert row["w_sem"] == pytest.approx(0.05) and row["hard_ratio"] >= 1.0
+    assert tuple(row)[:11] == TABLE1_COLUMNS
+    assert row["w_sem"] == pytest.approx(0.55)
+    assert row["hard_ratio"] == 0.5  # ceil(0.3 * 4) = 2 of 4 samples: rho, realized
+    assert row["hard_excess"] >= 1.0
+    assert row["L_time"] == 0.0  # m_prev = 0: the first window of a run
+    # Table 1's identities: L_act is L_act,total; loss - L_act = sum of w * L
+    assert row["L_act"] == pytest.approx(row["L_act_mean"] + 0.5 * row["L_act_hard"], rel=1e-6)
     w = row["w_sem"] * row["L_sem"] + row["w_int"] * row["L_int"] + row["w_tau"] * row["L_tau"]
-    total = row["L_act"] + 0.5 * row["L_act_hard"] + w
-    assert row["loss"] == pytest.approx(total, rel=1e-5)
+    assert row["loss"] - row["L_act"] == pytest.approx(w, rel=1e-4)
     loss.backward()
     for slot in ("residual", "intent", "memory"):
         assert any(p.grad is not None for p in getattr(policy, slot).parameters()), slot

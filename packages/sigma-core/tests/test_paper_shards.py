@@ -101,3 +101,57 @@ def test_shape_and_field_errors_name_the_window(tmp_path):
         import_paper_shards(src, tmp_path / "o3", opts(), action_dim=A, state_dim=A)
     with pytest.raises(SigmaUserError, match=r"no \.pt shard files"):
         import_paper_shards(tmp_path, tmp_path / "o4", opts(), action_dim=A, state_dim=A)
+
+
+def sequence_windows(length: int, chunk: int, seed: int) -> list[dict]:
+    """The paper's own layout (§4.1): per window the screen sequence (T, 3, H, W) of one
+    camera and the state sequence (T, S); a chunk shorter than the spec default."""
+    g = torch.Generator().manual_seed(seed)
+    actions = torch.cumsum(torch.randn(length, A, generator=g), 0)
+    states = torch.cumsum(torch.randn(length, A, generator=g), 0)
+    frames = torch.randint(0, 256, (length, 3, 16, 16), generator=g, dtype=torch.uint8)
+    out = []
+    for t in range(length - T + 1):
+        traj = actions[t : t + T]
+        out.append(
+            {
+                "vision_inputs": frames[t : t + T].clone(),
+                "robot_state": states[t : t + T].clone(),
+                "gt_action_vector": traj[0].clone(),
+                "gt_action_chunk": traj[:chunk].clone(),
+                "gt_action_trajectory": traj.clone(),
+                "text": "pink lego brick into the transparent box",
+                "frame": frames[t].clone(),  # what the observation must be
+                "state": states[t].clone(),
+            }
+        )
+    return out
+
+
+def test_the_papers_sequence_layout_reads_frames_of_one_camera(tmp_path):
+    from sigma_core.data import paper_chunk
+
+    src = tmp_path / "paper"
+    src.mkdir()
+    windows = sequence_windows(20, chunk=4, seed=0)
+    torch.save(
+        [{k: v for k, v in w.items() if k not in ("frame", "state")} for w in windows],
+        src / "shard_00000.pt",
+    )
+    assert paper_chunk(src) == 4  # the CLI's default --chunk for these shards
+    o = PreprocessOptions(cameras=["main"], image_size=16, horizon=T, chunk=4, min_action_norm=0)
+    meta = import_paper_shards(src, tmp_path / "out", o, action_dim=A, state_dim=A)
+    assert meta["counts"]["windows_kept"] == 5
+    how = meta["source"]["interpretation"]
+    assert how["vision_inputs"].startswith("(T=16, 3, H, W): frames of one camera")
+    assert how["robot_state"].startswith("(T=16, S): the state sequence")
+    assert how["gt_action_chunk"].startswith("(H_c=4, A)")
+    ds = ShardDataset(tmp_path / "out", split="all", normalize=False)
+    for i, w in enumerate(windows):
+        item = ds[i]
+        assert torch.equal(item["images"][0, 0], w["frame"])  # the window's first frame
+        assert torch.equal(item["state"], w["state"])  # and first state
+        assert torch.equal(item["chunk"], w["gt_action_chunk"]) and item["chunk"].shape == (4, A)
+    two = PreprocessOptions(cameras=["up", "side"], image_size=16, horizon=T, chunk=4)
+    with pytest.raises(SigmaUserError, match=r"one camera's frame sequence .* the spec has 2"):
+        import_paper_shards(src, tmp_path / "o2", two, action_dim=A, state_dim=A)

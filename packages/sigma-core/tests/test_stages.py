@@ -47,7 +47,7 @@ def test_stage_sigma_leaves_the_base_bit_identical():
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
     for step in range(2):
         loss, _ = sigma_objective(
-            policy(batch), target, torch.zeros(4, D.d_model), step, LossConfig()
+            policy(batch), target, torch.zeros(4, D.d_model), step, LossConfig(), 300
         )
         opt.zero_grad()
         loss.backward()

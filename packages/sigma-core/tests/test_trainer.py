@@ -53,10 +53,10 @@ def shards(tmp_path_factory):
     return out
 
 
-def spec(stage: str = "base", steps: int = 6, **train):
+def spec(stage: str = "base", steps: int = 6, data: dict | None = None, **train):
     raw = {
         "model": {"dims": D.model_dump()},
-        "data": {"batch_size": 4},
+        "data": {"batch_size": 4, **(data or {})},
         "train": {"stage": stage, "steps": steps, "lr": 3e-3, "warmup_steps": 1, **train},
     }
     return validate_spec(raw, get_registry())
@@ -105,9 +105,11 @@ def test_base_stage_lowers_the_loss_and_logs_every_step(shards, tmp_path):
 
 def test_resume_after_interruption_is_bit_identical(shards, tmp_path, monkeypatch):
     kw = {"checkpoint_every": 2, "val_every": 3}  # validation must not disturb the RNG
-    whole = Trainer(spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "a", **kw)
+    # stage sigma with the memory unrolled over runs of 2 windows (on a random base: a smoke test)
+    run2 = {"data": {"run_length": 2, "run_stride": 2}, "allow_random_base": True}
+    whole = Trainer(spec("sigma", steps=6, grad_accum=2, **run2), shards, tmp_path / "a", **kw)
     whole.train()
-    part = Trainer(spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "b", **kw)
+    part = Trainer(spec("sigma", steps=6, grad_accum=2, **run2), shards, tmp_path / "b", **kw)
     real = part.optimizer.step
     calls = {"n": 0}
 
@@ -120,7 +122,7 @@ def test_resume_after_interruption_is_bit_identical(shards, tmp_path, monkeypatc
     monkeypatch.setattr(part.optimizer, "step", crash)
     with pytest.raises(KeyboardInterrupt):
         part.train()
-    again = Trainer(spec("sigma", steps=6, grad_accum=2), shards, tmp_path / "b", **kw)
+    again = Trainer(spec("sigma", steps=6, grad_accum=2, **run2), shards, tmp_path / "b", **kw)
     again.train(resume=True)
     a, b = weights(whole), weights(again)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -239,19 +241,20 @@ def test_native_base_loss_uses_each_branchs_own_loss(shards, tmp_path):
     raw["model"] |= regression
     s = validate_spec(raw, get_registry())
     t = Trainer(s, shards, tmp_path / "r")
-    batch = next(t._batches())
+    run = next(t._batches())
+    (batch,) = run  # data.run_length 1: runs of one window
     native_cfg = s.train.losses.model_copy(update={"base_loss": "native"})
-    native = StageObjective(t.policy, "base", native_cfg)
-    mse = StageObjective(t.policy, "base", s.train.losses)
+    native = StageObjective(t.policy, "base", native_cfg, 6)
+    mse = StageObjective(t.policy, "base", s.train.losses, 6)
     t.policy.eval()  # no dropout: both objectives see the same network
     # every branch here is a regression head, whose own loss is the MSE: the two agree
-    assert native(batch, 0)[1]["L_act"] == pytest.approx(mse(batch, 0)[1]["L_act"], rel=1e-6)
+    assert native(run, 0)[1]["L_act"] == pytest.approx(mse(run, 0)[1]["L_act"], rel=1e-6)
 
     raw["model"]["trajectory"] = {"type": "flow-dit"}
     flow = Trainer(validate_spec(raw, get_registry()), shards, tmp_path / "f")
     flow.policy.eval()
     native_cfg = flow.losses.model_copy(update={"base_loss": "native"})
-    objective = StageObjective(flow.policy, "base", native_cfg)
+    objective = StageObjective(flow.policy, "base", native_cfg, 6)
     losses = objective.branch_losses(batch)
     q0 = flow.policy.tau0_queries(batch)
     torch.manual_seed(1)
@@ -268,7 +271,7 @@ def test_native_base_loss_uses_each_branchs_own_loss(shards, tmp_path):
 
 def test_fusion_weights_learn_from_l_fuse_only(shards, tmp_path):
     t = Trainer(spec("base", steps=3), shards, tmp_path / "f", checkpoint_every=3)
-    batch = next(t._batches())
+    (batch,) = next(t._batches())
     actions = t.policy(batch, telepathy=False).actions
     l_fuse = t.objective.fusion_loss(actions, batch.targets.chunk)
     w = t.policy.fusion.logits.detach().softmax(-1)  # equal weights at the start
@@ -291,9 +294,8 @@ def test_fusion_weights_learn_from_l_fuse_only(shards, tmp_path):
     t.train()
     assert not torch.equal(before, t.policy.fusion.logits)
     row = json.loads((tmp_path / "f" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert row["loss"] == pytest.approx(
-        row["L_act"] + 0.5 * row["L_act_hard"] + row["L_fuse"], rel=1e-5
-    )
+    assert row["loss"] == pytest.approx(row["L_act"] + row["L_fuse"], rel=1e-5)
+    assert row["L_act"] == pytest.approx(row["L_act_mean"] + 0.5 * row["L_act_hard"], rel=1e-5)
 
 
 def test_resume_refuses_other_initial_weights(shards, tmp_path):
@@ -319,7 +321,7 @@ def test_num_workers_load_the_same_batches_in_worker_processes(shards, tmp_path)
         rng = torch.get_rng_state()
         it = trainer._batches()
         per_epoch = len(trainer.dataset) // 4
-        batches[workers] = [next(it) for _ in range(per_epoch + 2)]  # into the second epoch
+        batches[workers] = [next(it)[0] for _ in range(per_epoch + 2)]  # into the second epoch
         assert torch.equal(torch.get_rng_state(), rng)  # loading never touches torch's RNG
         assert (trainer.epoch, trainer.position) == (1, 2 * 4)
     for a, b in zip(batches[0], batches[2], strict=True):

@@ -84,7 +84,8 @@ def preprocess(
         int | None, typer.Option(help="Window length T; default from the spec.")
     ] = None,
     chunk: Annotated[
-        int | None, typer.Option(help="Chunk horizon H_c; default from the spec.")
+        int | None,
+        typer.Option(help="Chunk horizon H_c; default the spec's (the paper's shards: theirs)."),
     ] = None,
     stride: Annotated[int, typer.Option(min=1, help="Window stride.")] = 1,
     min_action_norm: Annotated[
@@ -121,6 +122,10 @@ def preprocess(
     from sigma_core.data import PreprocessOptions
 
     dims = _dims(spec)
+    if chunk is None and from_sigma_shards is not None:
+        from sigma_core.data import paper_chunk
+
+        chunk = paper_chunk(from_sigma_shards)  # the paper's shards carry their own H_c
     try:
         opts = PreprocessOptions(
             cameras=dims.cameras,

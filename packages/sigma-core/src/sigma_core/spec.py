@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from sigma_core import config
 from sigma_core._deprecated import moved_names
@@ -84,19 +92,49 @@ class DataSpec(config.StrictModel):
         description="DataLoader worker processes for training and validation; 0 loads"
         " in the training process",
     )
+    run_length: PositiveInt = Field(
+        1,
+        description="K: each batch row is a run of K consecutive windows of one episode, the"
+        " memory unrolled across them (m_t of window k is m_prev of window k+1); 1 = windows"
+        " on their own, from m_0",
+    )
+    run_stride: PositiveInt | None = Field(
+        None,
+        description="frames between the windows of a run: the replanning stride (default"
+        " model.dims.chunk_horizon, what SigmaPolicy.step executes per plan); at most H_c",
+    )
 
 
 class Ramp(config.StrictModel):
-    """A weight that goes linearly from ``start`` to ``target`` over ``steps`` steps."""
+    """A weight that goes linearly from ``start`` to ``target``, then stays there.
+
+    The ramp lasts ``until`` x ``train.steps`` optimizer steps (a fraction of the
+    run, so it scales with ``--steps``), or ``steps`` steps when ``until`` is
+    not set; 0 steps means ``target`` from the start.
+    ``w(t) = start + (target − start)·min(t / n, 1)``.
+    """
 
     start: float = 0.0
     target: float = 1.0
-    steps: NonNegativeInt = 0
+    steps: NonNegativeInt = Field(0, description="ramp length in steps (when until is unset)")
+    until: float | None = Field(
+        None, ge=0, le=1, description="ramp length as a fraction of train.steps"
+    )
 
-    def __call__(self, step: int) -> float:
-        if self.steps == 0 or step >= self.steps:
+    def length(self, total_steps: int) -> int:
+        """The ramp's length in optimizer steps for a run of ``total_steps``."""
+        return self.steps if self.until is None else round(self.until * total_steps)
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        n = self.length(total_steps)
+        if n == 0 or step >= n:
             return self.target
-        return self.start + (self.target - self.start) * max(step, 0) / self.steps
+        return self.start + (self.target - self.start) * max(step, 0) / n
+
+
+def _paper_ramp(start: float, target: float) -> Any:
+    # Table 1 (300 steps): the weights reach their targets at about global step 82
+    return Field(default_factory=lambda: Ramp(start=start, target=target, until=0.275))
 
 
 class LossConfig(config.StrictModel):
@@ -110,6 +148,11 @@ class LossConfig(config.StrictModel):
     beta_mi: float = Field(0.1, ge=0, description="β_mi, the InfoNCE weight in L_sem")
     temperature: float = Field(0.1, gt=0, description="InfoNCE temperature T")
     tau_l2: float = Field(0.01, ge=0, description="c_2 on ‖τ‖²")
+    tau_l2_reduction: Literal["sum", "mean"] = Field(
+        "sum",
+        description="‖τ‖² as printed (sum over dimensions), or its mean over dimensions,"
+        " which fits Table 1's L_tau magnitudes better (docs/paper.md)",
+    )
     lambda_collapse: float = Field(1.0, ge=0, description="λ_collapse")
     tau0: float = Field(1.0, ge=0, description="τ0, the minimum norm before collapse is penalised")
     eta: float = Field(0.1, ge=0, description="η on 1 − cos(τ, c_act)")
@@ -125,9 +168,9 @@ class LossConfig(config.StrictModel):
         " each branch's own per-sample loss (token cross-entropy, flow matching) in TRAF's"
         " weighting and hard set",
     )
-    w_sem: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
-    w_intent: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.1, steps=100))
-    w_tau: Ramp = Field(default_factory=lambda: Ramp(start=0.0, target=0.05, steps=100))
+    w_sem: Ramp = _paper_ramp(0.1, 1.0)
+    w_intent: Ramp = _paper_ramp(0.1, 0.8)
+    w_tau: Ramp = _paper_ramp(0.0, 0.03)
 
 
 class TrainSpec(config.StrictModel):
@@ -151,6 +194,12 @@ class TrainSpec(config.StrictModel):
         description="saved policy whose tensors initialise every parameter of the same name"
         " and shape; stage sigma defaults to the base_policy checkpoint's path",
     )
+    allow_random_base: bool = Field(
+        False,
+        description="let stage sigma train on a frozen tau = 0 path that no trained weights"
+        " initialise (no init_from, base_policy internal): only for smoke tests and for"
+        " recipes waiting for their base's weights",
+    )
 
 
 class EvalSpec(config.StrictModel):
@@ -172,6 +221,20 @@ class SigmaSpec(config.StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="after")
+    def _run_stride_fits_a_chunk(self) -> SigmaSpec:
+        stride, horizon = self.data.run_stride, self.model.dims.chunk_horizon
+        if stride is not None and stride > horizon:
+            raise ValueError(
+                f"data.run_stride {stride} exceeds model.dims.chunk_horizon {horizon}:"
+                " a plan holds H_c actions, so replanning cannot wait longer"
+            )
+        return self
+
+    def run_stride(self) -> int:
+        """Frames between the windows of a training run (``data.run_stride`` or H_c)."""
+        return self.data.run_stride or self.model.dims.chunk_horizon
 
     def slots(self) -> dict[str, tuple[str, ComponentRef]]:
         """Every component slot: slot path -> (kind, ref), in model order."""

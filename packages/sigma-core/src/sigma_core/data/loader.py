@@ -83,6 +83,32 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def runs(self, length: int, stride: int) -> list[tuple[int, ...]]:
+        """Runs of ``length`` windows of one episode, ``stride`` frames apart, in index order.
+
+        Run ``r`` starts at window ``i`` and continues with the windows whose
+        observations are ``stride``, ``2·stride`` ... frames later in the same
+        episode; a run is kept only when all of them exist (windows dropped as
+        static or cut at the episode end break it). ``length=1`` gives every
+        window on its own, in order, so a sampler over runs is one over windows.
+        """
+        if length < 1 or stride < 1:
+            raise SigmaUserError(f"run length and stride must be >= 1, got {length}, {stride}")
+        if length == 1:
+            return [(i,) for i in range(len(self.index))]
+        at: dict[tuple[int, int], int] = {}
+        shards = [Shard(self.root / r["file"]) for r in self.meta["shards"]]
+        for i, (s, w) in enumerate(self.index):
+            shard = shards[s]
+            row = int(shard["window.frame"][w])
+            at[(int(shard["window.episode"][w]), int(shard["frame.index"][row]))] = i
+        out = []
+        for episode, frame in at:
+            run = [at.get((episode, frame + k * stride)) for k in range(length)]
+            if None not in run:
+                out.append(tuple(run))  # type: ignore[arg-type]
+        return sorted(out)
+
     def _open(self) -> list[Shard]:
         # One set of memory maps per process: DataLoader workers reopen after fork.
         if self._shards is None or self._pid != os.getpid():
@@ -135,6 +161,25 @@ def collate(items: list[dict[str, Any]]) -> SigmaBatch:
     )
 
 
+class RunDataset(Dataset):
+    """Items are runs of windows (see :meth:`ShardDataset.runs`): a list of K window items."""
+
+    def __init__(self, windows: ShardDataset, runs: Sequence[tuple[int, ...]]) -> None:
+        self.windows, self.run_index = windows, list(runs)
+        self.root = windows.root
+
+    def __len__(self) -> int:
+        return len(self.run_index)
+
+    def __getitem__(self, r: int) -> list[dict[str, Any]]:
+        return [self.windows[i] for i in self.run_index[r]]
+
+
+def collate_runs(runs: list[list[dict[str, Any]]]) -> list[SigmaBatch]:
+    """Runs of K windows -> K batches, batch k holding window k of every run."""
+    return [collate([run[k] for run in runs]) for k in range(len(runs[0]))]
+
+
 class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch, optionally starting part-way (for exact resume).
 
@@ -159,7 +204,7 @@ class EpochSampler(Sampler[int]):
 
 
 def make_loader(
-    dataset: ShardDataset,
+    dataset: ShardDataset | RunDataset,
     batch_size: int,
     *,
     seed: int = 0,
@@ -170,7 +215,10 @@ def make_loader(
     drop_last: bool = False,
     batches: Sequence[Sequence[int]] | None = None,
 ) -> DataLoader:
-    """A DataLoader of :class:`SigmaBatch` with deterministic, seed-driven order.
+    """A DataLoader with deterministic, seed-driven order.
+
+    Over a :class:`ShardDataset` it yields :class:`SigmaBatch` batches; over a
+    :class:`RunDataset`, lists of K batches (one per step of the runs).
 
     Args:
         batches: explicit item indices of every batch, in order (the trainer's
@@ -183,12 +231,13 @@ def make_loader(
     # from torch's global RNG, so starting a loader does not change the training noise
     # (exact resume depends on that).
     generator = torch.Generator().manual_seed(seed + epoch)
+    collate_fn = collate_runs if isinstance(dataset, RunDataset) else collate
     if batches is not None:
         return DataLoader(
             dataset,
             batch_sampler=batches,
             num_workers=num_workers,
-            collate_fn=collate,
+            collate_fn=collate_fn,
             generator=generator,
         )
     sampler = EpochSampler(len(dataset), seed, epoch, start, shuffle)
@@ -197,7 +246,7 @@ def make_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         drop_last=drop_last,
         generator=generator,
     )

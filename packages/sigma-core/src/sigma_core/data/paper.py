@@ -12,6 +12,15 @@ needs arbitrary unpickling is refused, never executed.
 float in [0, 1], or float in [-1, 1] (SigLIP-normalized) are recognised by
 range. The paper's targets and ``avg_action_l2`` are kept exactly.
 
+The paper's own layout (§4.1) stores per window the *screen sequence* of the
+window (``pick_rgb_from_example``): ``vision_inputs`` ``(T, 3, H, W)`` with ``T``
+the window length, and ``robot_state`` ``(T, S)``. A leading dimension equal to
+the window length and to ``robot_state``'s is read as the frames of one camera;
+the window's first frame and first state are its observation. The chunk length
+is taken from ``gt_action_chunk`` unless ``--chunk`` says otherwise.
+:func:`interpretation` describes what was read, and ``meta.json`` records it
+under ``source.interpretation``.
+
 Episodes: the shards carry no episode id (an ``episode_index`` field is used
 when present), so consecutive windows of one file are grouped into one
 pseudo-episode while each window's trajectory continues the previous one (the
@@ -72,10 +81,54 @@ def load_pt(path: Path) -> list[dict[str, Any]]:
     return obj
 
 
-def _images(x: Any, cams: int, size: int, where: str) -> np.ndarray:
+def is_sequence(sample: dict[str, Any], horizon: int) -> bool:
+    """Whether a window holds the paper's sequences: ``vision_inputs`` (T, 3, H, W) frames
+    of one camera and ``robot_state`` (T, S), T the window length."""
+    vision, state = sample.get("vision_inputs"), sample.get("robot_state")
+    if isinstance(vision, dict) or vision is None or state is None:
+        return False
+    v, st = torch.as_tensor(vision), torch.as_tensor(state)
+    return v.ndim == 4 and st.ndim == 2 and v.shape[0] == st.shape[0] == horizon
+
+
+def interpretation(sample: dict[str, Any], opts: PreprocessOptions) -> dict[str, str]:
+    """How the fields of windows shaped like ``sample`` are read (recorded in meta.json)."""
+    chunk = len(torch.as_tensor(sample["gt_action_chunk"]))
+    if is_sequence(sample, opts.horizon):
+        vision = f"(T={opts.horizon}, 3, H, W): frames of one camera; the first is the observation"
+        state = f"(T={opts.horizon}, S): the state sequence; the first is the observation's"
+    else:
+        vision = "(C, 3, H, W) cameras (or (3, H, W), (C, F, 3, H, W), a dict of cameras)"
+        state = "(S,): the observation's state"
+    return {
+        "vision_inputs": vision,
+        "robot_state": state,
+        "gt_action_chunk": f"(H_c={chunk}, A): the chunk target, kept exactly",
+    }
+
+
+def data_chunk(directory: str | Path) -> int:
+    """The chunk length H_c of the paper's shards in ``directory`` (first window's)."""
+    files = sorted(Path(directory).glob("*.pt"))
+    if not files:
+        raise SigmaUserError(f"{directory}: no .pt shard files")
+    first = load_pt(files[0])
+    if not first or "gt_action_chunk" not in first[0]:
+        raise SigmaUserError(f"{files[0]} window 0: missing field(s) gt_action_chunk")
+    return len(torch.as_tensor(first[0]["gt_action_chunk"]))
+
+
+def _images(x: Any, cams: int, size: int, where: str, sequence: bool = False) -> np.ndarray:
     if isinstance(x, dict):
         x = torch.stack([torch.as_tensor(v) for v in x.values()])
     x = torch.as_tensor(x)
+    if sequence:
+        if cams != 1:
+            raise SigmaUserError(
+                f"{where}: vision_inputs is one camera's frame sequence {tuple(x.shape)}, the"
+                f" spec has {cams} cameras; use a spec with one camera (model.dims.cameras)"
+            )
+        x = x[:1]  # the window's first frame: its observation
     if x.ndim == 3:
         x = x[None]
     if x.ndim == 5:
@@ -128,7 +181,17 @@ class PaperShards:
             state_dim=state_dim,
             cameras={c: f"vision_inputs[{i}]" for i, c in enumerate(opts.cameras)},
             fingerprint={f.name: sha256_file(f) for f in self.files},
+            extra={"meta": {"interpretation": interpretation(self._first(), opts)}},
         )
+
+    def _first(self) -> dict[str, Any]:
+        first = load_pt(self.files[0])
+        if not first:
+            raise SigmaUserError(f"{self.files[0]}: no windows")
+        missing = [f for f in FIELDS if f not in first[0]]
+        if missing:
+            raise SigmaUserError(f"{self.files[0]} window 0: missing field(s) {', '.join(missing)}")
+        return first[0]
 
     def groups(self) -> list[list[str]]:
         return [[f.name] for f in self.files]
@@ -162,6 +225,9 @@ class PaperShards:
                     "robot_state",
                 )
             )
+            sequence = is_sequence(s, o.horizon)
+            if sequence:
+                state = state[0]  # the state sequence's first: the observation's state
             want = {
                 "gt_action_vector": (self.info.action_dim,),
                 "gt_action_chunk": (o.chunk, self.info.action_dim),
@@ -193,7 +259,7 @@ class PaperShards:
             text = _text(s, where)
             if text not in tasks:
                 tasks.append(text)
-            frames = _images(s["vision_inputs"], len(o.cameras), o.image_size, where)
+            frames = _images(s["vision_inputs"], len(o.cameras), o.image_size, where, sequence)
             # each window is one stored frame: its observation, with the window's targets
             index = index + 1 if episode == last_episode else 0
             last_episode = episode

@@ -179,10 +179,12 @@ class SigmaPolicy(nn.Module):
 
         Args:
             n_action_steps: actions executed from each plan before replanning
-                (1..H_c); default H_c, the whole chunk.
+                (1..H_c); default the spec's replanning stride (``data.run_stride``,
+                else H_c), so that the memory is updated at inference exactly as
+                it was unrolled in training.
         """
         h = self.dims.chunk_horizon
-        n = n_action_steps or h
+        n = n_action_steps or self.spec.run_stride()
         if not 1 <= n <= h:
             raise ValueError(f"n_action_steps must be in [1, {h}], got {n}")
         self._n_action_steps = n

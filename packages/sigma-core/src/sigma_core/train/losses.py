@@ -15,8 +15,16 @@ non-zero (none on an episode's first step), and InfoNCE against the keys
 ``−mean_i log softmax_j(ẑ_i·k̂_j / T)_i`` (hat: L2-normalized);
 ``L_intent = −mean_i cos(z_intent,i, m_t,i)``;
 ``L_τ = mean_i [c_2‖τ_i‖² + λ_collapse·max(0, τ0 − ‖τ_i‖)² + η·(1 − cos(τ_i, c_act,i))]``
-with c_2 = 0.01. The weights ``w_sem(t)``, ``w_intent(t)``, ``w_τ(t)`` ramp
-linearly from ``start`` to ``target`` over ``steps`` optimizer steps (:class:`Ramp`).
+with c_2 = 0.01 (``tau_l2_reduction: mean`` uses ``mean_d τ_d²`` for ``‖τ‖²``). The
+weights ``w_sem(t)``, ``w_intent(t)``, ``w_τ(t)`` ramp linearly from ``start`` to
+``target`` (:class:`Ramp`; by default Table 1's 0.1→1.0, 0.1→0.8, 0→0.03 over
+the first 27.5% of the run).
+
+Log columns (:data:`LOG_COLUMNS`), as in Table 1: ``L_act`` is ``L_act,total``
+(so ``loss − L_act = Σ w·L``, as in the paper's table), ``L_act_hard`` is
+``L_hard``, ``hard_ratio`` is the realized hard-set fraction ``|H| / B`` (ρ up
+to rounding); beyond the paper: ``L_act_mean`` (``L_act`` before the hard term),
+``L_time``, ``hard_excess`` (``mean_H h / mean h``).
 """
 
 from __future__ import annotations
@@ -110,15 +118,19 @@ def l_intent(z_intent: torch.Tensor, m_t: torch.Tensor) -> torch.Tensor:
 
 
 def l_tau(tau: torch.Tensor, c_act: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
-    """``mean[c_2‖τ‖² + λ_collapse·max(0, τ0 − ‖τ‖)² + η(1 − cos(τ, c_act))]``."""
+    """``mean[c_2‖τ‖² + λ_collapse·max(0, τ0 − ‖τ‖)² + η(1 − cos(τ, c_act))]``.
+
+    With ``tau_l2_reduction: mean`` the first term is ``c_2·mean_d τ_d²``.
+    """
     norm = tau.norm(dim=-1)
+    sq = norm.pow(2) if cfg.tau_l2_reduction == "sum" else tau.pow(2).mean(-1)
     collapse = (cfg.tau0 - norm).clamp_min(0).pow(2)
     align = 1 - F.cosine_similarity(tau, c_act, dim=-1)
-    return (cfg.tau_l2 * norm.pow(2) + cfg.lambda_collapse * collapse + cfg.eta * align).mean()
+    return (cfg.tau_l2 * sq + cfg.lambda_collapse * collapse + cfg.eta * align).mean()
 
 
-#: The per-step log columns, named as in the paper's Table 1.
-LOG_COLUMNS = (
+#: The per-step log columns: Table 1's (first eleven, same meaning), then Sigma's own.
+TABLE1_COLUMNS = (
     "loss",
     "L_act",
     "L_sem",
@@ -131,38 +143,55 @@ LOG_COLUMNS = (
     "hard_ratio",
     "tau_rms",
 )
+LOG_COLUMNS = (*TABLE1_COLUMNS, "L_act_mean", "L_time", "hard_excess")
+
+
+def traf_columns(act: TrafTerms) -> dict[str, float]:
+    """TRAF's log columns: ``L_act`` (= L_act,total), ``L_act_mean``, ``L_act_hard``,
+    ``hard_ratio`` (``|H| / B``) and ``hard_excess`` (``mean_H h / mean h``)."""
+    h = act.difficulty.detach()
+    return {
+        "L_act": act.total.item(),
+        "L_act_mean": act.l_act.item(),
+        "L_act_hard": act.l_hard.item(),
+        "hard_ratio": act.hard.float().mean().item(),
+        "hard_excess": (h[act.hard].mean() / h.mean().clamp_min(1e-12)).item(),
+    }
 
 
 def sigma_objective(
-    out: SigmaOutput, target: ActionSet, m_prev: torch.Tensor, step: int, cfg: LossConfig
+    out: SigmaOutput,
+    target: ActionSet,
+    m_prev: torch.Tensor,
+    step: int,
+    cfg: LossConfig,
+    total_steps: int,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The full stage-``sigma`` loss and its Table 1 log row.
+    """The full stage-``sigma`` loss of one window and its log row (:data:`LOG_COLUMNS`).
 
-    ``loss = L_act,total + w_sem(t)·L_sem + w_int(t)·L_int + w_τ(t)·L_τ``.
-    ``hard_ratio`` is the hard set's mean difficulty over the batch's
-    (how much harder the top-ρ samples are); ``tau_rms = sqrt(mean τ²)``.
+    ``loss = L_act,total + w_sem(t)·L_sem + w_int(t)·L_int + w_τ(t)·L_τ`` with the
+    ramps evaluated at step ``t`` of ``total_steps``; ``tau_rms = sqrt(mean τ²)``.
     """
     act = traf(out.actions, target, cfg)
     it = out.intent
-    sem = l_time(it.z_pool, m_prev) + cfg.beta_mi * info_nce(
-        it.z_pool, it.c_text + it.c_env, cfg.temperature
-    )
+    time = l_time(it.z_pool, m_prev)
+    sem = time + cfg.beta_mi * info_nce(it.z_pool, it.c_text + it.c_env, cfg.temperature)
     intent = l_intent(it.z_intent, it.m_t)
     tau = l_tau(out.tau, out.c_act, cfg)
-    w_sem, w_int, w_tau = cfg.w_sem(step), cfg.w_intent(step), cfg.w_tau(step)
+    w_sem = cfg.w_sem(step, total_steps)
+    w_int = cfg.w_intent(step, total_steps)
+    w_tau = cfg.w_tau(step, total_steps)
     loss = act.total + w_sem * sem + w_int * intent + w_tau * tau
-    h = act.difficulty.detach()
     row = {
         "loss": loss.item(),
-        "L_act": act.l_act.item(),
         "L_sem": sem.item(),
         "L_int": intent.item(),
         "L_tau": tau.item(),
-        "L_act_hard": act.l_hard.item(),
         "w_sem": w_sem,
         "w_int": w_int,
         "w_tau": w_tau,
-        "hard_ratio": (h[act.hard].mean() / h.mean().clamp_min(1e-12)).item(),
         "tau_rms": out.tau.detach().pow(2).mean().sqrt().item(),
+        "L_time": time.item(),
+        **traf_columns(act),
     }
-    return loss, row
+    return loss, {k: row[k] for k in LOG_COLUMNS}

@@ -13,13 +13,18 @@ from sigma_core.train.losses import (
     per_sample_mse,
     sigma_objective,
     traf,
+    traf_columns,
     traf_from_losses,
 )
 from sigma_core.types import ActionSet, SigmaBatch
 
 
 class StageObjective(nn.Module):
-    """``forward(batch, step) -> (loss, logged terms)`` of a stage, as one module.
+    """``forward(run, step) -> (loss, logged terms)`` of a stage, as one module.
+
+    ``run`` is a list of K batches: row i of batch k is window k of run i, K
+    consecutive windows of one episode ``data.run_stride`` frames apart (K = 1:
+    windows on their own). Every term is averaged over the K windows.
 
     Stage ``base``: TRAF over the tau = 0 branches plus ``λ_fuse·L_fuse``
     (:meth:`fusion_loss`): by default TRAF takes the MSE of their
@@ -28,22 +33,44 @@ class StageObjective(nn.Module):
     matching, MSE for regression heads) to TRAF's weighting and hard set. On the
     simulated data native was worse for the token head (300 steps of base-tiny:
     val L_act 0.53 vs 0.22), so it is opt-in.
-    Stage ``sigma``: :func:`sigma_objective` from a zero memory.
+    Stage ``sigma``: :func:`sigma_objective` with the semantic memory unrolled over
+    the run: window 1 starts from ``m_0``, window k+1 reads ``m_prev = m_t`` of
+    window k, and gradients flow back through the whole run (truncated
+    back-propagation through time, truncated at the run's start). This trains
+    the ``m_{t-1}`` half of the memory's gate and makes ``L_time`` live.
 
     The loss is computed inside ``forward`` so that DDP sees the loss, not the
     policy's outputs: tensors that feed outputs but not the loss (the fused plan's
     weights in stage base) are then correctly found unused.
     """
 
-    def __init__(self, policy: SigmaPolicy, stage: str, losses: LossConfig) -> None:
+    def __init__(
+        self, policy: SigmaPolicy, stage: str, losses: LossConfig, total_steps: int
+    ) -> None:
         super().__init__()
         self.policy, self.stage, self.losses = policy, stage, losses
+        self.total_steps = total_steps
 
-    def forward(self, batch: SigmaBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, run: list[SigmaBatch], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         if self.stage == "sigma":
-            m_prev = self.policy.memory.initial_state(batch.batch_size, batch.state.device)
-            out = self.policy(batch, m_prev)
-            return sigma_objective(out, batch.targets, m_prev, step, self.losses)
+            terms = []
+            m_prev = self.policy.memory.initial_state(run[0].batch_size, run[0].state.device)
+            for batch in run:
+                out = self.policy(batch, m_prev)
+                terms.append(
+                    sigma_objective(out, batch.targets, m_prev, step, self.losses, self.total_steps)
+                )
+                m_prev = out.intent.m_t
+        else:
+            terms = [self.base_objective(batch) for batch in run]
+        if len(terms) == 1:
+            return terms[0]
+        loss = torch.stack([t[0] for t in terms]).mean()
+        row = {k: sum(t[1][k] for t in terms) / len(terms) for k in terms[0][1]}
+        return loss, row | {"loss": loss.item()}
+
+    def base_objective(self, batch: SigmaBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Stage base on one batch: TRAF on the tau = 0 branches plus ``λ_fuse·L_fuse``."""
         native = self.losses.base_loss == "native"
         with torch.no_grad() if native else contextlib.nullcontext():
             actions = self.policy(batch, telepathy=False).actions
@@ -53,12 +80,7 @@ class StageObjective(nn.Module):
             terms = traf(actions, batch.targets, self.losses)
         l_fuse = self.fusion_loss(actions, batch.targets.chunk)
         total = terms.total + self.losses.lambda_fuse * l_fuse
-        return total, {
-            "loss": total.item(),
-            "L_act": terms.l_act.item(),
-            "L_act_hard": terms.l_hard.item(),
-            "L_fuse": l_fuse.item(),
-        }
+        return total, {"loss": total.item(), **traf_columns(terms), "L_fuse": l_fuse.item()}
 
     def fusion_loss(self, actions: ActionSet, target_chunk: torch.Tensor) -> torch.Tensor:
         """``L_fuse = mean_i MSE(fusion(sg(a_vec), sg(a_chk), sg(a_trj))_i, a*_chk,i)``.

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from sigma_core._fileio import atomic_write_text, sha256_file
-from sigma_core.data import ShardDataset, make_loader
+from sigma_core.data import RunDataset, ShardDataset, make_loader
 from sigma_core.data.dims import check_dims, shard_dims
 from sigma_core.data.loader import EpochSampler
 from sigma_core.errors import SigmaUserError
@@ -118,68 +118,85 @@ class Trainer:
         self.dataset = ShardDataset(data, split="train", frame_history=f)
         self.val = ShardDataset(data, split="val", frame_history=f, verify=False)
         self._check_data()
+        k, stride = spec.data.run_length, spec.run_stride()
+        self.runs = RunDataset(self.dataset, self.dataset.runs(k, stride))
+        self.val_runs = RunDataset(self.val, self.val.runs(k, stride))
+        self._check_runs()
+        self.init_source = init_source(spec)
+        check_trained_base(spec, self.init_source)
         torch.manual_seed(spec.train.seed)
         self.policy: SigmaPolicy = build_policy(spec)
         self.init: dict[str, str] | None = None
         self.init_counts: dict[str, int] = {}
-        if source := init_source(spec):
+        if source := self.init_source:
             self.init_counts = init_from_checkpoint(self.policy, source)
             self.init = {"path": source, "sha256": sha256_file(Path(source) / WEIGHTS)}
         configure_stage(self.policy, spec.train.stage)
         # DDP-wrapped when several processes run; self.policy stays the plain module
-        self.objective = StageObjective(self.policy, spec.train.stage, self.losses)
+        self.objective = StageObjective(self.policy, spec.train.stage, self.losses, self.steps)
         self.model = self.accelerator.prepare_model(self.objective)
         self.optimizer, self.scheduler = make_optimizer(self.policy, spec.train)
         self.step = 0
         self.epoch = 0
-        self.position = 0  # samples of the current epoch consumed by all processes together
+        self.position = 0  # runs of the current epoch consumed by all processes together
 
     def _check_data(self) -> None:
         have = shard_dims(self.dataset.meta)
         check_dims(self.spec.model.dims, have, str(self.dataset.root))
-        if len(self.dataset) < self.spec.data.batch_size * self.world:
+
+    def _check_runs(self) -> None:
+        d = self.spec.data
+        if len(self.runs) < d.batch_size * self.world:
+            what = (
+                "train windows"
+                if d.run_length == 1
+                else f"runs of {d.run_length} windows {self.spec.run_stride()} frames apart"
+                " (data.run_length, data.run_stride)"
+            )
             raise SigmaUserError(
-                f"{self.dataset.root}: {len(self.dataset)} train windows, fewer than one batch"
-                f" ({self.spec.data.batch_size} x {self.world} processes)"
+                f"{self.dataset.root}: {len(self.runs)} {what}, fewer than one batch"
+                f" ({d.batch_size} x {self.world} processes)"
             )
 
     # ---- data ---------------------------------------------------------------
-    def _batches(self) -> Iterator[SigmaBatch]:
+    def _batches(self) -> Iterator[list[SigmaBatch]]:
         """This process's micro-batches from the saved position on, epoch after epoch.
 
-        Each global batch is ``batch_size x num_processes`` consecutive items of the
+        An item is a run of ``data.run_length`` windows (one window when K = 1), and
+        a micro-batch is the list of K batches of :func:`~sigma_core.data.collate_runs`.
+        Each global batch is ``batch_size x num_processes`` consecutive runs of the
         epoch's seeded order; this process loads slice ``rank`` of it through
-        ``data.num_workers`` loader processes. ``position`` counts the items that the
+        ``data.num_workers`` loader processes. ``position`` counts the runs that the
         loop has consumed, so a resume starts exactly where the checkpoint was.
         """
         bs = self.spec.data.batch_size
         stride = bs * self.world  # one global batch; this process takes slice ``rank``
         while True:
-            order = EpochSampler(len(self.dataset), self.spec.train.seed, self.epoch).order()
+            order = EpochSampler(len(self.runs), self.spec.train.seed, self.epoch).order()
             mine = self.rank * bs
             starts = range(self.position, len(order) - stride + 1, stride)
             plan = [order[p + mine : p + mine + bs] for p in starts]
             if plan:
                 loader = make_loader(
-                    self.dataset,
+                    self.runs,
                     bs,
                     seed=self.spec.train.seed,
                     epoch=self.epoch,
                     batches=plan,
                     num_workers=self.spec.data.num_workers,
                 )
-                for batch in loader:
+                for run in loader:
                     self.position += stride
-                    yield batch.to(self.device)
+                    yield [batch.to(self.device) for batch in run]
             self.epoch, self.position = self.epoch + 1, 0
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         return autocast(self.device, self.autocast_dtype)
 
     # ---- one optimizer step -------------------------------------------------
-    def _loss(self, batch: SigmaBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def _loss(self, run: list[SigmaBatch]) -> tuple[torch.Tensor, dict[str, float]]:
         with self._autocast():
-            return self.model(batch, self.step)
+            return self.model(run, self.step)
 
     def _all(self, ok: bool) -> bool:
         """Whether ``ok`` holds on every process (one all-gather when distributed)."""
@@ -194,7 +211,7 @@ class Trainer:
         mean = self.accelerator.reduce(values, "mean")
         return dict(zip(row, mean.tolist(), strict=True))
 
-    def _optimizer_step(self, batches: Iterator[SigmaBatch]) -> dict[str, float] | None:
+    def _optimizer_step(self, batches: Iterator[list[SigmaBatch]]) -> dict[str, float] | None:
         """Accumulate ``grad_accum`` micro-batches and step; ``None`` if skipped (non-finite)."""
         t0 = time.perf_counter()
         accum = self.spec.train.grad_accum
@@ -269,7 +286,9 @@ class Trainer:
                         )
                     continue
                 bad, row = 0, new
-                if len(self.val) and (self.step % self.val_every == 0 or self.step == self.steps):
+                if len(self.val_runs) and (
+                    self.step % self.val_every == 0 or self.step == self.steps
+                ):
                     self._validate_and_keep_best(row)
                 if self.main:
                     with open(self.out / "metrics.jsonl", "a") as f:
@@ -327,24 +346,31 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Mean TRAF ``L_act`` over the val split (eval mode; training RNG untouched)."""
+        """Mean TRAF ``L_act`` (before the hard term) over the val split's runs.
+
+        The runs are the training ones' (``data.run_length`` windows, memory unrolled
+        from ``m_0``); eval mode, training RNG untouched.
+        """
         total, n = 0.0, 0
         telepathy = self.spec.train.stage == "sigma"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.spec.train.seed)  # the same sampler noise every time
             self.policy.eval()
-            for batch in make_loader(
-                self.val,
+            for run in make_loader(
+                self.val_runs,
                 self.spec.data.batch_size,
                 shuffle=False,
                 num_workers=self.spec.data.num_workers,
             ):
-                batch = batch.to(self.device)
-                with self._autocast():
-                    actions = self.policy(batch, telepathy=telepathy).actions
-                l_act = traf(actions.to(torch.float32), batch.targets, self.losses).l_act
-                total += l_act.item() * batch.batch_size
-                n += batch.batch_size
+                m_prev = None
+                for batch in run:
+                    batch = batch.to(self.device)
+                    with self._autocast():
+                        out = self.policy(batch, m_prev, telepathy=telepathy)
+                    m_prev = out.intent.m_t
+                    l_act = traf(out.actions.to(torch.float32), batch.targets, self.losses).l_act
+                    total += l_act.item() * batch.batch_size
+                    n += batch.batch_size
             self.policy.train()
         return total / n
 
@@ -406,6 +432,29 @@ class Trainer:
                 rows = [r for r in f if json.loads(r)["step"] <= self.step]
             atomic_write_text(self.out / "metrics.jsonl", "".join(rows))
         self.accelerator.wait_for_everyone()
+
+
+def check_trained_base(spec: SigmaSpec, source: str | None) -> None:
+    """Stage sigma needs its frozen tau = 0 path trained: refuse a silent random base.
+
+    The frozen part (vision, backbone, query, branches, fusion) is trained when
+    weights initialise it (``train.init_from``, or a ``checkpoint`` base policy's
+    path) or when a base policy other than ``internal`` supplies ``a_base``.
+
+    Raises:
+        SigmaUserError: naming the fix, unless ``train.allow_random_base: true``.
+    """
+    t = spec.train
+    if t.stage != "sigma" or source or spec.base_policy.type != "internal":
+        return
+    if not t.allow_random_base:
+        raise SigmaUserError(
+            "train.stage sigma freezes the tau = 0 path (vision, backbone, query, branches,"
+            " fusion), but nothing trained initialises it: it would stay at random init."
+            " Set train.init_from: <a trained policy directory> or base_policy: {type:"
+            " checkpoint, path: <runs/base/policy>}; for a smoke test, set"
+            " train.allow_random_base: true"
+        )
 
 
 def init_source(spec: SigmaSpec) -> str | None:
