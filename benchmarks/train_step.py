@@ -3,9 +3,10 @@
 Runs the real :class:`~sigma_core.train.trainer.Trainer` (loader, loss, backward, AdamW,
 checkpoints) for both stages of the CPU default on the same shards:
 
-* samples/s and median step time of stage ``base`` (configs/base-tiny.yaml) and of
-  stage ``sigma`` (configs/sigma-tiny.yaml on the base just trained): the ratio
-  sigma / base is the telepathy pathway's training cost;
+* samples/s (windows/s) and median step time of stage ``base`` (configs/base-tiny.yaml)
+  and of stage ``sigma`` (configs/sigma-tiny.yaml on the base just trained, its
+  memory unrolled over runs of ``data.run_length`` windows): the ratio sigma / base
+  per window is the telepathy pathway's training cost;
 * the share of step time spent waiting for data (goal < 5%), from the trainer's
   own ``data_seconds`` and ``seconds`` columns;
 * peak RSS of the process.
@@ -39,7 +40,8 @@ def measure(spec, data: Path, out: Path, steps: int, warmup: int) -> dict[str, f
     timed = rows[warmup:]
     step = statistics.median(r["seconds"] for r in timed)
     wait = sum(r["data_seconds"] for r in timed) / sum(r["seconds"] for r in timed)
-    batch = spec.data.batch_size * spec.train.grad_accum
+    # a sample is a window: a row of a batch holds data.run_length of them
+    batch = spec.data.batch_size * spec.train.grad_accum * spec.data.run_length
     return {"step_ms": 1e3 * step, "samples_per_s": batch / step, "data_wait": wait}
 
 
@@ -79,6 +81,8 @@ def main() -> None:
             f"  data wait {100 * r['data_wait']:.1f}% of step time (goal < 5%)"
         )
     print(f"stage sigma / stage base step time: {sigma['step_ms'] / base['step_ms']:.2f}x")
+    per_window = base["samples_per_s"] / sigma["samples_per_s"]
+    print(f"stage sigma / stage base time per window: {per_window:.2f}x")
     print(f"peak RSS: {rss:.2f} GiB")
 
 

@@ -34,10 +34,9 @@ def spec(stage="sigma", run_length=1, run_stride=None, **train):
 
 def frame_of(ds: ShardDataset, i: int) -> tuple[int, int]:
     """(episode, frame index) of window ``i``'s observation."""
-    item = ds[i]
-    s, w = ds.index[i]
-    shard = ds._open()[s]
-    return item["episode"], int(shard["frame.index"][int(shard["window.frame"][w])])
+    episode, frame = ds.window_frames()[i]
+    assert episode == ds[i]["episode"]
+    return episode, frame
 
 
 def test_runs_are_consecutive_windows_of_one_episode(shards):

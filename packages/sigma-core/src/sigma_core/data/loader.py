@@ -83,6 +83,15 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def window_frames(self) -> list[tuple[int, int]]:
+        """(episode, frame index within the episode) of each window's observation."""
+        out = []
+        shards = self._open()
+        for s, w in self.index:
+            row = int(shards[s]["window.frame"][w])
+            out.append((int(shards[s]["window.episode"][w]), int(shards[s]["frame.index"][row])))
+        return out
+
     def runs(self, length: int, stride: int) -> list[tuple[int, ...]]:
         """Runs of ``length`` windows of one episode, ``stride`` frames apart, in index order.
 
@@ -96,12 +105,7 @@ class ShardDataset(Dataset):
             raise SigmaUserError(f"run length and stride must be >= 1, got {length}, {stride}")
         if length == 1:
             return [(i,) for i in range(len(self.index))]
-        at: dict[tuple[int, int], int] = {}
-        shards = [Shard(self.root / r["file"]) for r in self.meta["shards"]]
-        for i, (s, w) in enumerate(self.index):
-            shard = shards[s]
-            row = int(shard["window.frame"][w])
-            at[(int(shard["window.episode"][w]), int(shard["frame.index"][row]))] = i
+        at = {key: i for i, key in enumerate(self.window_frames())}
         out = []
         for episode, frame in at:
             run = [at.get((episode, frame + k * stride)) for k in range(length)]
