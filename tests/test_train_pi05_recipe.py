@@ -37,6 +37,8 @@ def test_sigma_pi05_recipe_trains_lora_on_a_frozen_4bit_base(tmp_path):
     )
     assert raw["model"]["backbone"]["load_in_4bit"] and raw["train"]["precision"] == "bf16"
     assert raw["model"]["backbone"]["lora"]["r"] == 16
+    assert raw["data"]["run_length"] == 4  # the memory unrolled over runs of 4 windows
+    assert raw["train"]["allow_random_base"]  # no trained base until the pi0.5 bridge
     raw["model"]["dims"] |= {"d_model": 64, "image_size": SIZE}
     raw["model"]["vision"] = {"type": "tower", "num_queries": 8}  # tiny random SigLIP
     raw["model"]["backbone"]["path"] = str(save_tiny_model())
@@ -45,7 +47,7 @@ def test_sigma_pi05_recipe_trains_lora_on_a_frozen_4bit_base(tmp_path):
     spec = validate_spec(raw, get_registry())
 
     data = write_synthetic_shards(
-        tmp_path / "shards", spec.model.dims, episodes=3, frames=40, val_fraction=0
+        tmp_path / "shards", spec.model.dims, episodes=3, frames=64, val_fraction=0
     )
     trainer = Trainer(spec, data, tmp_path / "run", steps=2)
     assert trainer.autocast_dtype == torch.bfloat16
