@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sigma_core.components import ComponentDefinitionError, Fusion
+from sigma_core.components import ChunkBranch, ComponentDefinitionError, Fusion
 from sigma_core.config import StrictModel
 from sigma_core.plugins.registry import ComponentInfo
 from sigma_core.testing import ComponentContract
@@ -122,3 +122,67 @@ def test_contract_kit_passes_a_good_component():
     kit.test_forward_shapes_and_dtypes(info(Mean))
     kit.test_deterministic_under_seed(info(Mean))
     kit.test_save_load_round_trip(info(Mean))
+
+
+class FourQueries(ChunkBranch):
+    """Hard-wired to 4 queries: passes at N_q = 4, fails when the model feeds 8."""
+
+    name = "four-queries"
+    config_class = Cfg
+
+    def __init__(self, config, dims):
+        super().__init__(config, dims)
+        self.head = nn.Linear(4 * dims.d_model, dims.chunk_horizon * dims.action_dim)
+
+    def forward(self, queries, c_act):
+        flat = queries.reshape(queries.shape[0], 4 * self.dims.d_model)
+        return self.head(flat).view(-1, self.dims.chunk_horizon, self.dims.action_dim)
+
+
+class Pooled(ChunkBranch):
+    name = "pooled"
+    config_class = Cfg
+
+    def __init__(self, config, dims):
+        super().__init__(config, dims)
+        self.head = nn.Linear(dims.d_model, dims.chunk_horizon * dims.action_dim)
+
+    def forward(self, queries, c_act):
+        out = self.head(queries.mean(1) + c_act)
+        return out.view(-1, self.dims.chunk_horizon, self.dims.action_dim)
+
+
+class ScalarLoss(Pooled):
+    name = "scalar-loss"
+    config_class = Cfg
+
+    def loss(self, queries, c_act, target):
+        return (self(queries, c_act) - target).pow(2).mean()  # not per sample
+
+
+class Stuck(Pooled):
+    name = "stuck"
+    config_class = Cfg
+
+    def loss(self, queries, c_act, target):  # a loss that no step can lower
+        return (self(queries, c_act) * 0 + (target - 1).pow(2)).flatten(1).mean(1)
+
+
+def chunk_info(cls) -> ComponentInfo:
+    return ComponentInfo("action.chunk", cls.name, Cfg, f"{__name__}:{cls.__name__}", "test")
+
+
+def test_contract_kit_draws_free_shape_symbols_at_more_than_one_size():
+    with pytest.raises(RuntimeError, match="shape"):  # N_q = 3 first: the reshape fails
+        ComponentContract().test_forward_shapes_and_dtypes(chunk_info(FourQueries))
+    ComponentContract().test_forward_shapes_and_dtypes(chunk_info(Pooled))
+
+
+def test_contract_kit_checks_the_branchs_own_loss():
+    kit = ComponentContract()
+    kit.test_own_loss_is_per_sample_and_reaches_trainable_parameters(chunk_info(Pooled))
+    kit.test_own_loss_learns_a_toy_target(chunk_info(Pooled))
+    with pytest.raises(AssertionError, match=r"loss\(\) must be per sample"):
+        kit.test_own_loss_is_per_sample_and_reaches_trainable_parameters(chunk_info(ScalarLoss))
+    with pytest.raises(AssertionError, match="steps of its own loss took it from"):
+        kit.test_own_loss_learns_a_toy_target(chunk_info(Stuck))

@@ -40,7 +40,18 @@ from sigma_core.types import (
 
 Shape = tuple[str | int, ...]
 #: Symbols every component may use: batch, sequence length, backbone width, Dims symbols.
-SHARED_SYMBOLS = frozenset({"B", "L", "W", *Dims().symbols()})
+#: Symbols whose size the caller decides (sequence and token counts): the contract kit
+#: draws each from more than one value, so a component hard-wired to one size fails it.
+FREE_SYMBOLS: Mapping[str, tuple[int, ...]] = {
+    "L": (7, 4),  # sequence length
+    "N_q": (3, 6),  # action queries the branches read (query.num_queries in the model)
+    "N_p": (5, 2),  # prefix tokens the backbone reads (vision + state tokens)
+    "N_s": (3, 2),  # state tokens the query generator reads
+    "N_v": (4, 6),  # vision tokens the query generator reads
+}
+#: The number of draws of :data:`FREE_SYMBOLS` (``example_inputs(draw=...)``).
+FREE_DRAWS = 2
+SHARED_SYMBOLS = frozenset({"B", "W", *FREE_SYMBOLS, *Dims().symbols()})
 _BASES: dict[str, type[Component]] = {}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
@@ -105,9 +116,17 @@ class Component(nn.Module, metaclass=ABCMeta):
         sizes |= {sym: getattr(self.config, fld) for sym, fld in self.shape_symbols.items()}
         return sizes
 
-    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
-        """Fake forward arguments built from ``inputs`` (random normal, global RNG)."""
-        sizes = self.symbols(batch_size) | {"L": 7}
+    def free_sizes(self, draw: int = 0) -> dict[str, int]:
+        """Draw ``draw`` of the free symbols' sizes (a component's own symbols win)."""
+        free = {sym: sizes[draw % len(sizes)] for sym, sizes in FREE_SYMBOLS.items()}
+        return {k: v for k, v in free.items() if k not in self.shape_symbols}
+
+    def example_inputs(self, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
+        """Fake forward arguments built from ``inputs`` (random normal, global RNG).
+
+        ``draw`` picks the sizes of the free symbols (:data:`FREE_SYMBOLS`).
+        """
+        sizes = self.free_sizes(draw) | self.symbols(batch_size)
         return {k: torch.randn(resolve(shape, sizes)) for k, shape in self.inputs.items()}
 
     def check_outputs(self, out: Any, batch_size: int, seq_len: int | None = None) -> None:
@@ -204,8 +223,8 @@ class VisionWorkspace(Component, kind="vision", abstract=True):
     def forward(self, images: Tensor, state: Tensor, tau: Tensor | None = None) -> VisionOutput:
         """Encode cameras and state; modulate vision tokens by ``tau`` when given."""
 
-    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
-        inputs = super().example_inputs(batch_size)
+    def example_inputs(self, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
+        inputs = super().example_inputs(batch_size, draw)
         inputs["images"] = inputs["images"].sigmoid()  # pixels live in [0, 1]
         return inputs
 
@@ -218,7 +237,7 @@ class Backbone(Component, kind="backbone", abstract=True):
     projection of D-wide prefix tokens into its width W and its LoRA adapter.
     """
 
-    inputs = {"input_ids": ("B", "L"), "attention_mask": ("B", "L"), "prefix": ("B", 5, "D")}
+    inputs = {"input_ids": ("B", "L"), "attention_mask": ("B", "L"), "prefix": ("B", "N_p", "D")}
     outputs = {"hidden": ("B", "L", "W"), "mask": ("B", "L")}
 
     @property
@@ -237,9 +256,9 @@ class Backbone(Component, kind="backbone", abstract=True):
     def symbols(self, batch_size: int) -> dict[str, int]:
         return super().symbols(batch_size) | {"W": self.hidden_size}
 
-    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
+    def example_inputs(self, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
         ids, mask = self.tokenize([f"pick up cube {i}" * (i + 1) for i in range(batch_size)])
-        prefix = torch.randn(batch_size, 5, self.dims.d_model)
+        prefix = torch.randn(batch_size, self.free_sizes(draw)["N_p"], self.dims.d_model)
         return {"input_ids": ids, "attention_mask": mask, "prefix": prefix}
 
 
@@ -298,9 +317,9 @@ class IntentWorkspace(Component, kind="intent", abstract=True):
     def symbols(self, batch_size: int) -> dict[str, int]:
         return super().symbols(batch_size) | {"W": self.backbone_width}
 
-    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
-        inputs = super().example_inputs(batch_size)
-        inputs["mask"] = torch.ones(batch_size, 7, dtype=torch.long)
+    def example_inputs(self, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
+        inputs = super().example_inputs(batch_size, draw)
+        inputs["mask"] = torch.ones(batch_size, self.free_sizes(draw)["L"], dtype=torch.long)
         inputs["mask"][0, -2:] = 0  # exercise padding
         inputs["memory"] = lambda z, m: 0.5 * (z + m)
         return inputs
@@ -317,8 +336,8 @@ class ActionQuery(Component, kind="action.query", abstract=True):
     inputs = {
         "high_level_rep": ("B", "D"),
         "tau": ("B", "E"),
-        "state_tokens": ("B", 3, "D"),
-        "vision_tokens": ("B", 4, "D"),
+        "state_tokens": ("B", "N_s", "D"),
+        "vision_tokens": ("B", "N_v", "D"),
     }
     outputs = {"queries": ("B", "N_q", "D"), "c_act": ("B", "D")}
 
@@ -333,16 +352,25 @@ class _Branch(Component, kind=None, abstract=True):
     """Shared signature of the three action branches: (queries, c_act) -> actions."""
 
     shape_symbols: ClassVar[Mapping[str, str]] = {}
-    inputs = {"queries": ("B", 4, "D"), "c_act": ("B", "D")}
+    inputs = {"queries": ("B", "N_q", "D"), "c_act": ("B", "D")}
 
     @abstractmethod
     def forward(self, queries: Tensor, c_act: Tensor) -> Tensor:
         """Predict actions from the action queries and condition."""
 
     def loss(self, queries: Tensor, c_act: Tensor, target: Tensor) -> Tensor:
-        """Per-sample training loss (B,) of this branch alone (default: MSE)."""
+        """Per-sample training loss (B,) of this branch alone (default: MSE).
+
+        Stage ``base`` with ``train.losses.base_loss: native`` trains the branch by
+        it (token cross-entropy, flow matching ...); the contract kit checks it is
+        (B,), finite, reaches every trainable parameter and lowers on a toy target.
+        """
         pred = self(queries, c_act)
         return (pred - target).pow(2).flatten(1).mean(1)
+
+    def example_target(self, batch_size: int = 2) -> Tensor:
+        """A random target shaped like the branch's output, for :meth:`loss`."""
+        return torch.randn(resolve(self.outputs["return"], self.symbols(batch_size)))
 
 
 class VectorBranch(_Branch, kind="action.vector", abstract=True):
@@ -361,9 +389,10 @@ class TrajectoryBranch(_Branch, kind="action.trajectory", abstract=True):
     """Trajectory branch: full-horizon trajectory (B, T, A).
 
     Stochastic samplers take ``noise`` (B, T, A) so that the tau and tau=0 passes
-    can share it; deterministic ones ignore it.
+    can share it (the model always passes it); deterministic ones ignore it.
     """
 
+    inputs = {"queries": ("B", "N_q", "D"), "c_act": ("B", "D"), "noise": ("B", "T", "A")}
     outputs = {"return": ("B", "T", "A")}
 
     @abstractmethod
@@ -432,7 +461,7 @@ class BasePolicy(Component, kind="base_policy", abstract=True):
     def forward(self, batch: SigmaBatch) -> ActionSet | None:
         """Base actions for ``batch``, or ``None`` for the internal tau=0 path."""
 
-    def example_inputs(self, batch_size: int = 2) -> dict[str, Any]:
+    def example_inputs(self, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
         d = self.dims
         p = d.image_size
         images = torch.rand(batch_size, len(d.cameras), d.frame_history, 3, p, p)

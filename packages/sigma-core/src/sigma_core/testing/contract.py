@@ -48,6 +48,7 @@ from sigma_core.plugins.registry import ComponentInfo, Registry, get_registry
 #: Small dimensions so that the whole contract suite runs in seconds on a CPU.
 CONTRACT_DIMS = Dims(d_model=32, image_size=32, chunk_horizon=4, horizon=8)
 DATA_SOURCE = "data_source"
+BRANCH_KINDS = ("action.vector", "action.chunk", "action.trajectory")
 
 
 def contract_config(cls: type[Any], workdir: Path, dims: Dims = CONTRACT_DIMS) -> BaseModel:
@@ -66,12 +67,12 @@ def build(info: ComponentInfo, workdir: Path, seed: int = 0, dims: Dims = CONTRA
     return cls(contract_config(cls, workdir, dims), dims)
 
 
-def example_inputs(component: Any, seed: int, batch_size: int = 2) -> dict[str, Any]:
-    """The kind's fake forward inputs, drawn under ``seed``."""
+def example_inputs(component: Any, seed: int, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
+    """The kind's fake forward inputs, drawn under ``seed`` (free symbol sizes: ``draw``)."""
     import torch
 
     torch.manual_seed(seed)
-    return component.example_inputs(batch_size)
+    return component.example_inputs(batch_size, draw=draw)
 
 
 def run(component: Any, inputs: dict[str, Any], seed: int) -> Any:
@@ -116,8 +117,75 @@ def sigma_contract_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sigma-contract")
 
 
-class ComponentContract:
-    """The contract every Sigma component must pass; subclass it and set ``components``."""
+class BranchChecks:
+    """Checks of an action branch's own training loss (mixed into :class:`ComponentContract`).
+
+    Every ``action.vector`` / ``action.chunk`` / ``action.trajectory`` component:
+    ``loss(queries, c_act, target)`` is (B,), float32, finite and reaches every
+    trainable parameter; and it *learns*: ``learn_steps`` Adam steps (lr
+    ``learn_lr``) of its own mean loss on one fixed toy batch bring the loss
+    (evaluated under a fixed seed, so a stochastic loss compares like with like)
+    below ``learn_ratio`` x its starting value. A plugin asks for a stricter or
+    longer check by setting these on its contract class.
+    """
+
+    learn_steps: ClassVar[int] = 40
+    learn_lr: ClassVar[float] = 1e-2
+    learn_ratio: ClassVar[float] = 0.9
+
+    def _branch_batch(self, module: Any, seed: int) -> tuple[Any, Any, Any]:
+        import torch
+
+        inputs = example_inputs(module, seed, self.batch_size)  # type: ignore[attr-defined]
+        torch.manual_seed(seed)
+        return inputs["queries"], inputs["c_act"], module.example_target(self.batch_size)  # type: ignore[attr-defined]
+
+    def test_own_loss_is_per_sample_and_reaches_trainable_parameters(
+        self, sigma_branch: ComponentInfo
+    ) -> None:
+        import torch
+
+        module = self._build(sigma_branch).train()  # type: ignore[attr-defined]
+        queries, c_act, target = self._branch_batch(module, self.seed)  # type: ignore[attr-defined]
+        torch.manual_seed(self.seed)  # type: ignore[attr-defined]
+        loss = module.loss(queries, c_act, target)
+        b = self.batch_size  # type: ignore[attr-defined]
+        assert loss.shape == (b,), f"loss() must be per sample ({b},), got {tuple(loss.shape)}"
+        assert loss.dtype == torch.float32 and torch.isfinite(loss).all(), loss
+        loss.mean().backward()
+        trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        missing = [n for n, p in trainable.items() if p.grad is None]
+        assert not missing, f"loss() reaches no gradient to: {missing[:5]}"
+
+    def test_own_loss_learns_a_toy_target(self, sigma_branch: ComponentInfo) -> None:
+        import torch
+
+        module = self._build(sigma_branch).train()  # type: ignore[attr-defined]
+        queries, c_act, target = self._branch_batch(module, self.seed)  # type: ignore[attr-defined]
+
+        def evaluate() -> float:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                return module.loss(queries, c_act, target).mean().item()
+
+        before = evaluate()
+        opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], self.learn_lr)
+        for _ in range(self.learn_steps):
+            opt.zero_grad()
+            module.loss(queries, c_act, target).mean().backward()
+            opt.step()
+        after = evaluate()
+        assert after < self.learn_ratio * before, (
+            f"{sigma_branch.kind}:{sigma_branch.name}: {self.learn_steps} steps of its own loss"
+            f" took it from {before:.4g} to {after:.4g}, not below {self.learn_ratio} x"
+        )
+
+
+class ComponentContract(BranchChecks):
+    """The contract every Sigma component must pass; subclass it and set ``components``.
+
+    Action branches also pass :class:`BranchChecks` (their own ``loss()``).
+    """
 
     #: "all" registered components, or a list of (kind, name).
     components: ClassVar[str | list[tuple[str, str]]] = "all"
@@ -149,14 +217,20 @@ class ComponentContract:
     def test_forward_shapes_and_dtypes(self, sigma_component: ComponentInfo) -> None:
         import torch
 
+        from sigma_core.components import FREE_DRAWS
+
         module = self._build(sigma_component).eval()
-        inputs = example_inputs(module, self.seed, self.batch_size)
-        with torch.no_grad():
-            out = run(module, inputs, self.seed)
-        module.check_outputs(out, self.batch_size, _seq_len(inputs))
-        for key, t in float_outputs(out).items():
-            assert t.dtype == torch.float32, f"{key}: dtype {t.dtype}, expected float32"
-            assert torch.isfinite(t).all(), f"{key}: non-finite values"
+        for draw in range(FREE_DRAWS):  # every free symbol (L, N_q ...) at two sizes
+            inputs = example_inputs(module, self.seed, self.batch_size, draw)
+            with torch.no_grad():
+                out = run(module, inputs, self.seed)
+            sizes = module.free_sizes(draw)
+            module.check_outputs(out, self.batch_size, _seq_len(inputs))
+            for key, t in float_outputs(out).items():
+                assert t.dtype == torch.float32, (
+                    f"{key}: dtype {t.dtype}, expected float32 ({sizes})"
+                )
+                assert torch.isfinite(t).all(), f"{key}: non-finite values ({sizes})"
 
     def test_gradients_reach_trainable_parameters_only(
         self, sigma_component: ComponentInfo
@@ -303,6 +377,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "sigma_component" in metafunc.fixturenames:
         infos = select(getattr(metafunc.cls, "components", "all"), registry)
         metafunc.parametrize("sigma_component", infos, ids=[f"{i.kind}:{i.name}" for i in infos])
+    if "sigma_branch" in metafunc.fixturenames:
+        infos = [
+            i
+            for i in select(getattr(metafunc.cls, "components", "all"), registry)
+            if i.kind in BRANCH_KINDS
+        ]
+        metafunc.parametrize("sigma_branch", infos, ids=[f"{i.kind}:{i.name}" for i in infos])
     if "sigma_data_source" in metafunc.fixturenames:
         infos = select_data_sources(getattr(metafunc.cls, "data_sources", "all"), registry)
         metafunc.parametrize("sigma_data_source", infos, ids=[i.name for i in infos])
