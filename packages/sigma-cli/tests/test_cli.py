@@ -76,6 +76,28 @@ def test_build_prints_tree_with_counts():
     assert slots["model.backbone"]["frozen"] > 0 and slots["model.residual"]["frozen"] == 0
     total = sum(c["trainable"] for c in data["components"])
     assert total == data["trainable"]
+    for c in data["components"]:  # sub-module rows (with "(own)") add up to the component
+        if c["children"]:
+            assert sum(k["trainable"] for k in c["children"]) == c["trainable"], c["slot"]
+            assert sum(k["frozen"] for k in c["children"]) == c["frozen"], c["slot"]
+    assert any(k["name"] == "(own)" for k in slots["model.vision"]["children"])
+
+
+def test_plugins_table_folds_long_distribution_names():
+    res = sigma("plugins", env={"COLUMNS": "60"})
+    assert res.returncode == 0, res.stderr
+    rows: list[list[str]] = []
+    for line in res.stdout.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) != 5:
+            continue
+        if cells[3]:  # a new row; an empty version cell continues the previous one
+            rows.append(cells)
+        else:
+            rows[-1] = [a + b for a, b in zip(rows[-1], cells, strict=True)]
+    dists = {r[2] for r in rows}
+    assert {"sigma-vla-vision", "sigma-vla-intent", "sigma-vla-action", "sigma-vla-core"} <= dists
+    assert "…" not in res.stdout  # folded onto two lines, never cut
 
 
 def test_dry_run_json_resolves_defaults():

@@ -34,15 +34,25 @@ def test_registration_is_lazy_implementation_not_imported():
         reg.get("fusion", "x").load()
 
 
-def test_duplicates_are_rejected_and_the_second_plugin_is_skipped(capsys):
+def test_a_name_clash_affects_only_that_name_and_names_both_providers(capsys):
     reg = load_registry(
         entry_points=False,
-        plugins=[make_plugin("a", [("fusion", "avg")]), make_plugin("b", [("fusion", "avg")])],
+        plugins=[
+            make_plugin("a", [("fusion", "avg")]),
+            make_plugin("b", [("fusion", "avg"), ("fusion", "only-b")]),
+        ],
     )
-    assert reg.get("fusion", "avg").plugin == "a"
+    assert reg.get("fusion", "avg").plugin == "a"  # the first loaded is the default
+    assert reg.get("fusion", "avg", provider="b").plugin == "b"  # the other on request
+    assert reg.get("fusion", "only-b").plugin == "b"  # the rest of plugin b is there
     b = next(p for p in reg.plugins if p.name == "b")
-    assert b.status == "failed" and "registered twice" in b.error
-    assert "skipped plugin 'b'" in capsys.readouterr().err
+    assert b.status == "ok"
+    (clash,) = reg.clashes
+    assert clash.message().startswith("fusion 'avg' is provided by plugin 'a' (used by default)")
+    assert "and by plugin 'b'; pin one in the spec with `from: b`" in clash.message()
+    assert "name clash: fusion 'avg'" in capsys.readouterr().err
+    with pytest.raises(UnknownComponentError, match="from 'c': not installed; provided by: a, b"):
+        reg.get("fusion", "avg", provider="c")
 
 
 def test_duplicate_raises_directly_and_override_replaces():

@@ -16,8 +16,12 @@ def write(tmp_path, text: str):
 
 
 def problems(path) -> dict[str, tuple[int | None, str]]:
+    return problems_with(path, None)
+
+
+def problems_with(path, registry) -> dict[str, tuple[int | None, str]]:
     with pytest.raises(SpecError) as exc:
-        load_spec(path)
+        load_spec(path, registry)
     return {p.path: (p.line, p.message) for p in exc.value.problems}
 
 
@@ -60,6 +64,62 @@ def test_unknown_component_param_is_an_error(tmp_path):
         write(tmp_path, "model:\n  memory:\n    type: ema\n    decay: 0.5\n    rate: 2\n")
     )
     assert found == {"model.memory.rate": (5, "unknown key")}
+    typo = problems(write(tmp_path, "model:\n  memory:\n    type: ema\n    decai: 0.5\n"))
+    assert typo == {"model.memory.decai": (4, "unknown key; did you mean 'decay'?")}
+
+
+def test_a_clash_explains_itself_and_from_pins_the_provider(tmp_path):
+    import types
+
+    from sigma_core.config import StrictModel
+    from sigma_core.plugins.hookspecs import hookimpl
+    from sigma_core.plugins.registry import load_registry
+
+    class Steps(StrictModel):
+        sample_steps: int = 10
+
+    def plugin(name, config):
+        module = types.ModuleType(name)
+
+        @hookimpl
+        def sigma_register_components(register):
+            register(kind="fusion", name="ddim", config=config, impl=f"{name}:X")
+
+        module.sigma_register_components = sigma_register_components
+        return module
+
+    class Plain(StrictModel):
+        pass
+
+    reg = load_registry(plugins=[plugin("first", Plain), plugin("second", Steps)])
+    path = write(tmp_path, "model:\n  fusion:\n    type: ddim\n    sample_steps: 4\n")
+    with pytest.raises(SpecError) as exc:
+        load_spec(path, reg)
+    (problem,) = exc.value.problems
+    assert problem.path == "model.fusion.sample_steps"
+    assert "unknown key (fusion 'ddim' is provided by plugin 'first' (used by default)" in (
+        problem.message
+    )
+    assert "`from: second`" in problem.message
+    pinned = write(
+        tmp_path, "model:\n  fusion:\n    type: ddim\n    from: second\n    sample_steps: 4\n"
+    )
+    spec = load_spec(pinned, reg)
+    assert spec.model.fusion.provider == "second" and spec.model.fusion.params == {
+        "sample_steps": 4
+    }
+    # the resolved spec records the provider of a clashed name, pinned or not
+    assert (
+        load_spec(write(tmp_path, "model:\n  fusion: {type: ddim}\n"), reg).model.fusion.provider
+        == "first"
+    )
+    again = validate_spec(spec.model_dump(mode="json"), reg)
+    assert again.model.fusion.provider == "second"
+    bad = write(tmp_path, "model:\n  fusion: {type: ddim, from: third}\n")
+    assert (
+        "from 'third': not installed; provided by: first, second"
+        in problems_with(bad, reg)["model.fusion.from"][1]
+    )
 
 
 def test_missing_type_and_non_mapping_slot(tmp_path):

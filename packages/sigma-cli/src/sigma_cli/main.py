@@ -87,20 +87,33 @@ def plugins(
         payload = {
             "components": [c.as_dict() for c in registry.components()],
             "plugins": [p.as_dict() for p in registry.plugins],
+            "clashes": [c.as_dict() for c in registry.clashes],
         }
         out.print_json(json.dumps(payload))
         return
     table = Table(title="Sigma components", title_justify="left")
     for col in ("kind", "name", "distribution", "version", "status"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # long distribution names wrap, never cut
     for c in registry.components():
-        table.add_row(c.kind, c.name, c.distribution or "-", c.version or "-", "ok")
+        for i, p in enumerate(registry.providers(c.kind, c.name)):
+            status = (
+                "ok"
+                if len(registry.providers(c.kind, c.name)) == 1
+                else ("clash: used" if i == 0 else "clash: on `from:`")
+            )
+            table.add_row(c.kind, c.name, p.distribution or "-", p.version or "-", status)
     out.print(table)
+    if registry.clashes:
+        clashes = Table(title="Name clashes", title_justify="left")
+        clashes.add_column("clash", overflow="fold")
+        for clash in registry.clashes:
+            clashes.add_row(clash.message())
+        out.print(clashes)
     broken = [p for p in registry.plugins if p.status != "ok"]
     if broken:
         bad = Table(title="Plugins not loaded", title_justify="left")
         for col in ("plugin", "distribution", "status", "error"):
-            bad.add_column(col)
+            bad.add_column(col, overflow="fold")
         for p in broken:
             bad.add_row(p.name, p.distribution or "-", p.status, p.error or "")
         out.print(bad)
@@ -112,7 +125,7 @@ def _slot_rows(spec: SigmaSpec) -> list[dict[str, Any]]:
     registry = get_registry()
     rows = []
     for slot, (kind, ref) in spec.slots().items():
-        info = registry.get(kind, ref.type)
+        info = registry.get(kind, ref.type, ref.provider)
         rows.append(
             {
                 "slot": slot,
@@ -171,6 +184,12 @@ def _print_built(spec: SigmaSpec, rows: list[dict[str, Any]], as_json: bool) -> 
             for n, child in module.named_children()
             for t, f in [parameter_counts(child)]
         ]
+        # parameters held directly on the component, so that its rows add up
+        own = [p for p in module.parameters(recurse=False)]
+        if own and row["children"]:
+            t = sum(p.numel() for p in own if p.requires_grad)
+            f = sum(p.numel() for p in own if not p.requires_grad)
+            row["children"].append({"name": "(own)", "trainable": t, "frozen": f})
     if as_json:
         payload = {"components": rows, "trainable": total[0], "frozen": total[1]}
         out.print_json(json.dumps(payload))
@@ -183,7 +202,7 @@ def _print_built(spec: SigmaSpec, rows: list[dict[str, Any]], as_json: bool) -> 
         ("trainable", "right"),
         ("frozen", "right"),
     ):
-        table.add_column(col, justify=justify, no_wrap=col == "component")  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=col == "component", overflow="fold")  # type: ignore[arg-type]
     for r in rows:
         table.add_row(
             f"[bold]{r['slot']}[/]",

@@ -38,7 +38,12 @@ from sigma_core import config
 from sigma_core._deprecated import moved_names
 from sigma_core.errors import SigmaUserError, SpecError, SpecProblem
 from sigma_core.kinds import MODEL_SLOTS
-from sigma_core.plugins.registry import Registry, get_registry, unknown_component_message
+from sigma_core.plugins.registry import (
+    Registry,
+    closest,
+    get_registry,
+    unknown_component_message,
+)
 
 # StrictModel and Dims live in sigma_core.config since 0.2
 __getattr__ = moved_names(
@@ -47,7 +52,12 @@ __getattr__ = moved_names(
 
 
 class ComponentRef(BaseModel):
-    """A slot entry ``{type: name, ...params}``; params are validated by the component's config."""
+    """A slot entry ``{type: name, [from: distribution,] ...params}``.
+
+    ``params`` are validated by the component's config. ``from`` picks the
+    provider when two installed plugins register the same name (a clash); the
+    resolved spec records it for every clashed name.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -55,8 +65,13 @@ class ComponentRef(BaseModel):
 
     @property
     def params(self) -> dict[str, Any]:
-        """The component parameters (everything but ``type``)."""
-        return dict(self.model_extra or {})
+        """The component parameters (everything but ``type`` and ``from``)."""
+        return {k: v for k, v in (self.model_extra or {}).items() if k != "from"}
+
+    @property
+    def provider(self) -> str | None:
+        """The ``from:`` distribution, if the spec pins one."""
+        return (self.model_extra or {}).get("from")
 
 
 def _ref(name: str) -> Any:
@@ -301,14 +316,21 @@ def _dotted(loc: Path_) -> str:
 
 
 def _pydantic_problems(
-    exc: ValidationError, prefix: Path_, lines: Mapping[Path_, int]
+    exc: ValidationError,
+    prefix: Path_,
+    lines: Mapping[Path_, int],
+    fields: list[str] | None = None,
 ) -> list[SpecProblem]:
+    """Problems of a pydantic error; ``fields``: the known keys, for a did-you-mean."""
     out = []
     for err in exc.errors(include_url=False):
         loc = (*prefix, *err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            best = closest(str(err["loc"][-1]), fields) if fields and len(err["loc"]) == 1 else None
+            if best:
+                msg += f"; did you mean {best!r}?"
         elif err["type"] != "missing" and "input" in err and not isinstance(err["input"], dict):
             msg = f"{msg} (got {err['input']!r})"
         out.append(SpecProblem(_dotted(loc), msg, _line_for(loc, lines)))
@@ -339,14 +361,29 @@ def _component_problems(
                 )
             )
             continue
-        config_class = registry.get(kind, name).config_class
-        params = {k: v for k, v in entry.items() if k != "type"}
+        provider = entry.get("from")
         try:
-            config = config_class.model_validate(params)
-        except ValidationError as exc:
-            problems += _pydantic_problems(exc, loc, lines)
+            info = registry.get(kind, name, provider)
+        except SigmaUserError as exc:
+            problems.append(SpecProblem(_dotted((*loc, "from")), str(exc), _line_for(loc, lines)))
             continue
-        resolved[loc] = ComponentRef(type=name, **config.model_dump(mode="json"))
+        params = {k: v for k, v in entry.items() if k not in ("type", "from")}
+        try:
+            config = info.config_class.model_validate(params)
+        except ValidationError as exc:
+            found = _pydantic_problems(exc, loc, lines, fields=list(info.config_class.model_fields))
+            clash = registry.clash(kind, name)
+            if clash is not None and provider is None:  # the error may come from the clash
+                for p in found:
+                    p.message += f" ({clash.message()})"
+            problems += found
+            continue
+        pin = (
+            {"from": info.distribution or info.plugin}
+            if provider or registry.clash(kind, name)
+            else {}
+        )
+        resolved[loc] = ComponentRef(type=name, **pin, **config.model_dump(mode="json"))
     return problems, resolved
 
 

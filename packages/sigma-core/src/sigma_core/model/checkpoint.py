@@ -34,7 +34,7 @@ def component_versions(spec: SigmaSpec, registry: Registry) -> dict[str, dict[st
     """slot -> {kind, type, distribution, version} of the components a spec uses."""
     out = {}
     for slot, (kind, ref) in spec.slots().items():
-        info = registry.get(kind, ref.type)
+        info = registry.get(kind, ref.type, ref.provider)
         out[slot] = {
             "kind": kind,
             "type": ref.type,
@@ -91,7 +91,8 @@ def check_versions(meta: dict[str, Any], registry: Registry, source: str) -> Non
                 f"(saved from {saved['distribution']} {saved['version']})"
             )
             continue
-        info = registry.get(saved["kind"], saved["type"])
+        providers = registry.providers(saved["kind"], saved["type"])
+        info = next((c for c in providers if c.distribution == saved["distribution"]), providers[0])
         if (info.distribution, info.version) != (saved["distribution"], saved["version"]):
             problems.append(
                 f"{slot}: saved with {saved['distribution']} {saved['version']}, "

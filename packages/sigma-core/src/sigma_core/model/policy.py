@@ -65,7 +65,7 @@ def build_component(
 ) -> Component:
     """Instantiate one registered component from a spec entry ``{type, ...params}``."""
     registry = registry or get_registry()
-    cls = registry.get(kind, ref.type).load()
+    cls = registry.get(kind, ref.type, ref.provider).load()
     config = cls.config_class.model_validate(ref.params)
     return cls(config, dims, **context)
 

@@ -125,6 +125,42 @@ class PluginInfo:
         }
 
 
+@dataclass(frozen=True)
+class Clash:
+    """Two plugins registered the same (kind, name): ``used`` by default, ``other`` on request.
+
+    Only that name is affected: both plugins' other components load normally. A
+    spec picks a provider with ``from: <distribution>`` next to ``type:``.
+    """
+
+    kind: str
+    name: str
+    used: ComponentInfo
+    other: ComponentInfo
+
+    def message(self) -> str:
+        """``kind 'name' is provided by A (used) and by B (pin one with ...)``."""
+        return (
+            f"{self.kind} {self.name!r} is provided by {_provider(self.used)} (used by default)"
+            f" and by {_provider(self.other)}; pin one in the spec with"
+            f" `from: {self.other.distribution or self.other.plugin}` next to `type: {self.name}`"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "used": _provider(self.used),
+            "other": _provider(self.other),
+        }
+
+
+def _provider(info: ComponentInfo) -> str:
+    if info.distribution:
+        return f"{info.distribution} {info.version or ''}".strip()
+    return f"plugin {info.plugin!r}"
+
+
 def _env_list(env: Mapping[str, str], key: str) -> set[str] | None:
     raw = env.get(key)
     if raw is None:
@@ -148,6 +184,7 @@ class Registry:
     def __init__(self) -> None:
         self._components: dict[tuple[str, str], ComponentInfo] = {}
         self._plugins: dict[str, PluginInfo] = {}
+        self._clashes: list[Clash] = []
         self.pm = pluggy.PluginManager("sigma")
         self.pm.add_hookspecs(hookspecs)
         #: log every hook call and registration to stderr (``SIGMA_TRACE_PLUGINS=1``).
@@ -224,13 +261,13 @@ class Registry:
         info = PluginInfo(name, getattr(plugin, "__name__", type(plugin).__name__))
         info.distribution, info.version = distribution, version
         self._plugins[name] = info
-        before = dict(self._components)
+        before, clashes = dict(self._components), list(self._clashes)
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()
             self._call_hook(plugin, info)
         except Exception as exc:
-            self._components = before
+            self._components, self._clashes = before, clashes
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             self._fail(info, exc, strict)
@@ -240,6 +277,16 @@ class Registry:
         def register(
             *, kind: str, name: str, config: type[BaseModel], impl: str, override: bool = False
         ) -> None:
+            prev = self._components.get((kind, name))
+            if prev is not None and not override and prev.plugin != info.name:
+                other = ComponentInfo(
+                    kind, name, config, impl, info.name, info.distribution, info.version
+                )
+                clash = Clash(kind, name, prev, other)
+                self._clashes.append(clash)
+                info.components.append((kind, name))
+                print(f"sigma: name clash: {clash.message()}", file=sys.stderr)
+                return
             self.register(
                 kind=kind,
                 name=name,
@@ -300,14 +347,42 @@ class Registry:
             )
 
     # -- lookup -------------------------------------------------------------
-    def get(self, kind: str, name: str) -> ComponentInfo:
-        """Look up a component, with an error that lists the choices and the closest."""
+    def get(self, kind: str, name: str, provider: str | None = None) -> ComponentInfo:
+        """Look up a component, with an error that lists the choices and the closest.
+
+        Args:
+            provider: a distribution (or plugin) name: which of several plugins that
+                registered ``name`` to use (see :class:`Clash`); default the first.
+        """
         if kind not in KINDS:
             raise UnknownKindError(f"unknown component kind {kind!r}" + _suggest(kind, KINDS))
         try:
-            return self._components[(kind, name)]
+            info = self._components[(kind, name)]
         except KeyError:
             raise UnknownComponentError(unknown_component_message(self, kind, name)) from None
+        if provider is None:
+            return info
+        for candidate in self.providers(kind, name):
+            if provider in (candidate.distribution, candidate.plugin):
+                return candidate
+        offered = ", ".join(c.distribution or c.plugin for c in self.providers(kind, name))
+        raise UnknownComponentError(
+            f"{kind} {name!r} from {provider!r}: not installed; provided by: {offered}"
+        )
+
+    def providers(self, kind: str, name: str) -> list[ComponentInfo]:
+        """Every plugin's registration of (kind, name): the default first, then clashes."""
+        first = [self._components[(kind, name)]] if (kind, name) in self._components else []
+        return first + [c.other for c in self._clashes if (c.kind, c.name) == (kind, name)]
+
+    def clash(self, kind: str, name: str) -> Clash | None:
+        """The first clash on (kind, name), if two plugins registered it."""
+        return next((c for c in self._clashes if (c.kind, c.name) == (kind, name)), None)
+
+    @property
+    def clashes(self) -> list[Clash]:
+        """Every name registered by more than one plugin."""
+        return list(self._clashes)
 
     def names(self, kind: str) -> list[str]:
         """Registered names of one kind, sorted."""
