@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from sigma_core.train.stages import is_lora, telepathy_parameter_names
 from sigma_core.train.trainer import Trainer
 
 D = CONTRACT_DIMS
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -327,3 +329,35 @@ def test_num_workers_load_the_same_batches_in_worker_processes(shards, tmp_path)
     for a, b in zip(batches[0], batches[2], strict=True):
         assert a.texts == b.texts
         assert torch.equal(a.images, b.images) and torch.equal(a.targets.chunk, b.targets.chunk)
+
+
+def test_a_head_the_stage_freezes_is_warned_about_and_train_head_trains_it(shards, tmp_path):
+    import yaml
+
+    from sigma_core.testing.contract import CONTRACT_DIMS as dims
+
+    raw = yaml.safe_load((REPO / "configs" / "train-head.yaml").read_text())
+    raw["model"]["dims"] = dims.model_dump()
+    raw["train"] |= {"steps": 2, "warmup_steps": 1}
+    raw["data"] = {"batch_size": 4}
+    head = validate_spec(raw, get_registry())
+    frozen = head.model_copy(
+        update={
+            "train": head.train.model_copy(update={"stage": "sigma", "allow_random_base": True})
+        }
+    )
+    with pytest.warns(
+        UserWarning, match=r"model.trajectory \(flow-dit\) has no trainable parameter"
+    ):
+        Trainer(frozen, shards, tmp_path / "frozen")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        t = Trainer(head, shards, tmp_path / "head", checkpoint_every=2)
+    before = {n: p.detach().clone() for n, p in t.policy.trajectory.named_parameters()}
+    t.train()
+    after = dict(t.policy.trajectory.named_parameters())
+    moved = [n for n in before if not torch.equal(before[n], after[n])]
+    print(f"{len(moved)} of {len(before)} trajectory tensors moved")
+    assert len(moved) > len(before) / 2  # the head trains (adaLN-zero gates start at 0)

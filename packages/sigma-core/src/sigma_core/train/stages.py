@@ -53,3 +53,30 @@ def configure_stage(policy: SigmaPolicy, stage: Stage) -> dict[str, int]:
         p.requires_grad_(on)
         counts["trainable" if on else "frozen"] += p.numel()
     return counts
+
+
+def untrained_slots(policy: SigmaPolicy, stage: Stage) -> list[str]:
+    """Warnings for components the spec chose that ``stage`` leaves without a trainable tensor.
+
+    Only slots whose ``type`` differs from the default are checked: a new head
+    (a plugin's, or a built-in alternative) that a stage freezes trains nothing,
+    which an author would otherwise discover only from flat losses.
+    """
+    from sigma_core.spec import ModelSpec
+
+    defaults = ModelSpec()
+    out = []
+    for slot, component in policy.named_components():
+        if (
+            slot == "base_policy"
+            or getattr(policy.spec.model, slot).type == getattr(defaults, slot).type
+        ):
+            continue
+        params = list(component.parameters())
+        if params and not any(p.requires_grad for p in params):
+            out.append(
+                f"model.{slot} ({component.name}) has no trainable parameter in stage {stage}:"
+                " it trains nothing. To train a new head, use train.stage: base (with"
+                " train.losses.base_loss: native for its own loss; see configs/train-head.yaml)"
+            )
+    return out

@@ -57,7 +57,7 @@ from sigma_core.train.losses import LossConfig, traf
 from sigma_core.train.objective import StageObjective
 from sigma_core.train.optim import make_optimizer
 from sigma_core.train.runtime import autocast, autocast_dtype, make_accelerator
-from sigma_core.train.stages import configure_stage
+from sigma_core.train.stages import configure_stage, untrained_slots
 from sigma_core.types import SigmaBatch
 
 
@@ -132,6 +132,8 @@ class Trainer:
             self.init_counts = init_from_checkpoint(self.policy, source)
             self.init = {"path": source, "sha256": sha256_file(Path(source) / WEIGHTS)}
         configure_stage(self.policy, spec.train.stage)
+        for message in untrained_slots(self.policy, spec.train.stage):
+            warnings.warn(message, UserWarning, stacklevel=2)
         # DDP-wrapped when several processes run; self.policy stays the plain module
         self.objective = StageObjective(self.policy, spec.train.stage, self.losses, self.steps)
         self.model = self.accelerator.prepare_model(self.objective)
