@@ -65,3 +65,32 @@ def test_paper_map_lists_every_builtin_component_and_table1_column():
         assert f"`{column}`" in paper, f"log column {column} missing from docs/paper.md"
     for term in ("L_act,total", "L_hard", "L_time", "InfoNCE", "L_intent", "L_τ", "L_fuse"):
         assert term in paper, term
+
+
+def test_spec_reference_is_generated_and_current():
+    from sigma_core import get_registry, spec_reference
+
+    current = spec_reference(get_registry())
+    assert (REPO / "docs" / "spec.md").read_text() == current, (
+        "docs/spec.md is stale: uv run sigma spec --reference > docs/spec.md"
+    )
+    for key in ("train.lr", "train.warmup_steps", "data.batch_size", "data.run_length"):
+        assert f"`{key}`" in current, key
+    assert "### `action.trajectory: flow-dit`" in current and "`num_steps`" in current
+
+
+def test_spec_schema_covers_every_slot_and_component():
+    from sigma_core import get_registry, spec_schema
+
+    registry = get_registry()
+    schema = spec_schema(registry)
+    model = schema["$defs"]["ModelSpec"]["properties"]
+    titles = {s["title"] for slot in model.values() if "oneOf" in slot for s in slot["oneOf"]}
+    titles |= {s["title"] for s in schema["properties"]["base_policy"]["oneOf"]}
+    for c in registry.components():
+        if c.kind != "data_source":
+            assert f"{c.kind}: {c.name}" in titles
+    trajectory = {s["title"]: s for s in model["trajectory"]["oneOf"]}[
+        "action.trajectory: flow-dit"
+    ]
+    assert trajectory["additionalProperties"] is False and "num_steps" in trajectory["properties"]

@@ -201,3 +201,13 @@ def test_train_cli_runs_resumes_and_rejects_a_second_run(tmp_path, tiny_shards):
     assert (tmp_path / "r" / "policy" / "model.safetensors").is_file()
     nodata = runner.invoke(app, ["train", str(DEFAULT), "--out", str(tmp_path / "z")])
     assert nodata.exit_code == 2 and "no data" in nodata.stderr
+
+
+def test_spec_prints_schema_and_reference():
+    schema = sigma("spec", "--schema")
+    assert schema.returncode == 0, schema.stderr
+    assert json.loads(schema.stdout)["$id"] == "urn:sigma-vla:run-spec"
+    ref = sigma("spec", "--reference")
+    assert ref.returncode == 0 and ref.stdout == (REPO / "docs" / "spec.md").read_text()
+    neither = sigma("spec")
+    assert neither.returncode == 2 and "exactly one of --schema and --reference" in neither.stderr

@@ -61,6 +61,8 @@ PUBLIC = [
     "load_registry",
     "load_spec",
     "parameter_counts",
+    "spec_reference",
+    "spec_schema",
     "validate_spec",
 ]
 

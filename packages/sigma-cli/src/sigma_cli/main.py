@@ -218,6 +218,31 @@ def _print_built(spec: SigmaSpec, rows: list[dict[str, Any]], as_json: bool) -> 
     out.print(table)
 
 
+@app.command()
+@user_errors
+def spec(
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the run spec's JSON Schema (for editors).")
+    ] = False,
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Print the Markdown reference (docs/spec.md).")
+    ] = False,
+) -> None:
+    """Describe the run spec: every section, key, type and default; every component's parameters.
+
+    The JSON Schema covers every installed component, so a YAML language server can
+    complete and check a spec: add ``# yaml-language-server: $schema=spec.json``.
+    """
+    from sigma_core import get_registry, spec_reference, spec_schema
+
+    if schema == reference:
+        raise SigmaUserError("give exactly one of --schema and --reference")
+    if schema:
+        sys.stdout.write(json.dumps(spec_schema(get_registry()), indent=2) + "\n")
+    else:
+        sys.stdout.write(spec_reference(get_registry()))
+
+
 app.add_typer(data_app, name="data")
 app.command()(preprocess)
 app.command()(train)

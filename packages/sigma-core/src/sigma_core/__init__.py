@@ -36,6 +36,7 @@ from sigma_core.plugins import (
     hookspec,
     load_registry,
 )
+from sigma_core.reference import spec_reference, spec_schema
 from sigma_core.spec import ComponentRef, SigmaSpec, load_spec, validate_spec
 
 _ABCS = (
@@ -150,6 +151,8 @@ __all__ = [
     "load_registry",
     "load_spec",
     "parameter_counts",
+    "spec_reference",
+    "spec_schema",
     "validate_spec",
 ]
 
