@@ -1,9 +1,11 @@
-"""Out of process: install the example plugin into a fresh virtual environment and use it.
+"""Out of process: install Sigma from wheels into a fresh virtual environment, as a plugin
+author outside this workspace would, and use the example plugins there.
 
-The environment holds the Sigma distributions (core, cli and the default
-components, installed as wheels from this checkout), the example plugin and a
-plugin fixture that raises on import. Normal and editable installs are both
-checked, and the example's own contract tests run there with the shipped kit.
+The environment holds ``sigma-vla-cli[models]`` (core, cli and the model components,
+built as wheels from this checkout, pinned to the lock; no LeRobot, no MuJoCo), the
+two example plugins and a plugin fixture that raises on import. Normal and editable
+installs are both checked, and the examples' own tests (the shipped contract kit, a
+short training run of the DDIM head) run there.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "sigma-example-chunk"
+DDIM = REPO / "examples" / "sigma-example-ddim"
 BROKEN = REPO / "tests" / "fixtures" / "sigma-broken-plugin"
 
 
@@ -59,24 +62,16 @@ def venv(tmp_path_factory) -> Path:
         REPO,
     ).stdout
     constraints.write_text(exported)
-    pkgs = [
-        REPO / "packages" / p
-        for p in ("sigma-core", "sigma-vision", "sigma-intent", "sigma-action", "sigma-cli")
-    ]
-    run(
-        uv(),
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        py,
-        "-c",
-        constraints,
-        *pkgs,
-        EXAMPLE,
-        BROKEN,
-        "pytest",
-    )
+    wheels = root.parent / "wheels"
+    for pkg in ("sigma-core", "sigma-vision", "sigma-intent", "sigma-action", "sigma-cli"):
+        run(uv(), "build", "--quiet", "--wheel", "--out-dir", wheels, REPO / "packages" / pkg)
+    files = {w.name.split("-")[0]: w for w in wheels.glob("*.whl")}
+    cli = f"sigma-vla-cli[models] @ {files['sigma_vla_cli'].as_uri()}"
+    others = [files[n] for n in ("sigma_vla_core", "sigma_vla_vision", "sigma_vla_intent")]
+    others.append(files["sigma_vla_action"])
+    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, cli, *others)
+    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, EXAMPLE, DDIM)
+    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, BROKEN, "pytest")
     return root
 
 
@@ -99,6 +94,17 @@ def check_plugin_in_use(venv: Path) -> None:
 
 def test_normal_install(venv):
     check_plugin_in_use(venv)
+    # [models] builds and trains without the data and simulation stack
+    absent = run(
+        venv / "bin" / "python",
+        "-c",
+        "import importlib.util as u; print([m for m in ('lerobot', 'mujoco', 'sigma_sim')"
+        " if u.find_spec(m)])",
+    )
+    assert absent.stdout.strip() == "[]"
+    ddim = sigma_json(venv, "build", str(DDIM / "spec.yaml"), "--json")
+    traj = next(c for c in ddim["components"] if c["slot"] == "model.trajectory")
+    assert traj["type"] == "ddim" and traj["distribution"] == "sigma-example-ddim"
     site = run(
         venv / "bin" / "python",
         "-c",
@@ -113,4 +119,11 @@ def test_editable_install_and_the_contract_kit(venv):
     res = run(
         venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", EXAMPLE / "tests"
     )
-    assert "5 passed" in res.stdout
+    assert "7 passed" in res.stdout  # 5 component checks + the branch's own loss (2)
+
+
+def test_a_stochastic_head_passes_the_kit_and_trains(venv):
+    res = run(
+        venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", DDIM / "tests"
+    )
+    assert "8 passed" in res.stdout  # 7 kit checks + a training run
