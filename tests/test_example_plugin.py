@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "sigma-example-chunk"
 DDIM = REPO / "examples" / "sigma-example-ddim"
 BROKEN = REPO / "tests" / "fixtures" / "sigma-broken-plugin"
+CLASH = REPO / "tests" / "fixtures" / "sigma-clash-plugin"
 
 
 def uv() -> str:
@@ -71,7 +72,8 @@ def venv(tmp_path_factory) -> Path:
     others.append(files["sigma_vla_action"])
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, cli, *others)
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, EXAMPLE, DDIM)
-    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, BROKEN, "pytest")
+    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, BROKEN, CLASH)
+    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, "pytest")
     return root
 
 
@@ -120,6 +122,35 @@ def test_editable_install_and_the_contract_kit(venv):
         venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", EXAMPLE / "tests"
     )
     assert "7 passed" in res.stdout  # 5 component checks + the branch's own loss (2)
+
+
+def test_a_name_clash_names_both_distributions_and_from_pins_one(venv, tmp_path):
+    data = sigma_json(venv, "plugins", "--json")
+    (clash,) = data["clashes"]
+    assert clash["used"].startswith("sigma-example-chunk") and clash["other"].startswith(
+        "sigma-clash-plugin"
+    )
+    names = {c["name"] for c in data["components"]}
+    assert "chunk-window" in names  # only the clashing name is affected
+    table = run(venv / "bin" / "sigma", "plugins").stdout
+    assert "Name clashes" in table and "sigma-clash-plugin" in table
+    spec = tmp_path / "clash.yaml"
+    spec.write_text("model:\n  chunk: {type: chunk-attention, window: 5}\n")
+    bad = subprocess.run(
+        [venv / "bin" / "sigma", "build", spec, "--dry-run"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "model.chunk.window: unknown key" in bad.stderr
+    assert "provided by sigma-example-chunk 0.1.0 (used by default)" in bad.stderr
+    assert "`from: sigma-clash-plugin`" in bad.stderr
+    spec.write_text(
+        "model:\n  chunk: {type: chunk-attention, from: sigma-clash-plugin, window: 5}\n"
+    )
+    pinned = sigma_json(venv, "build", str(spec), "--dry-run", "--json")
+    assert pinned["spec"]["model"]["chunk"] == {
+        "type": "chunk-attention",
+        "from": "sigma-clash-plugin",
+        "window": 5,
+    }
 
 
 def test_a_stochastic_head_passes_the_kit_and_trains(venv):
