@@ -46,9 +46,11 @@ def test_risk_adapter_formula_and_fallback():
     tau, c_act = torch.ones(1, 8), -torch.ones(1, 8)
     risk = 1.0 * 0.2 + 0.1 * (math.sqrt(8) / math.sqrt(8)) + 1.0 * 1.0
     want = 0.1 + 0.8 * math.exp(-risk / 2.0)
-    torch.testing.assert_close(ad(base, delta, tau, c_act), torch.tensor([want]))
+    out = ad(base, delta, tau, c_act)
+    torch.testing.assert_close(out.scale, torch.tensor([want]))
+    torch.testing.assert_close(out.risk, torch.tensor([risk]))
     strict = RiskAdapter(RiskAdapterConfig(fallback_below=0.9), DIMS)
-    assert strict(base, delta, tau, c_act).item() == 0.0
+    assert strict(base, delta, tau, c_act).scale.item() == 0.0
 
 
 def test_flow_dit_learns_a_fixed_trajectory_distribution():

@@ -20,6 +20,7 @@ PUBLIC = [
     "MODEL_SLOTS",
     "ActionQuery",
     "ActionSet",
+    "AdapterOutput",
     "Backbone",
     "BackboneOutput",
     "BasePolicy",

@@ -104,3 +104,7 @@ class ChunkMlpConfig(StrictModel):
     """Two-layer MLP from the pooled queries and condition to the chunk."""
 
     hidden_mult: PositiveInt = 2
+
+
+class IdentityAdapterConfig(StrictModel):
+    """No parameters: the residual is applied in full (scale 1), for ablations."""

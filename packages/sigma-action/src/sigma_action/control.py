@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sigma_action.config import ClipControllerConfig, RiskAdapterConfig
-from sigma_core import Controller, Dims, InferenceAdapter
+from sigma_action.config import ClipControllerConfig, IdentityAdapterConfig, RiskAdapterConfig
+from sigma_core import AdapterOutput, Controller, Dims, InferenceAdapter
 
 
 class ClipController(Controller):
@@ -48,23 +48,39 @@ class ClipController(Controller):
 
 
 class RiskAdapter(InferenceAdapter):
-    """Risk-scaled residual.
+    """Risk-scaled residual (paper §5).
 
     ``risk = w_ratio ||delta_a|| / (||a_base|| + eps) + w_tau ||tau|| / sqrt(E)
     + w_align (1 - cos(tau, c_act)) / 2``;
     ``scale = min_scale + (max_scale - min_scale) exp(-risk / T)``, set to 0 below
     ``fallback_below`` (large or misaligned residuals fall back to the base).
-    The caller applies ``a = a_base + scale * delta_a``.
+    :meth:`InferenceAdapter.apply` then gives ``a = a_base + scale * delta_a``.
     """
 
     name = "risk"
     config_class = RiskAdapterConfig
 
-    def forward(self, base: Tensor, residual: Tensor, tau: Tensor, c_act: Tensor) -> Tensor:
+    def scale_of(self, risk: Tensor) -> Tensor:
+        """The scale for a risk: non-increasing in ``risk``, in [0, max_scale]."""
+        cfg = self.config
+        scale = cfg.min_scale + (cfg.max_scale - cfg.min_scale) * torch.exp(-risk / cfg.temperature)
+        return torch.where(scale < cfg.fallback_below, torch.zeros_like(scale), scale)
+
+    def forward(self, base: Tensor, residual: Tensor, tau: Tensor, c_act: Tensor) -> AdapterOutput:
         cfg = self.config
         ratio = residual.flatten(1).norm(dim=-1) / (base.flatten(1).norm(dim=-1) + 1e-6)
         tau_norm = tau.norm(dim=-1) / tau.shape[-1] ** 0.5
         misalign = (1 - torch.cosine_similarity(tau, c_act, dim=-1)) / 2
         risk = cfg.w_ratio * ratio + cfg.w_tau * tau_norm + cfg.w_align * misalign
-        scale = cfg.min_scale + (cfg.max_scale - cfg.min_scale) * torch.exp(-risk / cfg.temperature)
-        return torch.where(scale < cfg.fallback_below, torch.zeros_like(scale), scale)
+        return AdapterOutput(scale=self.scale_of(risk), risk=risk)
+
+
+class IdentityAdapter(InferenceAdapter):
+    """``scale = 1`` for every sample (``a = a_base + Δa``): the no-adapter ablation."""
+
+    name = "identity"
+    config_class = IdentityAdapterConfig
+
+    def forward(self, base: Tensor, residual: Tensor, tau: Tensor, c_act: Tensor) -> AdapterOutput:
+        ones = torch.ones(base.shape[0], device=base.device, dtype=base.dtype)
+        return AdapterOutput(scale=ones, risk=torch.zeros_like(ones))

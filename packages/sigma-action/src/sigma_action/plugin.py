@@ -17,6 +17,7 @@ _COMPONENTS = (
     ("fusion", "weighted", c.WeightedFusionConfig, "heads:WeightedFusion"),
     ("controller", "clip", c.ClipControllerConfig, "control:ClipController"),
     ("adapter", "risk", c.RiskAdapterConfig, "control:RiskAdapter"),
+    ("adapter", "identity", c.IdentityAdapterConfig, "control:IdentityAdapter"),
 )
 
 

@@ -59,6 +59,7 @@ _ABCS = (
 )
 _TYPES = (
     "ActionSet",
+    "AdapterOutput",
     "SigmaBatch",
     "SigmaOutput",
     "VisionOutput",
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
     from sigma_core.model import SigmaPolicy, build_component, build_policy, parameter_counts
     from sigma_core.types import (
         ActionSet,
+        AdapterOutput,
         BackboneOutput,
         IntentOutput,
         QueryOutput,
@@ -110,6 +112,7 @@ __all__ = [
     "MODEL_SLOTS",
     "ActionQuery",
     "ActionSet",
+    "AdapterOutput",
     "Backbone",
     "BackboneOutput",
     "BasePolicy",

@@ -30,6 +30,7 @@ from sigma_core.config import Dims
 from sigma_core.kinds import KINDS
 from sigma_core.types import (
     ActionSet,
+    AdapterOutput,
     BackboneOutput,
     IntentOutput,
     QueryOutput,
@@ -436,7 +437,14 @@ class Controller(Component, kind="controller", abstract=True):
 
 
 class InferenceAdapter(Component, kind="adapter", abstract=True):
-    """Inference adapter (paper §5): ``a = a_base + scale * delta_a`` with a risk-based scale."""
+    """Inference adapter (paper §5): ``a = a_base + scale · Δa`` with a per-sample scale.
+
+    ``forward(base, residual, tau, c_act) -> AdapterOutput(scale (B,), risk (B,))``
+    on finite inputs. :meth:`apply` is what inference calls: it applies the scale
+    to every action scale, and any sample whose Δa (at any scale), τ or c_act
+    holds NaN/inf gets exactly its base action (the other samples are unaffected),
+    counted in ``AdapterOutput.fallback``.
+    """
 
     inputs = {
         "base": ("B", "A"),
@@ -444,11 +452,45 @@ class InferenceAdapter(Component, kind="adapter", abstract=True):
         "tau": ("B", "E"),
         "c_act": ("B", "D"),
     }
-    outputs = {"return": ("B",)}
+    outputs = {"scale": ("B",), "risk": ("B",)}
 
     @abstractmethod
-    def forward(self, base: Tensor, residual: Tensor, tau: Tensor, c_act: Tensor) -> Tensor:
-        """The per-sample residual scale (B,) in [min_scale, max_scale]."""
+    def forward(self, base: Tensor, residual: Tensor, tau: Tensor, c_act: Tensor) -> AdapterOutput:
+        """The per-sample residual scale in [min_scale, max_scale] and its risk."""
+
+    def apply(
+        self, base: ActionSet, residual: ActionSet, tau: Tensor, c_act: Tensor
+    ) -> tuple[ActionSet, AdapterOutput]:
+        """``a = a_base + scale · Δa`` at every scale; non-finite samples get ``a_base``."""
+
+        def finite(x: Tensor) -> Tensor:
+            return torch.isfinite(x).flatten(1).all(1)
+
+        ok = finite(tau) & finite(c_act)
+        for r in (residual.vector, residual.chunk, residual.trajectory):
+            ok = ok & finite(r)
+
+        def clean(x: Tensor) -> Tensor:
+            return torch.where(_rows(ok, x), x, torch.zeros_like(x))
+
+        out = self(base.vector, clean(residual.vector), clean(tau), clean(c_act))
+        scale = torch.where(ok, out.scale, torch.zeros_like(out.scale))
+
+        def adapt(a: Tensor, r: Tensor) -> Tensor:
+            scaled = a + scale.view(-1, *([1] * (r.ndim - 1))) * clean(r)
+            return torch.where(_rows(ok, a), scaled, a)  # the base, bit for bit
+
+        actions = ActionSet(
+            adapt(base.vector, residual.vector),
+            adapt(base.chunk, residual.chunk),
+            adapt(base.trajectory, residual.trajectory),
+        )
+        return actions, AdapterOutput(scale, out.risk, ~ok)
+
+
+def _rows(mask: Tensor, like: Tensor) -> Tensor:
+    """A (B,) mask broadcast over the trailing dimensions of ``like``."""
+    return mask.view(-1, *([1] * (like.ndim - 1)))
 
 
 class BasePolicy(Component, kind="base_policy", abstract=True):

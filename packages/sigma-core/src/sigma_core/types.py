@@ -137,6 +137,24 @@ class QueryOutput:
 
 
 @dataclass
+class AdapterOutput:
+    """The inference adapter's per-sample residual ``scale`` (B,) and the ``risk`` (B,) behind it.
+
+    ``fallback`` (B,) bool marks samples whose residual, τ or c_act held NaN/inf:
+    they get exactly the base action (set by :meth:`InferenceAdapter.apply`).
+    """
+
+    scale: Tensor
+    risk: Tensor
+    fallback: Tensor | None = None
+
+    @property
+    def fallbacks(self) -> int:
+        """How many samples fell back to the base because of non-finite inputs."""
+        return 0 if self.fallback is None else int(self.fallback.sum())
+
+
+@dataclass
 class SigmaOutput:
     """Everything one telepathy forward produces.
 

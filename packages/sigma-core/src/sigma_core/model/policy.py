@@ -53,6 +53,7 @@ from sigma_core.plugins.registry import Registry, get_registry
 from sigma_core.spec import ComponentRef, SigmaSpec, validate_spec
 from sigma_core.types import (
     ActionSet,
+    AdapterOutput,
     IntentOutput,
     QueryOutput,
     SigmaBatch,
@@ -163,16 +164,16 @@ class SigmaPolicy(nn.Module):
         """Inference for one observation batch: ``(plan (B, H_c, A), m_t (B, D))``.
 
         ``plan = controller(fusion(a_base + s · delta_a))`` with the adapter's
-        per-sample risk scale ``s`` in [min_scale, max_scale].
+        per-sample risk scale ``s`` in [min_scale, max_scale]; a sample whose
+        residual, tau or c_act is not finite executes exactly its base actions.
         """
         out = self(batch, m_prev)
-        scale = self.adapter(out.base.vector, out.residual.vector, out.tau, out.c_act)
-
-        def scaled(r: Tensor) -> Tensor:
-            return r * scale.view(-1, *([1] * (r.ndim - 1)))
-
-        a = out.base + out.residual.map(scaled)
+        a, _ = self.adapt(out)
         return self.controller(self.fusion(a.vector, a.chunk, a.trajectory)), out.intent.m_t
+
+    def adapt(self, out: SigmaOutput) -> tuple[ActionSet, AdapterOutput]:
+        """The adapter on a forward's output: adapted actions and the scale/risk diagnostics."""
+        return self.adapter.apply(out.base, out.residual, out.tau, out.c_act)
 
     def reset(self, n_action_steps: int | None = None) -> None:
         """Start an episode: clear m_t and the action queue.
