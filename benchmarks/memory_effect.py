@@ -24,24 +24,6 @@ import numpy as np
 import torch
 
 
-def episode_windows(ds, stride: int) -> dict[int, list[int]]:  # type: ignore[no-untyped-def]
-    """episode -> dataset indices of its windows at frames 0, s, 2s ... while they exist."""
-    at = {key: i for i, key in enumerate(ds.window_frames())}
-    out: dict[int, list[int]] = {}
-    for episode in sorted({e for e, _ in at}):
-        first = min(f for e, f in at if e == episode)
-        frames = range(first, 10**9, stride)
-        out[episode] = [at[(episode, f)] for f in frames[: _run_length(at, episode, first, stride)]]
-    return out
-
-
-def _run_length(at: dict, episode: int, first: int, stride: int) -> int:
-    n = 0
-    while (episode, first + n * stride) in at:
-        n += 1
-    return n
-
-
 @torch.no_grad()
 def stream(policy, ds, indices: list[int], carry: bool):  # type: ignore[no-untyped-def]
     """(per-window L_act, actions) of one episode, replanning at each window."""
@@ -81,7 +63,7 @@ def main() -> None:
     policy = SigmaPolicy.from_pretrained(args.policy).eval()
     stride = policy.spec.run_stride()
     ds = ShardDataset(args.data, split=args.split, frame_history=policy.dims.frame_history)
-    episodes = episode_windows(ds, stride)
+    episodes = ds.episode_runs(stride)
     carried, reset, moved = [], [], []
     for indices in episodes.values():
         lc, ac = stream(policy, ds, indices, carry=True)

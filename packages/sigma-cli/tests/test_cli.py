@@ -211,3 +211,13 @@ def test_spec_prints_schema_and_reference():
     assert ref.returncode == 0 and ref.stdout == (REPO / "docs" / "spec.md").read_text()
     neither = sigma("spec")
     assert neither.returncode == 2 and "exactly one of --schema and --reference" in neither.stderr
+
+
+def test_eval_bad_input_exits_2_without_traceback(tmp_path, tiny_shards):
+    empty = tmp_path / "run"
+    empty.mkdir()
+    (empty / "last").write_text("step_000002\n")  # a run that never finished
+    res = sigma("eval", str(empty), "--data", str(tiny_shards), "--out", str(tmp_path / "r"))
+    assert res.returncode == 2, res.stderr
+    assert "no saved policy (sigma.json missing) (a run that has not finished" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "r").exists()

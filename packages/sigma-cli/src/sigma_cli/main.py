@@ -19,6 +19,7 @@ import typer
 from rich.table import Table
 
 from sigma_cli.data import data_app, preprocess
+from sigma_cli.evaluate import evaluate
 from sigma_cli.train import train
 from sigma_cli.ui import STATE, out, user_errors
 from sigma_core import SigmaSpec, SigmaUserError, SpecError, __version__, load_spec
@@ -246,6 +247,7 @@ def spec(
 app.add_typer(data_app, name="data")
 app.command()(preprocess)
 app.command()(train)
+app.command(name="eval")(evaluate)
 
 
 def run() -> None:

@@ -218,14 +218,10 @@ class TrainSpec(config.StrictModel):
 
 
 class EvalSpec(config.StrictModel):
-    """The ``eval:`` section: defaults of ``sigma eval``.
+    """The ``eval:`` section: defaults of ``sigma eval`` (the first policy's spec is read)."""
 
-    Pending: nothing reads it until ``sigma eval`` exists (the evaluation issue);
-    ``tests/test_spec_keys.py`` lists its keys as the only unread ones.
-    """
-
-    split: Literal["val", "test"] = "test"
-    batch_size: PositiveInt = 16
+    split: Literal["val", "test"] = Field("test", description="held-out split to replay")
+    batch_size: PositiveInt = Field(16, description="windows per batch of the CHECK B table")
 
 
 class SigmaSpec(config.StrictModel):

@@ -92,6 +92,19 @@ class ShardDataset(Dataset):
             out.append((int(shards[s]["window.episode"][w]), int(shards[s]["frame.index"][row])))
         return out
 
+    def episode_runs(self, stride: int) -> dict[int, list[int]]:
+        """episode -> its windows at its first frame, then every ``stride`` frames while they
+        exist: what a policy replanning every ``stride`` steps sees over the episode."""
+        at = {key: i for i, key in enumerate(self.window_frames())}
+        out: dict[int, list[int]] = {}
+        for episode in sorted({e for e, _ in at}):
+            frame = min(f for e, f in at if e == episode)
+            out[episode] = []
+            while (episode, frame) in at:
+                out[episode].append(at[(episode, frame)])
+                frame += stride
+        return out
+
     def runs(self, length: int, stride: int) -> list[tuple[int, ...]]:
         """Runs of ``length`` windows of one episode, ``stride`` frames apart, in index order.
 

@@ -1,0 +1,17 @@
+"""Evaluation: offline replay on held-out episodes, paired intervals, the paper's CHECK A/B."""
+
+from sigma_core.eval.replay import METRICS, Source, load_source, replay
+from sigma_core.eval.report import SCHEMA, evaluate
+from sigma_core.eval.stats import Interval, paired_bootstrap, wilson
+
+__all__ = [
+    "METRICS",
+    "SCHEMA",
+    "Interval",
+    "Source",
+    "evaluate",
+    "load_source",
+    "paired_bootstrap",
+    "replay",
+    "wilson",
+]

@@ -1,0 +1,291 @@
+"""``sigma eval``: the report of an offline replay, in the paper's files and ours.
+
+Files written (atomically: the directory appears complete or not at all)::
+
+    report.json              schema ``sigma-eval/1`` (below)
+    report.md                the tables, for people
+    sigma_eval_checkA.json   telepathy-head tensor statistics per group (the paper's CHECK A)
+    sigma_eval_checkB.json   per-batch table of every group (the paper's CHECK B)
+    windows.jsonl            every (window, group) row the tables come from
+    plots/                   paired_episodes.png, mse_by_scale.png (matplotlib)
+
+``report.json`` (``"schema": "sigma-eval/1"``): ``split``, ``stride``, ``data``
+({path, meta_sha256, episodes, windows}), ``groups`` ({name: {source, stage,
+weights_sha256, spec, components, windows, metrics: {metric: mean}}}),
+``comparisons`` ([{a, b, metric, episodes, difference: {estimate, low, high,
+level, n}}], ``a − b`` with a paired bootstrap over episodes), ``versions``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sigma_core._fileio import atomic_dir, sha256_file
+from sigma_core.data import ShardDataset
+from sigma_core.data.dims import DATA_DIMS, check_dims, shard_dims
+from sigma_core.errors import SigmaUserError
+from sigma_core.eval.replay import METRICS, Source, load_source, replay
+from sigma_core.eval.stats import paired_bootstrap
+from sigma_core.model.checkpoint import WEIGHTS, read_meta
+from sigma_core.train.stages import telepathy_parameter_names
+
+SCHEMA = "sigma-eval/1"
+COMPARED = ("mse_vec", "mse_chk", "mse_trj", "mse_vec_units", "mse_chk_units", "mse_trj_units")
+
+
+def check_a(source: Source) -> dict[str, Any]:
+    """CHECK A: count, numel, mean, std and rms of the telepathy-head tensors of a policy."""
+    params = dict(source.policy.named_parameters())
+    names = sorted(telepathy_parameter_names(source.policy))
+    flat = torch.cat([params[n].detach().float().flatten() for n in names])
+    return {
+        "tensors": len(names),
+        "numel": int(flat.numel()),
+        "mean": flat.mean().item(),
+        "std": flat.std().item(),
+        "rms": flat.pow(2).mean().sqrt().item(),
+    }
+
+
+def check_b(rows: list[dict[str, Any]], batch_size: int) -> list[dict[str, Any]]:
+    """CHECK B: batches of ``batch_size`` windows in replay order, every group's means."""
+    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_group[r["group"]].append(r)
+    out = []
+    for group, rs in by_group.items():
+        for b in range(0, len(rs), batch_size):
+            chunk = rs[b : b + batch_size]
+            keys = ("mse_vec", "mse_chk", "mse_trj", "tau_l2", "sem_align")
+            mean = {k: float(np.mean([r[k] for r in chunk])) for k in keys}
+            out.append({"group": group, "batch": b // batch_size, "windows": len(chunk)} | mean)
+    return out
+
+
+def per_episode(rows: list[dict[str, Any]], group: str, metric: str) -> dict[int, float]:
+    """episode -> the mean of ``metric`` over its windows, for one group."""
+    acc: dict[int, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["group"] == group:
+            acc[r["episode"]].append(r[metric])
+    return {e: float(np.mean(v)) for e, v in sorted(acc.items())}
+
+
+def comparisons(
+    rows: list[dict[str, Any]], pairs: list[tuple[str, str]], seed: int
+) -> list[dict[str, Any]]:
+    """``a − b`` per metric with a paired bootstrap over episodes (95%, seeded)."""
+    out = []
+    for a, b in pairs:
+        for metric in COMPARED:
+            ea, eb = per_episode(rows, a, metric), per_episode(rows, b, metric)
+            episodes = sorted(set(ea) & set(eb))
+            diff = paired_bootstrap(
+                np.array([ea[e] for e in episodes]), np.array([eb[e] for e in episodes]), seed=seed
+            )
+            out.append(
+                {"a": a, "b": b, "metric": metric, "episodes": len(episodes)}
+                | {"difference": diff.as_dict()}
+            )
+    return out
+
+
+def _pairs(sources: list[Source]) -> list[tuple[str, str]]:
+    pairs = []
+    for s in sources:
+        if s.telepathy:
+            pairs += [(s.name, f"{s.name}:base"), (s.name, f"{s.name}:no-adapter")]
+    first = sources[0].name
+    pairs += [(s.name, first) for s in sources[1:]]
+    return pairs
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("sigma-vla-core", "torch", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def evaluate(
+    policies: list[str | Path],
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str | None = None,
+    seed: int = 0,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Replay every policy's groups on the held-out ``split`` of ``data``; write the report.
+
+    ``split`` and the CHECK B batch size default to the first policy's ``eval:``
+    section. Returns the ``report.json`` content.
+
+    Raises:
+        SigmaUserError: a directory without a saved policy, policies or data whose
+            dims differ, a split with no episodes.
+    """
+    if not policies:
+        raise SigmaUserError("give at least one run directory or saved policy")
+    sources = [load_source(p) for p in policies]
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        sources = [
+            load_source(p, f"{i}:{s.name}")
+            for i, (p, s) in enumerate(zip(policies, sources, strict=True))
+        ]
+    spec = sources[0].policy.spec  # the first policy's eval: section gives the defaults
+    split = split or spec.eval.split
+    ds = ShardDataset(data, split=split, frame_history=spec.model.dims.frame_history)
+    have = shard_dims(ds.meta)
+    for s in sources:
+        check_dims(s.policy.dims, have, f"{data} (for {s.directory})")
+        ref = {k: getattr(spec.model.dims, k) for k in DATA_DIMS}
+        check_dims(s.policy.dims, ref, f"{sources[0].directory} (vs {s.directory})", what="group")
+    stride = spec.run_stride()
+    rows = replay(sources, ds, stride, seed)
+    groups = [g for s in sources for g in s.groups]
+    report = {
+        "schema": SCHEMA,
+        "split": split,
+        "stride": stride,
+        "seed": seed,
+        "data": {
+            "path": str(Path(data)),
+            "meta_sha256": sha256_file(Path(data) / "meta.json"),
+            "episodes": len({r["episode"] for r in rows}),
+            "windows": len({r["window"] for r in rows}),
+        },
+        "groups": {},
+        "comparisons": comparisons(rows, _pairs(sources), seed),
+        "versions": _versions(),
+    }
+    for s in sources:
+        meta = read_meta(s.directory)
+        for g in s.groups:
+            mine = [r for r in rows if r["group"] == g]
+            report["groups"][g] = {
+                "source": str(s.directory),
+                "stage": s.policy.spec.train.stage,
+                "weights_sha256": sha256_file(s.directory / WEIGHTS),
+                "spec": meta["spec"],
+                "components": meta["components"],
+                "windows": len(mine),
+                "metrics": {m: float(np.mean([r[m] for r in mine])) for m in METRICS},
+            }
+    checks_a = {g: check_a(s) for s in sources for g in s.groups}
+    checks_b = check_b(rows, spec.eval.batch_size)
+    with atomic_dir(out) as tmp:
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (tmp / "sigma_eval_checkA.json").write_text(json.dumps(checks_a, indent=1) + "\n")
+        (tmp / "sigma_eval_checkB.json").write_text(json.dumps(checks_b, indent=1) + "\n")
+        (tmp / "windows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tmp / "report.md").write_text(markdown(report, checks_a))
+        if plots:
+            write_plots(tmp / "plots", rows, report, groups)
+    return report
+
+
+def markdown(report: dict[str, Any], checks_a: dict[str, Any]) -> str:
+    """``report.md``: groups by metric, the paired comparisons, CHECK A."""
+    d = report["data"]
+    lines = [
+        f"# sigma eval: {d['path']} ({report['split']} split)",
+        "",
+        f"{d['episodes']} held-out episodes, {d['windows']} windows, replanning every"
+        f" {report['stride']} frames with the memory carried; MSE per window, normalized"
+        " units (`*_units`: the dataset's units, degrees and gripper 0-100).",
+        "",
+        "| group | mse_vec | mse_chk | mse_trj | mse_vec_units | mse_chk_units | mse_trj_units"
+        " | tau_l2 | sem_align | adapter_scale |",
+        "|---|" + "---|" * 9,
+    ]
+    for g, info in report["groups"].items():
+        m = info["metrics"]
+        lines.append(f"| {g} | " + " | ".join(f"{m[k]:.4g}" for k in METRICS) + " |")
+    lines += [
+        "",
+        "Differences `a − b` (negative: `a` is better), mean over episodes with a 95%"
+        " paired bootstrap interval over episodes:",
+        "",
+        "| a | b | metric | a − b | 95% interval | episodes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in report["comparisons"]:
+        diff = c["difference"]
+        lines.append(
+            f"| {c['a']} | {c['b']} | {c['metric']} | {diff['estimate']:+.4g} |"
+            f" [{diff['low']:+.4g}, {diff['high']:+.4g}] | {c['episodes']} |"
+        )
+    lines += [
+        "",
+        "CHECK A (telepathy-head tensors):",
+        "",
+        "| group | tensors | numel | mean | std | rms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g, a in checks_a.items():
+        stats = " | ".join(f"{a[k]:.6g}" for k in ("mean", "std", "rms"))
+        lines.append(f"| {g} | {a['tensors']} | {a['numel']} | {stats} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(
+    where: Path, rows: list[dict[str, Any]], report: dict[str, Any], groups: list[str]
+) -> None:
+    """Per-episode paired scatter (each group vs the first base), MSE by timescale with CIs."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SigmaUserError(
+            "plots need matplotlib: pip install 'sigma-vla-core[eval]' (or pass --no-plots)"
+        ) from None
+    where.mkdir(parents=True, exist_ok=True)
+    reference = next((g for g in groups if g.endswith(":base")), groups[0])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ref = per_episode(rows, reference, "mse_trj")
+    for g in groups:
+        if g == reference:
+            continue
+        mine = per_episode(rows, g, "mse_trj")
+        eps = sorted(set(ref) & set(mine))
+        ax.scatter([ref[e] for e in eps], [mine[e] for e in eps], label=g, s=18)
+    top = max(ref.values()) * 1.1 if ref else 1.0
+    ax.plot([0, top], [0, top], color="grey", lw=0.8)
+    ax.set_xlabel(f"{reference}: mse_trj per episode")
+    ax.set_ylabel("group: mse_trj per episode")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(where / "paired_episodes.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(len(groups), 1)
+    for i, g in enumerate(groups):
+        means, errs = [], []
+        for metric in ("mse_vec", "mse_chk", "mse_trj"):
+            values = np.array(list(per_episode(rows, g, metric).values()))
+            boot = np.random.default_rng(0).choice(values, (2000, len(values))).mean(1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            means.append(values.mean())
+            errs.append([values.mean() - lo, hi - values.mean()])
+        xs = np.arange(3) + i * width
+        ax.bar(xs, means, width, yerr=np.array(errs).T, label=g, capsize=3)
+    ax.set_xticks(np.arange(3) + width * (len(groups) - 1) / 2, ["vector", "chunk", "trajectory"])
+    ax.set_ylabel("MSE (normalized), 95% CI over episodes")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(where / "mse_by_scale.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,128 @@
+"""sigma eval: intervals that cover, the report's files and schema, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sigma_core.errors import SigmaUserError
+from sigma_core.eval import SCHEMA, evaluate, paired_bootstrap, wilson
+from sigma_core.plugins.registry import get_registry
+from sigma_core.spec import validate_spec
+from sigma_core.testing import CONTRACT_DIMS as D
+from sigma_core.testing import write_synthetic_shards
+from sigma_core.train import Trainer
+
+
+def test_paired_bootstrap_covers_a_known_difference_at_about_the_nominal_rate():
+    rng = np.random.default_rng(0)
+    trials, covered, delta = 300, 0, 0.3
+    for t in range(trials):
+        base = rng.normal(1.0, 0.5, 25)  # per-episode means: episodes differ a lot ...
+        other = base + delta + rng.normal(0, 0.2, 25)  # ... the paired difference less
+        ci = paired_bootstrap(other, base, n_boot=2000, seed=t)
+        covered += ci.low <= delta <= ci.high
+    assert 0.90 <= covered / trials <= 0.99, covered / trials  # nominal 0.95; percentile CIs
+    # run-to-run identical under a seed; the interval narrows with more episodes
+    a, b = rng.normal(0, 1, 10), rng.normal(0, 1, 10)
+    assert paired_bootstrap(a, b, seed=3) == paired_bootstrap(a, b, seed=3)
+
+
+def test_wilson_interval_values():
+    w = wilson(8, 10)
+    assert (round(w.low, 4), round(w.high, 4)) == (0.4902, 0.9433)  # the textbook values
+    assert wilson(0, 20).low == 0.0 and wilson(20, 20).high == 1.0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    shards = write_synthetic_shards(
+        root / "shards", D, episodes=8, frames=24, val_fraction=0.25, test_fraction=0.25
+    )
+
+    def spec(stage, **raw):
+        body = {
+            "model": {"dims": D.model_dump()},
+            "data": {"batch_size": 4},
+            "train": {"stage": stage, "steps": 2, "lr": 3e-3, "warmup_steps": 1},
+            **raw,
+        }
+        return validate_spec(body, get_registry())
+
+    Trainer(spec("base"), shards, root / "base", checkpoint_every=2).train()
+    base = {"base_policy": {"type": "checkpoint", "path": str(root / "base" / "policy")}}
+    Trainer(spec("sigma", **base), shards, root / "sigma", checkpoint_every=2).train()
+    return root, shards
+
+
+def test_eval_writes_the_papers_checks_and_a_versioned_report(trained):
+    root, shards = trained
+    report = evaluate([root / "sigma", root / "base"], shards, root / "report", plots=True)
+    out = root / "report"
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "report.json",
+        "report.md",
+        "sigma_eval_checkA.json",
+        "sigma_eval_checkB.json",
+        "windows.jsonl",
+        "plots",
+    }
+    assert {p.name for p in (out / "plots").iterdir()} == {
+        "paired_episodes.png",
+        "mse_by_scale.png",
+    }
+    assert report == json.loads((out / "report.json").read_text())
+    assert report["schema"] == SCHEMA and report["split"] == "test"  # eval.split's default
+    assert set(report["groups"]) == {"sigma", "sigma:no-adapter", "sigma:base", "base"}
+    g = report["groups"]
+    # the sigma run's frozen base is the base run: identical actions, window for window
+    assert g["sigma:base"]["metrics"] == g["base"]["metrics"]
+    assert g["sigma:no-adapter"]["metrics"]["adapter_scale"] == 1.0
+    assert 0 <= g["sigma"]["metrics"]["adapter_scale"] <= 1
+    assert g["sigma"]["stage"] == "sigma" and len(g["sigma"]["weights_sha256"]) == 64
+    test_episodes = json.loads((shards / "meta.json").read_text())["split"]["test"]["episodes"]
+    rows = [json.loads(r) for r in (out / "windows.jsonl").read_text().splitlines()]
+    assert {r["episode"] for r in rows} == set(test_episodes)  # held-out episodes only
+    pairs = {(c["a"], c["b"]) for c in report["comparisons"]}
+    assert {("sigma", "sigma:base"), ("sigma", "sigma:no-adapter"), ("base", "sigma")} <= pairs
+    c = next(
+        c
+        for c in report["comparisons"]
+        if (c["a"], c["b"], c["metric"]) == ("base", "sigma", "mse_trj")
+    )
+    assert c["episodes"] == len(test_episodes)
+    assert c["difference"]["low"] <= c["difference"]["estimate"] <= c["difference"]["high"]
+    check_a = json.loads((out / "sigma_eval_checkA.json").read_text())
+    assert check_a["sigma"] == check_a["sigma:no-adapter"] == check_a["sigma:base"]  # shared heads
+    assert check_a["sigma"]["tensors"] > 0
+    check_b = json.loads((out / "sigma_eval_checkB.json").read_text())
+    assert {
+        "group",
+        "batch",
+        "windows",
+        "mse_vec",
+        "mse_chk",
+        "mse_trj",
+        "tau_l2",
+        "sem_align",
+    } == set(check_b[0])
+    assert "| sigma | sigma:base | mse_trj |" in (out / "report.md").read_text()
+
+
+def test_eval_bad_input_is_clear(trained, tmp_path):
+    root, shards = trained
+    with pytest.raises(SigmaUserError, match=r"no saved policy \(sigma.json missing\)"):
+        evaluate([tmp_path], shards, tmp_path / "r1")
+    other = write_synthetic_shards(
+        tmp_path / "wide", D.model_copy(update={"action_dim": 7}), episodes=4, frames=24
+    )
+    with pytest.raises(SigmaUserError, match=r"does not match the spec's model.dims: action_dim"):
+        evaluate([root / "base"], other, tmp_path / "r2")
+    none = write_synthetic_shards(tmp_path / "none", D, episodes=4, frames=24, test_fraction=0)
+    with pytest.raises(SigmaUserError, match="the split has no episodes"):
+        evaluate([root / "base"], none, tmp_path / "r3")
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r3").exists()
