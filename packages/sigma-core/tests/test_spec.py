@@ -148,3 +148,10 @@ def test_resolved_spec_round_trips(tmp_path):
     again = validate_spec(spec.model_dump(mode="json"), get_registry())
     assert again.model_dump() == spec.model_dump()
     assert again.model.memory.params == {"decay": 0.9}
+
+
+def test_a_duplicate_key_is_an_error_not_a_silent_override(tmp_path):
+    found = problems(write(tmp_path, "model:\n  memory: {type: none}\n  memory: {type: gated}\n"))
+    assert found == {
+        "model.memory": (3, "duplicate key (also on line 2); YAML would keep this one")
+    }

@@ -123,3 +123,22 @@ def test_checkpoint_base_policy_serves_the_frozen_base(tmp_path):
     message = r"base does not match the spec's model.dims: horizon: base 8, spec 9$"
     with pytest.raises(SigmaUserError, match=message):
         build_policy(wrong)
+
+
+def test_lora_only_control_is_residual_heads_on_c_text_at_tau_zero():
+    raw = {"model": {"dims": D.model_dump(), "telepathy": False, "memory": {"type": "none"}}}
+    policy = build_policy(validate_spec(raw, get_registry()))
+    configure_stage(policy, "sigma")
+    batch = example_batch(D)
+    out = policy(batch)
+    assert torch.equal(out.tau, torch.zeros_like(out.tau))
+    want = policy.residual(out.intent.c_text, out.tau)
+    torch.testing.assert_close(out.residual.trajectory, want.trajectory, rtol=0, atol=0)
+    policy.zero_grad()
+    traf(out.actions, batch.targets, LossConfig()).total.backward()
+    grads = {
+        n for n, p in policy.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
+    }
+    assert any(n.startswith("residual.") for n in grads) and any("lora_" in n for n in grads)
+    # no tau, no FiLM, no tau-conditioned queries: nothing else of the pathway learns
+    assert not any(n.startswith(("vision.modulator", "intent.telepathy_projector")) for n in grads)

@@ -21,7 +21,7 @@ from pydantic_core import PydanticUndefined
 
 from sigma_core.kinds import KINDS, MODEL_SLOTS
 from sigma_core.plugins.registry import Registry
-from sigma_core.spec import SigmaSpec
+from sigma_core.spec import ModelSpec, SigmaSpec
 
 SCHEMA_ID = "urn:sigma-vla:run-spec"
 
@@ -166,10 +166,12 @@ def spec_reference(registry: Registry) -> str:
 
 def _table_of_dims_only(prefix: str) -> list[str]:
     defaults = SigmaSpec().model
+    telepathy = ModelSpec.model_fields["telepathy"].description
     return [
         "| key | type | default | description |",
         "|---|---|---|---|",
         f"| `{prefix}dims` | Dims | see `model.dims` | shared sizes |",
+        f"| `{prefix}telepathy` | bool | `true` | {telepathy} |",
         *(
             f"| `{prefix}{slot}` | component | `{{type: {getattr(defaults, slot).type}}}` |"
             f" a registered {kind} |"

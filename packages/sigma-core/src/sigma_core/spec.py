@@ -82,6 +82,12 @@ class ModelSpec(config.StrictModel):
     """The ``model:`` section: shared dims and one component per slot."""
 
     dims: config.Dims = Field(default_factory=config.Dims)
+    telepathy: bool = Field(
+        True,
+        description="the telepathy pathway; false: tau = 0 everywhere (no FiLM, no"
+        " tau-conditioned queries), so a = a_base + g([high_level_rep, 0]): the LoRA-only"
+        " control (LoRA + residual heads, configs/control-lora-only.yaml)",
+    )
     vision: ComponentRef = _ref("perceiver")
     backbone: ComponentRef = _ref("tiny")
     memory: ComponentRef = _ref("gated")
@@ -297,7 +303,30 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[Path_, int]]:
     lines: dict[Path_, int] = {}
     if node is not None:
         _node_lines(node, (), lines)
+        duplicates = _duplicate_keys(node, ())
+        if duplicates:  # YAML keeps the last silently; a spec that says two things is an error
+            raise SpecError(str(path), duplicates)
     return data, lines
+
+
+def _duplicate_keys(node: yaml.Node, path: Path_) -> list[SpecProblem]:
+    """Every key that appears twice in one mapping, at its second line."""
+    out: list[SpecProblem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                message = (
+                    f"duplicate key (also on line {seen[key.value]}); YAML would keep this one"
+                )
+                out.append(SpecProblem(_dotted((*path, key.value)), message, line))
+            seen.setdefault(key.value, line)
+            out += _duplicate_keys(value, (*path, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out += _duplicate_keys(item, (*path, i))
+    return out
 
 
 def _line_for(loc: Path_, lines: Mapping[Path_, int]) -> int | None:

@@ -17,6 +17,11 @@ class ResamplerConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     theta_t_init: float = Field(0.0, description="initial log-scale gate theta_t on tau")
     theta_mod_init: float = Field(0.0, description="initial log-scale gate theta_mod on FiLM")
+    film: bool = Field(
+        True,
+        description="modulate V_base by tau (FiLM); false: V_mod = V_base, the modulator"
+        " frozen (the 'no FiLM' ablation)",
+    )
 
 
 class PerceiverVisionConfig(ResamplerConfig):

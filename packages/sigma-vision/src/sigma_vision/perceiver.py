@@ -61,6 +61,8 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         self.state_encoder = mlp(dims.state_dim, d, d)
         self.state_expander = nn.Linear(d, config.num_state_tokens * d)
         self.modulator = VisionModulator(d, d, config.theta_t_init, config.theta_mod_init)
+        if not config.film:
+            self.modulator.requires_grad_(False)  # unused: V_mod = V_base
         self.block = SelfAttentionBlock(d, config.num_heads, config.ffn_mult, config.dropout)
 
     def init_patch_encoder(self) -> int:
@@ -79,7 +81,7 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         patches = self.encode_patches(images)
         queries = self.queries.expand(images.shape[0], -1, -1)
         v = self.resampler_norm(self.resampler(queries, patches))
-        if tau is not None:
+        if tau is not None and self.config.film:
             v = self.modulator(v, tau)
         state_tokens = self.state_expander(self.state_encoder(state))
         state_tokens = state_tokens.unflatten(1, (self.config.num_state_tokens, -1))

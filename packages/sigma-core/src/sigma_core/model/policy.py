@@ -246,25 +246,33 @@ class SigmaPolicy(nn.Module):
         Args:
             batch: observations; ``batch.base_actions`` is used as a_base when set.
             m_prev: semantic memory m_{t-1} (B, D); zeros when ``None``.
-            telepathy: ``False`` disables the pathway (tau = 0, delta_a = 0).
+            telepathy: ``False`` disables the pathway (tau = 0, delta_a = 0). With
+                ``model.telepathy: false`` in the spec, ``delta_a = g([c_text, 0])``.
         """
         b = batch.batch_size
         device = batch.state.device
         if m_prev is None:
             m_prev = self.memory.initial_state(b, device)
         intent, q0 = self._encode(batch, m_prev)
-        tau = intent.tau if telepathy else torch.zeros_like(intent.tau)
+        pathway = telepathy and self.spec.model.telepathy
+        tau = intent.tau if pathway else torch.zeros_like(intent.tau)
         noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
         a_0 = self._branches(q0.queries, q0.c_act, noise)
         external = self.base_policy(batch)
         a_base = external or batch.base_actions or a_0
 
-        if telepathy:
+        if pathway:
             vis_mod = self.vision(batch.images, batch.state, tau)
             q = self.query(intent.high_level_rep, tau, vis_mod.state_tokens, vis_mod.tokens)
             a_tau = self._branches(q.queries, q.c_act, noise)
             delta = (a_tau - a_0) + self.residual(intent.high_level_rep, tau)
             c_act = q.c_act
+        elif telepathy:
+            # model.telepathy false, the LoRA-only control: the residual heads read
+            # high_level_rep at tau = 0, which is c_text (the modulator is the identity
+            # there); no FiLM, no tau-conditioned queries
+            delta = self.residual(intent.c_text, tau)
+            c_act = q0.c_act
         else:
             delta = a_base.map(torch.zeros_like)
             c_act = q0.c_act
