@@ -20,6 +20,7 @@ from rich.table import Table
 
 from sigma_cli.data import data_app, preprocess
 from sigma_cli.evaluate import evaluate
+from sigma_cli.quickstart import quickstart
 from sigma_cli.train import train
 from sigma_cli.ui import STATE, out, user_errors
 from sigma_core import SigmaSpec, SigmaUserError, SpecError, __version__, load_spec
@@ -248,6 +249,7 @@ app.add_typer(data_app, name="data")
 app.command()(preprocess)
 app.command()(train)
 app.command(name="eval")(evaluate)
+app.command()(quickstart)
 
 
 def run() -> None:
