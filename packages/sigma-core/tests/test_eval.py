@@ -126,3 +126,17 @@ def test_eval_bad_input_is_clear(trained, tmp_path):
     with pytest.raises(SigmaUserError, match="the split has no episodes"):
         evaluate([root / "base"], none, tmp_path / "r3")
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r3").exists()
+    # the same episodes split otherwise: its test split holds episodes the runs trained on
+    resplit = write_synthetic_shards(
+        tmp_path / "resplit",
+        D,
+        episodes=8,
+        frames=24,
+        val_fraction=0.25,
+        test_fraction=0.5,
+        split_seed=5,
+    )
+    with pytest.raises(SigmaUserError, match=r"episodes \[.*\] of this split were in .*training"):
+        evaluate([root / "sigma"], resplit, tmp_path / "r4")
+    trained_on = json.loads((root / "sigma" / "policy" / "sigma.json").read_text())["trained_on"]
+    assert trained_on["meta_sha256"] and trained_on["train_episodes"]

@@ -152,6 +152,9 @@ def evaluate(
         check_dims(s.policy.dims, have, f"{data} (for {s.directory})")
         ref = {k: getattr(spec.model.dims, k) for k in DATA_DIMS}
         check_dims(s.policy.dims, ref, f"{sources[0].directory} (vs {s.directory})", what="group")
+    held_out = set(ds.episode_runs(1))
+    for s in sources:
+        check_held_out(s, ds.meta, held_out, Path(data))
     stride = spec.run_stride()
     rows = replay(sources, ds, stride, seed)
     groups = [g for s in sources for g in s.groups]
@@ -194,6 +197,28 @@ def evaluate(
         if plots:
             write_plots(tmp / "plots", rows, report, groups)
     return report
+
+
+def check_held_out(source: Source, meta: dict[str, Any], episodes: set[int], data: Path) -> None:
+    """Refuse to evaluate a policy on episodes of its own training set.
+
+    Shards of the same source dataset (same fingerprint) must hold out every
+    episode the policy trained on; another dataset (a transfer evaluation) is
+    allowed.
+
+    Raises:
+        SigmaUserError: naming the overlapping episodes and the shards trained on.
+    """
+    trained = read_meta(source.directory).get("trained_on")
+    if not trained or trained["fingerprint"] != meta["params"]["source"]["fingerprint"]:
+        return
+    seen = sorted(episodes & set(trained["train_episodes"]))
+    if seen:
+        raise SigmaUserError(
+            f"{data}: episodes {seen[:8]} of this split were in {source.directory}'s training"
+            f" split ({trained['shards']}, meta.json sha256 {trained['meta_sha256'][:12]}...):"
+            " evaluate on the shards it was trained with, whose held-out split it never saw"
+        )
 
 
 def markdown(report: dict[str, Any], checks_a: dict[str, Any]) -> str:

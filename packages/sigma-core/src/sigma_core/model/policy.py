@@ -124,16 +124,23 @@ class SigmaPolicy(nn.Module):
         """(slot, component) in spec order."""
         return [(slot, getattr(self, slot)) for slot in self.slots]
 
-    def save_pretrained(self, directory: str | Path, registry: Registry | None = None) -> Path:
+    def save_pretrained(
+        self,
+        directory: str | Path,
+        registry: Registry | None = None,
+        trained_on: dict[str, Any] | None = None,
+    ) -> Path:
         """Save weights (safetensors), the resolved spec and component versions, atomically.
 
         The directory is written under a temporary name and renamed into place
         (see :mod:`sigma_core.model.checkpoint` for the layout), so a crash never
-        leaves a half-written checkpoint that looks complete.
+        leaves a half-written checkpoint that looks complete. ``trained_on`` (the
+        trainer's record of its shards: dataset fingerprint, train episodes) goes
+        into ``sigma.json`` so that ``sigma eval`` can refuse windows it trained on.
         """
         from safetensors.torch import save_model
 
-        meta = policy_meta(self.spec, registry)
+        meta = policy_meta(self.spec, registry) | ({"trained_on": trained_on} if trained_on else {})
         with atomic_dir(directory) as tmp:
             save_model(self, str(tmp / WEIGHTS))
             write_meta(tmp, meta)

@@ -308,9 +308,20 @@ class Trainer:
                 writer.close()
         if self.step == self.steps and self.main:
             # the final weights as a plain policy directory (a base_policy: checkpoint path)
-            self.policy.save_pretrained(self.out / "policy")
+            self.policy.save_pretrained(self.out / "policy", trained_on=self.trained_on())
         self.accelerator.wait_for_everyone()
         return TrainResult(self.step, row, self._last(), skipped)
+
+    def trained_on(self) -> dict[str, Any]:
+        """What the saved policy was trained on: the shards' identity and train episodes."""
+        meta = self.dataset.meta
+        return {
+            "shards": str(self.dataset.root),
+            "meta_sha256": sha256_file(self.dataset.root / "meta.json"),
+            "dataset": meta["source"]["dataset"],
+            "fingerprint": meta["params"]["source"]["fingerprint"],
+            "train_episodes": meta["split"]["train"]["episodes"],
+        }
 
     def _writer(self, resume: bool) -> Any:
         if not self.tensorboard:
@@ -343,7 +354,7 @@ class Trainer:
             row["val_L_act"] = self.validate()
             if row["val_L_act"] < self.best_val:
                 self.best_val = row["val_L_act"]
-                self.policy.save_pretrained(self.out / "best")
+                self.policy.save_pretrained(self.out / "best", trained_on=self.trained_on())
         self.accelerator.wait_for_everyone()
 
     @torch.no_grad()
