@@ -19,6 +19,7 @@ from sigma_core.data.loader import (
 from sigma_core.data.paper import PaperShards, import_paper_shards
 from sigma_core.data.paper import data_chunk as paper_chunk
 from sigma_core.data.prepare import PreprocessOptions, preprocess, read_meta, remove_output
+from sigma_core.data.stats import Normalizer
 from sigma_core.data.windows import WindowRule, action_l2, cut_windows
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "EpisodeSource",
     "EpochSampler",
     "InMemorySource",
+    "Normalizer",
     "PaperShards",
     "PreprocessOptions",
     "RunDataset",

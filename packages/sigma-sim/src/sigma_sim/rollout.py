@@ -1,0 +1,569 @@
+"""Closed-loop evaluation of a Sigma policy in the SO-101 pick-and-place simulator.
+
+:func:`rollout` runs a trained :class:`~sigma_core.model.policy.SigmaPolicy` in
+the same scene the ``so101-pickplace`` data source records demonstrations in
+(:func:`sigma_sim.scene.make_env` / :func:`sigma_sim.scene.reset_episode`), and
+:func:`summarize` reduces the per-episode :class:`EpisodeResult` list to the
+numbers worth reporting.
+
+One control step (``fps`` of the shard directory's source, one ``env.step``)::
+
+    render overhead + wrist          (so101_nexus, HWC uint8, render_size px)
+    -> (3, P, P) uint8               (sigma_core.data.resize_with_pad, as preprocessing)
+    -> history of F frames           (the first frame repeated at the episode start,
+                                      as sigma_core.data.ShardDataset does)
+    -> images float in [0, 1], state = normalize(sim_qpos_to_dataset_row(qpos))
+    -> policy.step(SigmaBatch)       (B = 1, timed with time.perf_counter)
+    -> denormalize -> dataset units (degrees, gripper 0-100)
+    -> dataset_row_to_sim_qpos -> clip to the action space -> env.step (pd_joint_pos)
+
+The episode ends at the first step whose ``info["success"]`` is true, or after
+``floor(max_seconds * fps)`` steps.
+
+Evaluation seeds
+----------------
+Episode ``i`` of ``rollout(..., seed=s)`` resets the simulator with
+``env_seed = EVAL_SEED_OFFSET + s + i`` (:func:`eval_env_seed`), where
+``EVAL_SEED_OFFSET = 2**32``. The recorder's reset seeds
+(:func:`sigma_sim.record.attempt_seeds`) are ``uint32`` draws of
+``SeedSequence([seed, attempt])``, i.e. always below ``2**32``, so no
+evaluation scene can be one that any recorded dataset (whatever its seed) was
+recorded in. The default ``seed=10_000`` additionally keeps the evaluation's own
+torch noise seeds away from the small seeds used elsewhere. The policy's
+sampling noise (the flow trajectory branch draws ``torch.randn``) is seeded per
+episode from ``env_seed`` inside ``torch.random.fork_rng``, so a rollout is
+reproducible and leaves the caller's global RNG untouched.
+
+Wrong object
+------------
+With distractors, :attr:`EpisodeResult.wrong_object` is true when, at any
+control step, some distractor cube (a cube the instruction did not name) is
+more than :data:`WRONG_OBJECT_DISPLACEMENT` (2 cm, 3-D distance of its centre)
+from where it was after the reset, or more than :data:`WRONG_OBJECT_LIFT`
+(1 cm) above its reset height. Checking every step catches a cube that was
+picked up and put back; pushing a distractor (with the arm or the named cube)
+by more than 2 cm counts too. Without distractors it is always false.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sigma_core import SigmaUserError
+from sigma_core.data import Normalizer
+from sigma_sim.render import ensure_gl_backend
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from so101_nexus.mujoco.pick_and_place import PickAndPlaceEnv
+
+    from sigma_core import SigmaPolicy
+
+ensure_gl_backend()  # before anything imports mujoco
+
+#: Added to ``seed + i``: evaluation reset seeds are >= 2**32, recording ones < 2**32.
+EVAL_SEED_OFFSET = 2**32
+#: A distractor whose centre moved farther than this (m) from its reset position...
+WRONG_OBJECT_DISPLACEMENT = 0.02
+#: ...or rose more than this (m) above its reset height was disturbed.
+WRONG_OBJECT_LIFT = 0.01
+#: Control rate when meta.json does not record the source's fps.
+DEFAULT_FPS = 30
+#: so101_nexus observation key of each simulator camera (see :data:`sigma_sim.record.CAMERAS`).
+SIM_CAMERAS = {"overhead": "overhead_camera", "wrist": "wrist_camera"}
+#: Video codecs tried in order when writing episode videos with PyAV.
+VIDEO_CODECS = ("libx264", "libopenh264", "h264", "mpeg4")
+
+
+@dataclass
+class EpisodeResult:
+    """The outcome of one closed-loop episode.
+
+    Attributes:
+        seed: the episode's evaluation seed, ``seed + i``.
+        env_seed: the simulator reset seed, ``EVAL_SEED_OFFSET + seed + i``.
+        task: the instruction given to the policy (the simulator's task text).
+        success: ``info["success"]`` at the last step (the cube rests on the goal
+            disc, released).
+        steps: control steps executed (``env.step`` calls).
+        seconds_to_success: simulated time ``steps / fps`` when success was first
+            reported, else ``None``.
+        wrong_object: a distractor cube was moved or lifted (see the module docstring).
+        latencies: wall seconds of every ``policy.step`` call, one per step.
+        n_action_steps: actions executed per plan; step ``t`` replanned (ran the
+            model) iff ``t % n_action_steps == 0``.
+        sim_seconds: wall seconds of every ``env.step`` (physics + rendering both cameras).
+        video: the mp4 written for this episode, if any.
+    """
+
+    seed: int
+    env_seed: int
+    task: str
+    success: bool
+    steps: int
+    seconds_to_success: float | None
+    wrong_object: bool
+    latencies: list[float] = field(default_factory=list)
+    n_action_steps: int = 1
+    sim_seconds: list[float] = field(default_factory=list)
+    video: Path | None = None
+
+    @property
+    def replan_latencies(self) -> list[float]:
+        """Latencies of the steps that ran the model (the others pop a queued action)."""
+        return self.latencies[:: self.n_action_steps]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly fields (``video`` as a string)."""
+        out = asdict(self)
+        out["video"] = None if self.video is None else str(self.video)
+        return out
+
+
+def eval_env_seed(seed: int, episode: int) -> int:
+    """Simulator reset seed of evaluation episode ``episode`` (see the module docstring)."""
+    if seed < 0 or episode < 0:
+        raise SigmaUserError(f"evaluation seeds must be >= 0, got seed={seed}, episode={episode}")
+    return EVAL_SEED_OFFSET + seed + episode
+
+
+def dataset_to_sim(row: np.ndarray, gripper_limits: tuple[float, float]) -> np.ndarray:
+    """Dataset units (joints in degrees, gripper 0-100) -> simulator joint radians (float64).
+
+    The inverse of what the recorder stores (``so101_nexus.sim_qpos_to_dataset_row``
+    with the env's gripper control range): ``so101_nexus.dataset_row_to_sim_qpos``.
+    """
+    import numpy as np
+    from so101_nexus import dataset_row_to_sim_qpos
+
+    return np.asarray(
+        dataset_row_to_sim_qpos(
+            np.array(row, dtype=np.float64, copy=True), gripper_limits_rad=gripper_limits
+        ),
+        dtype=np.float64,
+    )
+
+
+def sim_to_dataset(qpos: np.ndarray, gripper_limits: tuple[float, float]) -> np.ndarray:
+    """Simulator joint radians -> dataset units (float32), as the recorder stores them."""
+    import numpy as np
+    from so101_nexus import sim_qpos_to_dataset_row
+
+    row = sim_qpos_to_dataset_row(
+        np.array(qpos, dtype=np.float64, copy=True), gripper_limits_rad=gripper_limits
+    )
+    return np.asarray(row, dtype=np.float32)
+
+
+def sim_cameras(meta: dict[str, Any], cameras: list[str]) -> dict[str, str]:
+    """Spec camera name -> so101_nexus observation key, through meta.json's source cameras.
+
+    The source maps each spec camera to a dataset key (``observation.images.<sim
+    camera>`` for datasets recorded here); a camera with no mapping is taken by
+    its own name.
+
+    Raises:
+        SigmaUserError: a camera the simulator does not render.
+    """
+    source = meta.get("source", {}).get("cameras") or {}
+    out = {}
+    for cam in cameras:
+        name = str(source.get(cam, cam)).removeprefix("observation.images.")
+        if name not in SIM_CAMERAS:
+            raise SigmaUserError(
+                f"camera {cam!r} comes from dataset key {source.get(cam, cam)!r}, which the "
+                f"simulator does not render (it has {', '.join(SIM_CAMERAS)})"
+            )
+        out[cam] = SIM_CAMERAS[name]
+    return out
+
+
+def _fps(meta: dict[str, Any]) -> int:
+    fps = meta.get("source", {}).get("fps")
+    return round(float(fps)) if fps else DEFAULT_FPS
+
+
+class Observer:
+    """Turns simulator observations into :class:`SigmaBatch` es with a frame history."""
+
+    def __init__(
+        self,
+        cameras: dict[str, str],
+        image_size: int,
+        frames: int,
+        state_norm: Normalizer,
+        gripper_limits: tuple[float, float],
+        device: torch.device,
+    ) -> None:
+        self.cameras, self.size, self.frames = cameras, image_size, frames
+        self.state_norm, self.gripper_limits, self.device = state_norm, gripper_limits, device
+        self.history: deque[torch.Tensor] = deque(maxlen=frames)
+
+    def reset(self) -> None:
+        self.history.clear()
+
+    def images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
+        """(C, 3, P, P) uint8: every camera resized with padding, as preprocessing does."""
+        import torch
+
+        from sigma_core.data import resize_with_pad
+
+        hwc = torch.stack([torch.from_numpy(obs[key].copy()) for key in self.cameras.values()])
+        return resize_with_pad(hwc.permute(0, 3, 1, 2), self.size)
+
+    def batch(self, obs: dict[str, np.ndarray], task: str) -> Any:
+        import torch
+
+        from sigma_core import SigmaBatch
+
+        frame = self.images(obs)
+        if not self.history:  # episode start: the first frame repeated, as the loader does
+            self.history.extend([frame] * self.frames)
+        else:
+            self.history.append(frame)
+        images = torch.stack(list(self.history), dim=1)  # (C, F, 3, P, P)
+        state = torch.from_numpy(sim_to_dataset(obs["state"], self.gripper_limits))
+        return SigmaBatch(
+            images=images[None].to(self.device).float().div_(255),
+            state=self.state_norm.normalize(state)[None].to(self.device),
+            texts=[task],
+        )
+
+
+class _Video:
+    """An mp4 of one camera written with PyAV; ``None`` when PyAV cannot write one."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        import av
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.container = av.open(str(path), mode="w")
+        self.stream = None
+        for codec in VIDEO_CODECS:
+            try:
+                self.stream = self.container.add_stream(codec, rate=fps)
+                break
+            except Exception:  # codec not built into this FFmpeg
+                continue
+        if self.stream is None:
+            self.container.close()
+            raise RuntimeError(f"PyAV has none of the codecs {', '.join(VIDEO_CODECS)}")
+        self.stream.pix_fmt = "yuv420p"
+        self.started = False
+
+    def add(self, hwc: np.ndarray) -> None:
+        import av
+        import numpy as np
+
+        h, w = hwc.shape[:2]
+        frame = np.pad(hwc, ((0, h % 2), (0, w % 2), (0, 0)))  # yuv420p needs even sides
+        if not self.started:
+            self.stream.height, self.stream.width = frame.shape[:2]
+            self.started = True
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self.stream.encode(video_frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.started:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        self.container.close()
+
+
+def _open_video(path: Path, fps: int) -> _Video | None:
+    try:
+        import av  # noqa: F401  (PyAV comes with LeRobot)
+    except ImportError:
+        print(f"sigma_sim.rollout: PyAV (av) is not installed; not writing {path}")
+        return None
+    try:
+        return _Video(path, fps)
+    except Exception as exc:
+        print(f"sigma_sim.rollout: cannot write {path} ({type(exc).__name__}: {exc}); skipping")
+        return None
+
+
+class Distractors:
+    """Reset positions of the active distractor cubes and the wrong-object test."""
+
+    def __init__(self, env: PickAndPlaceEnv, colors: list[str]) -> None:
+        import mujoco
+
+        self.env = env
+        self.bodies = []
+        if env.config.max_distractors:
+            for i in range(len(colors)):
+                body = mujoco.mj_name2id(
+                    env.model, mujoco.mjtObj.mjOBJ_BODY, f"distractor_slot_{i}"
+                )
+                if body >= 0 and env.data.xpos[body][2] > -1.0:  # parked ones sit below the table
+                    self.bodies.append(body)
+        self.start = env.data.xpos[self.bodies].copy()
+
+    def disturbed(self) -> bool:
+        import numpy as np
+
+        if not self.bodies:
+            return False
+        now = self.env.data.xpos[self.bodies]
+        moved = np.linalg.norm(now - self.start, axis=1) > WRONG_OBJECT_DISPLACEMENT
+        lifted = now[:, 2] - self.start[:, 2] > WRONG_OBJECT_LIFT
+        return bool((moved | lifted).any())
+
+
+def rollout(
+    policy: SigmaPolicy,
+    meta: dict[str, Any],
+    episodes: int,
+    *,
+    seed: int = 10_000,
+    distractors: int = 0,
+    max_seconds: float = 15.0,
+    n_action_steps: int | None = None,
+    video_dir: Path | None = None,
+    video_episodes: int = 3,
+    render_size: int | None = None,
+    progress: bool = False,
+) -> list[EpisodeResult]:
+    """Run ``policy`` closed-loop in the SO-101 pick-and-place simulator.
+
+    Args:
+        policy: a :class:`SigmaPolicy` (put in eval mode for the rollout, its
+            previous mode restored afterwards), on any device.
+        meta: the content of the training shard directory's ``meta.json``: its
+            ``stats`` normalize the state and de-normalize the actions, its
+            ``options`` give the cameras and image size, ``source.fps`` the
+            control rate (default 30) and ``source.cameras`` which simulator
+            camera each spec camera is.
+        episodes: how many episodes to run.
+        seed: evaluation seed; episode ``i`` uses ``seed + i`` (reset seed
+            ``2**32 + seed + i``, disjoint from every recording; see the module docstring).
+        distractors: extra cubes of other colours on the table (0-4).
+        max_seconds: simulated seconds before an episode counts as failed.
+        n_action_steps: actions executed from each plan before replanning
+            (default: the spec's replanning stride, see ``SigmaPolicy.reset``).
+        video_dir: write ``episode_<seed>.mp4`` of the overhead camera here for
+            the first ``video_episodes`` episodes (skipped, with a message, when
+            PyAV is missing or has no H.264/MPEG-4 encoder).
+        video_episodes: how many episodes get a video.
+        render_size: camera resolution of the simulator (default the shards'
+            ``options.image_size``); set it to the recording's resolution when
+            that was larger than the stored size, so frames are downscaled the
+            way preprocessing downscaled them.
+        progress: show a progress bar over episodes.
+
+    Returns:
+        One :class:`EpisodeResult` per episode, in order.
+
+    Raises:
+        SigmaUserError: bad arguments, or ``meta`` that does not match the
+            policy's dims (action/state width, cameras, image size).
+    """
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from sigma_core.data import check_dims, shard_dims
+    from sigma_sim.config import So101PickPlaceConfig
+    from sigma_sim.scene import make_env
+
+    if episodes < 0:
+        raise SigmaUserError(f"episodes must be >= 0, got {episodes}")
+    if max_seconds <= 0:
+        raise SigmaUserError(f"max_seconds must be > 0, got {max_seconds}")
+    eval_env_seed(seed, 0)  # rejects a negative seed before the scene is built
+    have = shard_dims(meta)
+    dims = policy.dims
+    check_dims(
+        dims,
+        {k: have[k] for k in ("action_dim", "state_dim", "cameras", "image_size")},
+        "meta.json",
+    )
+    cameras = sim_cameras(meta, list(dims.cameras))
+    fps = _fps(meta)
+    size = int(have["image_size"])
+    try:  # the recorder's scene; its max_seconds is the recorder's and unused here
+        cfg = So101PickPlaceConfig(image_size=render_size or size, fps=fps, distractors=distractors)
+    except ValueError as exc:
+        raise SigmaUserError(f"bad simulator settings: {exc}") from None
+    limit = max(1, math.floor(max_seconds * fps + 1e-9))
+    action_norm = Normalizer(meta["stats"]["action"])
+    state_norm = Normalizer(meta["stats"]["observation.state"])
+    device = next(policy.parameters()).device
+    n_steps = n_action_steps or policy.spec.run_stride()
+    policy.reset(n_steps)  # validates n_action_steps before the scene is built
+
+    env = make_env(cfg)
+    was_training = policy.training
+    policy.eval()
+    results: list[EpisodeResult] = []
+    try:
+        low = env.action_space.low.astype(np.float64)
+        high = env.action_space.high.astype(np.float64)
+        gripper = (float(low[-1]), float(high[-1]))
+        observer = Observer(cameras, size, dims.frame_history, state_norm, gripper, device)
+        colors = list(cfg.cube_colors)
+        for i in tqdm(range(episodes), desc="rollout", unit="ep", disable=not progress):
+            env_seed = eval_env_seed(seed, i)
+            video = None
+            if video_dir is not None and i < video_episodes:
+                video = _open_video(Path(video_dir) / f"episode_{seed + i}.mp4", fps)
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(env_seed)
+                result = _episode(
+                    env,
+                    policy,
+                    observer,
+                    action_norm,
+                    colors,
+                    env_seed,
+                    limit,
+                    fps,
+                    n_steps,
+                    (low, high, gripper),
+                    video,
+                )
+            results.append(result)
+    finally:
+        env.close()
+        policy.train(was_training)
+    return results
+
+
+def _episode(
+    env: PickAndPlaceEnv,
+    policy: SigmaPolicy,
+    observer: Observer,
+    action_norm: Normalizer,
+    colors: list[str],
+    env_seed: int,
+    limit: int,
+    fps: int,
+    n_steps: int,
+    bounds: tuple[np.ndarray, np.ndarray, tuple[float, float]],
+    video: _Video | None,
+) -> EpisodeResult:
+    import numpy as np
+
+    from sigma_sim.scene import reset_episode
+
+    low, high, gripper = bounds
+    obs, info, episode = reset_episode(env, env_seed, colors)
+    distractors = Distractors(env, colors)
+    policy.reset(n_steps)
+    observer.reset()
+    latencies: list[float] = []
+    sim_seconds: list[float] = []
+    wrong = False
+    success = False
+    seconds_to_success = None
+    steps = 0
+    try:
+        for _ in range(limit):
+            if video is not None:
+                video.add(obs["overhead_camera"])
+            batch = observer.batch(obs, episode.task)
+            t0 = time.perf_counter()
+            action = policy.step(batch)
+            latencies.append(time.perf_counter() - t0)
+            row = action_norm.denormalize(action[0].float().cpu()).numpy()
+            target = np.clip(dataset_to_sim(row, gripper), low, high)
+            t1 = time.perf_counter()
+            obs, _, _, _, info = env.step(target)
+            sim_seconds.append(time.perf_counter() - t1)
+            steps += 1
+            wrong = wrong or distractors.disturbed()
+            if info["success"]:
+                success = True
+                seconds_to_success = steps / fps
+                break
+        if video is not None:
+            video.add(obs["overhead_camera"])
+    finally:
+        if video is not None:
+            video.close()
+    return EpisodeResult(
+        seed=env_seed - EVAL_SEED_OFFSET,
+        env_seed=env_seed,
+        task=episode.task,
+        success=success,
+        steps=steps,
+        seconds_to_success=seconds_to_success,
+        wrong_object=wrong,
+        latencies=latencies,
+        n_action_steps=n_steps,
+        sim_seconds=sim_seconds,
+        video=None if video is None else video.path,
+    )
+
+
+def _percentiles_ms(values: list[float]) -> dict[str, float | None]:
+    import numpy as np
+
+    if not values:
+        return {"p50": None, "p99": None, "mean": None, "max": None}
+    ms = np.asarray(values, dtype=np.float64) * 1000.0
+    return {
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "mean": float(ms.mean()),
+        "max": float(ms.max()),
+    }
+
+
+def summarize(results: list[EpisodeResult], level: float = 0.95) -> dict[str, Any]:
+    """Aggregate episode results.
+
+    Returns:
+        ``{"episodes", "successes", "success_rate": {estimate, low, high, level, n}``
+        (Wilson score interval, :func:`sigma_core.eval.wilson`),
+        ``"wrong_object_rate", "mean_seconds_to_success"`` (over successful
+        episodes; ``None`` without any), ``"steps"`` (total), ``"latency_ms"``
+        (p50 / p99 / mean / max over every control step, replanning steps
+        included), ``"replan_latency_ms"`` (the same over the steps that ran the
+        model) and ``"sim_step_ms"`` (``env.step``: physics and rendering).
+
+    Raises:
+        SigmaUserError: no results.
+    """
+    from sigma_core.eval import wilson
+
+    n = len(results)
+    if n == 0:
+        raise SigmaUserError("summarize needs at least one episode result")
+    successes = sum(r.success for r in results)
+    times = [r.seconds_to_success for r in results if r.seconds_to_success is not None]
+    return {
+        "episodes": n,
+        "successes": successes,
+        "success_rate": wilson(successes, n, level).as_dict(),
+        "wrong_object_rate": sum(r.wrong_object for r in results) / n,
+        "mean_seconds_to_success": sum(times) / len(times) if times else None,
+        "steps": sum(r.steps for r in results),
+        "latency_ms": _percentiles_ms([x for r in results for x in r.latencies]),
+        "replan_latency_ms": _percentiles_ms([x for r in results for x in r.replan_latencies]),
+        "sim_step_ms": _percentiles_ms([x for r in results for x in r.sim_seconds]),
+    }
+
+
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "WRONG_OBJECT_DISPLACEMENT",
+    "WRONG_OBJECT_LIFT",
+    "EpisodeResult",
+    "dataset_to_sim",
+    "eval_env_seed",
+    "rollout",
+    "sim_cameras",
+    "sim_to_dataset",
+    "summarize",
+]

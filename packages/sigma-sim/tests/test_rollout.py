@@ -1,0 +1,316 @@
+"""Closed-loop rollouts of a Sigma policy in the simulator (:mod:`sigma_sim.rollout`).
+
+Everything runs at 32x32 pixels on CPU: two demonstrations are recorded and
+preprocessed once for a real meta.json, a tiny random policy is built once, and
+each rollout lasts at most one simulated second (30 steps) unless it replays the
+scripted expert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from sigma_core import SigmaUserError
+from sigma_sim.config import So101PickPlaceConfig
+
+CAMERAS = ["overhead", "wrist"]
+DIMS = {"d_model": 32, "image_size": 32, "chunk_horizon": 4, "horizon": 8, "cameras": CAMERAS}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _offline() -> Iterator[None]:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: threads only add contention with the renderer
+    yield
+    torch.set_num_threads(threads)
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def meta(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """meta.json of 2 recorded 32 px demonstrations, preprocessed at the tiny dims."""
+    from sigma_core.data import PreprocessOptions, preprocess
+    from sigma_lerobot.dataset import LeRobotSource
+    from sigma_sim.source import So101PickPlace
+
+    base = tmp_path_factory.mktemp("rollout")
+    So101PickPlace(So101PickPlaceConfig(image_size=32)).write(base / "sim", 2, progress=False)
+    opts = PreprocessOptions(
+        cameras=CAMERAS, image_size=32, horizon=8, chunk=4, val_fraction=0, test_fraction=0
+    )
+    return preprocess(LeRobotSource(str(base / "sim"), CAMERAS), base / "shards", opts)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    from sigma_core import build_policy, get_registry, validate_spec
+
+    spec = validate_spec({"model": {"dims": DIMS}}, get_registry())
+    return build_policy(spec).eval()
+
+
+class Recording:
+    """A policy proxy that keeps every action ``step`` returned."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.actions: list[torch.Tensor] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.policy, name)
+
+    def step(self, batch: Any) -> torch.Tensor:
+        action = self.policy.step(batch)
+        self.actions.append(action.clone())
+        return action
+
+
+def _plain(result: Any) -> dict[str, Any]:
+    """Result fields that do not depend on wall-clock time."""
+    d = result.as_dict()
+    return {k: v for k, v in d.items() if k not in ("latencies", "sim_seconds")}
+
+
+# -- conversions and seeds (no simulation) ----------------------------------------
+
+
+def test_action_conversion_round_trip() -> None:
+    from so101_nexus import SO101_GRIPPER_LIMITS_RAD
+
+    from sigma_sim.rollout import dataset_to_sim, sim_to_dataset
+
+    rng = np.random.default_rng(0)
+    rows = np.c_[rng.uniform(-100, 100, (50, 5)), rng.uniform(0, 100, 50)]
+    for limits in (SO101_GRIPPER_LIMITS_RAD, (-0.17453, 1.7453291)):
+        for row in rows:
+            qpos = dataset_to_sim(row, limits)
+            assert qpos.dtype == np.float64
+            np.testing.assert_allclose(sim_to_dataset(qpos, limits), row, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(qpos[:5], np.deg2rad(row[:5]))
+        # gripper 0 and 100 are the ends of the jaw travel
+        ends = (
+            dataset_to_sim(np.array([0, 0, 0, 0, 0, 0.0]), limits)[5],
+            dataset_to_sim(np.array([0, 0, 0, 0, 0, 100.0]), limits)[5],
+        )
+        assert ends == pytest.approx(limits)
+    row = rows[0].copy()
+    dataset_to_sim(row, SO101_GRIPPER_LIMITS_RAD)
+    np.testing.assert_array_equal(row, rows[0])  # the input is not modified
+
+
+def test_eval_seeds_are_disjoint_from_recording_seeds() -> None:
+    from sigma_sim.record import attempt_seeds
+    from sigma_sim.rollout import EVAL_SEED_OFFSET, eval_env_seed
+
+    recorded = {attempt_seeds(s, a)[0] for s in range(3) for a in range(50)}
+    assert max(recorded) < 2**32 <= EVAL_SEED_OFFSET
+    assert eval_env_seed(0, 0) == 2**32 and eval_env_seed(10_000, 3) == 2**32 + 10_003
+    with pytest.raises(SigmaUserError):
+        eval_env_seed(-1, 0)
+
+
+def test_summarize_reports_the_wilson_interval() -> None:
+    from sigma_core.eval import wilson
+    from sigma_sim.rollout import EpisodeResult, summarize
+
+    def ep(i: int, success: bool, wrong: bool = False) -> EpisodeResult:
+        return EpisodeResult(
+            seed=i,
+            env_seed=2**32 + i,
+            task="t",
+            success=success,
+            steps=10,
+            seconds_to_success=1.0 + i if success else None,
+            wrong_object=wrong,
+            latencies=[0.010] * 9 + [0.100],
+            n_action_steps=5,
+            sim_seconds=[0.005] * 10,
+        )
+
+    results = [ep(0, True), ep(1, False, True), ep(2, True), ep(3, False)]
+    s = summarize(results)
+    assert s["episodes"] == 4 and s["successes"] == 2
+    assert s["success_rate"] == wilson(2, 4).as_dict()
+    assert s["success_rate"]["low"] < 0.5 < s["success_rate"]["high"]
+    assert s["wrong_object_rate"] == 0.25
+    assert s["mean_seconds_to_success"] == pytest.approx(2.0)  # (1 + 3) / 2
+    assert s["latency_ms"]["p50"] == pytest.approx(10.0)
+    assert s["latency_ms"]["p99"] > 50.0
+    assert results[0].replan_latencies == [0.010, 0.010]  # steps 0 and 5
+    assert s["sim_step_ms"]["p50"] == pytest.approx(5.0)
+    with pytest.raises(SigmaUserError):
+        summarize([])
+
+
+def test_observer_keeps_a_frame_history() -> None:
+    from sigma_core.data import Normalizer
+    from sigma_sim.rollout import Observer
+
+    norm = Normalizer({"mean": [0.0] * 6, "std": [1.0] * 6})
+    cams = {"overhead": "overhead_camera", "wrist": "wrist_camera"}
+    obs = Observer(cams, 16, 3, norm, (-0.17, 1.74), torch.device("cpu"))
+
+    def frame(v: int) -> dict[str, np.ndarray]:
+        img = np.full((24, 32, 3), v, dtype=np.uint8)  # not square: padded like preprocessing
+        return {"overhead_camera": img, "wrist_camera": img, "state": np.zeros(6, np.float32)}
+
+    first = obs.batch(frame(10), "task")
+    assert first.images.shape == (1, 2, 3, 3, 16, 16)
+    assert first.images[0, 0, :, :, 8, 8].mul(255).round().eq(10).all()  # repeated at start
+    assert first.images[0, 0, 0, :, 0, 8].eq(0).all()  # black padding rows on top
+    second = obs.batch(frame(20), "task")
+    assert second.images[0, 0, :, 0, 8, 8].mul(255).round().tolist() == [10, 10, 20]
+    # gripper qpos 0 rad is (0 - low) / (high - low) * 100 in dataset units (mean 0, std 1)
+    assert second.state[0, 5].item() == pytest.approx((0.0 + 0.17) / (1.74 + 0.17) * 100)
+
+
+# -- closed loop --------------------------------------------------------------------
+
+
+def test_rollout_fields_latencies_video_and_determinism(meta, policy, tmp_path) -> None:
+    import av
+
+    from sigma_sim.rollout import rollout
+
+    first = Recording(policy)
+    a = rollout(first, meta, 2, max_seconds=1.0, video_dir=tmp_path, video_episodes=1)
+    assert [r.seed for r in a] == [10_000, 10_001]
+    assert [r.env_seed for r in a] == [2**32 + 10_000, 2**32 + 10_001]
+    for r in a:
+        assert isinstance(r.success, bool) and isinstance(r.wrong_object, bool)
+        assert r.task.startswith("Pick up the ") and r.task.endswith(" circle.")
+        assert 1 <= r.steps <= 30
+        assert r.success == (r.seconds_to_success is not None)
+        assert r.wrong_object is False  # no distractors
+        assert len(r.latencies) == len(r.sim_seconds) == r.steps
+        assert all(t > 0 for t in r.latencies)
+        assert r.n_action_steps == 4  # the spec's stride: H_c
+    assert a[0].video == tmp_path / "episode_10000.mp4" and a[1].video is None
+    with av.open(str(a[0].video)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == a[0].steps + 1  # every observation, the last one too
+    assert len(first.actions) == sum(r.steps for r in a)
+
+    second = Recording(policy)
+    b = rollout(second, meta, 2, max_seconds=1.0)
+    assert [_plain(r) | {"video": None} for r in a] == [_plain(r) for r in b]
+    torch.testing.assert_close(torch.cat(first.actions), torch.cat(second.actions))
+    assert not policy.training
+    other = rollout(policy, meta, 1, seed=20_000, max_seconds=0.2, n_action_steps=2)
+    assert other[0].steps == 6 and other[0].n_action_steps == 2
+    assert len(other[0].replan_latencies) == 3
+
+
+def test_rollout_with_distractors(meta, policy) -> None:
+    from sigma_sim.rollout import rollout, summarize
+
+    results = rollout(policy, meta, 2, distractors=1, max_seconds=0.5)
+    assert all(isinstance(r.wrong_object, bool) for r in results)
+    assert all(isinstance(r.success, bool) for r in results)
+    summary = summarize(results)
+    assert summary["episodes"] == 2 and 0.0 <= summary["wrong_object_rate"] <= 1.0
+    assert summary["success_rate"]["n"] == 2
+    assert summary["latency_ms"]["p50"] > 0 and summary["latency_ms"]["p99"] > 0
+
+
+def test_wrong_object_detects_a_moved_distractor() -> None:
+    import mujoco
+
+    from sigma_sim.rollout import Distractors, eval_env_seed
+    from sigma_sim.scene import make_env, reset_episode
+
+    cfg = So101PickPlaceConfig(image_size=16, distractors=2)
+    env = make_env(cfg)
+    try:
+        reset_episode(env, eval_env_seed(0, 0), list(cfg.cube_colors))
+        watch = Distractors(env, list(cfg.cube_colors))
+        assert len(watch.bodies) == 2 and not watch.disturbed()
+        body = watch.bodies[1]
+        adr = env.model.jnt_qposadr[env.model.body_jntadr[body]]  # its free joint
+        env.data.qpos[adr + 2] += 0.015  # lifted 1.5 cm: under 2 cm, still counts
+        mujoco.mj_kinematics(env.model, env.data)
+        assert watch.disturbed()
+        env.data.qpos[adr + 2] -= 0.015
+        env.data.qpos[adr] += 0.015  # pushed 1.5 cm: fine
+        mujoco.mj_kinematics(env.model, env.data)
+        assert not watch.disturbed()
+        env.data.qpos[adr] += 0.01  # 2.5 cm
+        mujoco.mj_kinematics(env.model, env.data)
+        assert watch.disturbed()
+    finally:
+        env.close()
+
+
+class ExpertReplay(torch.nn.Module):
+    """Plays back the scripted expert's joint targets, normalized as a trained policy's
+    actions are: closed-loop success then depends only on rollout's conversions."""
+
+    def __init__(self, spec: Any, plan: np.ndarray, meta: dict[str, Any], limits: Any) -> None:
+        from sigma_sim.rollout import Normalizer, sim_to_dataset
+
+        super().__init__()
+        self.spec = spec
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        norm = Normalizer(meta["stats"]["action"])
+        rows = np.stack([sim_to_dataset(q, limits) for q in plan])
+        self.targets = norm.normalize(torch.from_numpy(rows))
+        self.state_norm = Normalizer(meta["stats"]["observation.state"])
+        self.t = 0
+
+    @property
+    def dims(self) -> Any:
+        return self.spec.model.dims
+
+    def reset(self, n_action_steps: int | None = None) -> None:
+        self.t = 0
+
+    def step(self, batch: Any) -> torch.Tensor:
+        assert batch.images.shape == (1, 2, 1, 3, 32, 32) and batch.texts[0].startswith("Pick")
+        assert batch.images.min() >= 0.0 and batch.images.max() <= 1.0
+        action = self.targets[min(self.t, len(self.targets) - 1)][None]
+        self.t += 1
+        return action
+
+
+def test_expert_actions_through_rollout_succeed(meta, policy) -> None:
+    """Dataset-unit actions -> sim joint targets is the right conversion: the expert's
+    own plan, sent through it, completes the task in closed loop."""
+    from sigma_sim.expert import PickPlaceExpert, Style
+    from sigma_sim.rollout import eval_env_seed, rollout
+    from sigma_sim.scene import make_env, reset_episode
+
+    cfg = So101PickPlaceConfig(image_size=32)
+    env = make_env(cfg)
+    try:
+        low, high = env.action_space.low.astype(float), env.action_space.high.astype(float)
+        expert = PickPlaceExpert(env.model, cfg.fps, low, high)
+        obs, _, episode = reset_episode(env, eval_env_seed(0, 0), list(cfg.cube_colors))
+        plan = np.clip(expert.plan(episode, obs["state"], Style()).actions, low, high)
+    finally:
+        env.close()
+    replay = ExpertReplay(policy.spec, plan, meta, (float(low[-1]), float(high[-1])))
+    [result] = rollout(replay, meta, 1, seed=0, max_seconds=len(plan) / cfg.fps + 1.0)
+    assert result.task == episode.task
+    assert result.success, f"expert replay failed after {result.steps} steps"
+    assert result.seconds_to_success == pytest.approx(result.steps / cfg.fps)
+    assert result.steps <= len(plan) + cfg.fps
+
+
+def test_rollout_checks_meta_against_the_policy(meta, policy) -> None:
+    from sigma_sim.rollout import rollout
+
+    wrong_size = {**meta, "options": {**meta["options"], "image_size": 64}}
+    with pytest.raises(SigmaUserError, match="image_size"):
+        rollout(policy, wrong_size, 1)
+    real = {**meta, "source": {**meta["source"], "cameras": {"overhead": "observation.images.up"}}}
+    with pytest.raises(SigmaUserError, match="does not render"):
+        rollout(policy, real, 1)
+    with pytest.raises(ValueError, match="n_action_steps"):
+        rollout(policy, meta, 1, n_action_steps=99)
