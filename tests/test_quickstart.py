@@ -66,6 +66,12 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
         ("lora-only", "sigma"),
         ("base", "sigma"),
     }
+    loop = summary["closed_loop"]
+    assert set(loop) == {"sigma", "lora-only", "base"}
+    for c in loop.values():  # one closed-loop episode each in the simulator
+        assert c["episodes"] == 1 and 0 <= c["success_rate"]["estimate"] <= 1
+        assert c["success_rate"]["low"] <= c["success_rate"]["high"] and c["steps"] > 0
+        assert c["latency_ms"]["p99"] > 0
     for c in summary["comparisons"]:
         d = c["difference"]
         assert d["low"] <= d["estimate"] <= d["high"] and c["episodes"] >= 1

@@ -211,3 +211,16 @@ def test_reset_clears_memory_and_n_action_steps_replans(policy):
     assert policy._memory is None and policy._queue == []
     with pytest.raises(ValueError, match="n_action_steps must be in"):
         policy.reset(n_action_steps=CONTRACT_DIMS.chunk_horizon + 1)
+
+
+def test_a_base_stage_policy_acts_on_its_tau0_path_by_default():
+    spec = validate_spec(
+        {"model": {"dims": CONTRACT_DIMS.model_dump()}, "train": {"stage": "base"}}, get_registry()
+    )
+    policy = build_policy(spec).eval()
+    with torch.no_grad():
+        out = policy(batch())
+    assert torch.equal(out.residual.trajectory, torch.zeros_like(out.residual.trajectory))
+    assert torch.equal(out.actions.trajectory, out.base.trajectory)  # untrained heads unused
+    with torch.no_grad():
+        assert not torch.equal(policy(batch(), telepathy=True).residual.vector, out.residual.vector)

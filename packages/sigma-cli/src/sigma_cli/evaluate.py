@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from sigma_cli.ui import err, out, user_errors
+from sigma_core import SigmaUserError
 
 
 @user_errors
@@ -23,6 +25,18 @@ def evaluate(
         str | None, typer.Option(help="val or test; default the first policy's eval.split.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the bootstrap.")] = 0,
+    sim: Annotated[
+        int, typer.Option(min=0, help="Closed-loop episodes per policy in the SO-101 simulator.")
+    ] = 0,
+    distractors: Annotated[
+        int, typer.Option(min=0, help="Closed loop: cubes of other colours on the table.")
+    ] = 0,
+    max_seconds: Annotated[
+        float, typer.Option(help="Closed loop: an episode's time limit.")
+    ] = 15.0,
+    save_video: Annotated[
+        bool, typer.Option(help="Closed loop: mp4 of the overhead camera, first 3 episodes.")
+    ] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
@@ -39,8 +53,15 @@ def evaluate(
     from sigma_core.eval import evaluate as run_eval
 
     torch.set_num_threads(threads)
+    closed_loop = None
+    if sim:
+        closed_loop = simulator(
+            sim, seed, distractors, max_seconds, out_dir if save_video else None
+        )
     err.print(f"replaying {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} ...")
-    report = run_eval(policies, data, out_dir, split=split, seed=seed, plots=plots)
+    report = run_eval(
+        policies, data, out_dir, split=split, seed=seed, plots=plots, closed_loop=closed_loop
+    )
     if as_json:
         out.print_json(json.dumps(report))
         return
@@ -67,4 +88,48 @@ def evaluate(
             f"[{d['low']:+.4g}, {d['high']:+.4g}]",
         )
     out.print(diffs)
+    if "closed_loop" in report:
+        loop = Table(title="closed loop (SO-101 simulator)", title_justify="left")
+        for col in ("policy", "episodes", "success", "95% Wilson", "wrong object", "p99 ms"):
+            loop.add_column(col)
+        for name, c in report["closed_loop"].items():
+            rate = c["success_rate"]
+            loop.add_row(
+                name,
+                str(c["episodes"]),
+                f"{rate['estimate']:.0%}",
+                f"[{rate['low']:.0%}, {rate['high']:.0%}]",
+                f"{c['wrong_object_rate']:.0%}",
+                f"{c['latency_ms']['p99']:.1f}",
+            )
+        out.print(loop)
     out.print(f"report: {out_dir / 'report.md'}")
+
+
+def simulator(
+    episodes: int, seed: int, distractors: int, max_seconds: float, video_root: Path | None
+) -> Callable[[Any, dict[str, Any]], dict[str, Any]]:
+    """The closed-loop evaluator of ``sigma eval --sim``, from the SO-101 simulator package."""
+    try:
+        from sigma_sim.rollout import rollout, summarize
+    except ImportError:
+        raise SigmaUserError(
+            "--sim needs the SO-101 simulator: pip install 'sigma-vla-cli[default]'"
+            " (or sigma-vla-sim)"
+        ) from None
+
+    def run(source: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        err.print(f"closed loop: {source.name}, {episodes} episodes ...")
+        videos = video_root / "videos" / source.name if video_root else None
+        results = rollout(
+            source.policy,
+            meta,
+            episodes,
+            seed=10_000 + seed,
+            distractors=distractors,
+            max_seconds=max_seconds,
+            video_dir=videos,
+        )
+        return summarize(results) | {"distractors": distractors}
+
+    return run

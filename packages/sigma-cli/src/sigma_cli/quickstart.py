@@ -7,7 +7,8 @@ Stages, each skipped when its output is already complete (a rerun resumes):
 3. ``runs/base``       stage base: the CPU stand-in for π0.5, then frozen
 4. ``runs/sigma``      stage sigma on that base: telepathy pathway + LoRA (memory over runs)
 5. ``runs/lora-only``  the control: the same budget with the pathway off (LoRA + residual heads)
-6. ``eval/``    ``sigma eval`` of all three on the held-out test episodes
+6. ``eval/``    ``sigma eval`` of all three on the held-out test episodes, and in
+   closed loop in the simulator (seeds disjoint from the demonstrations')
 
 The specs are the embedded defaults (``SigmaSpec()``) with the stage settings of
 ``configs/base-tiny.yaml``, ``configs/sigma-tiny.yaml`` and
@@ -26,6 +27,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from sigma_cli.evaluate import simulator
 from sigma_cli.ui import err, out, user_errors
 from sigma_core import SigmaSpec, get_registry, validate_spec
 
@@ -41,6 +43,8 @@ class Size:
     batch_size: int
     run_length: int
     split: float  # val and test fraction each
+    sim_episodes: int  # closed-loop episodes per policy
+    sim_seconds: float  # their time limit
 
 
 FULL = Size(
@@ -51,9 +55,19 @@ FULL = Size(
     batch_size=8,
     run_length=4,
     split=0.1,
+    sim_episodes=8,
+    sim_seconds=10.0,
 )
 SMOKE = Size(
-    episodes=4, image_size=32, base_steps=4, sigma_steps=4, batch_size=2, run_length=2, split=0.25
+    episodes=4,
+    image_size=32,
+    base_steps=4,
+    sigma_steps=4,
+    batch_size=2,
+    run_length=2,
+    split=0.25,
+    sim_episodes=1,
+    sim_seconds=1.0,
 )
 
 
@@ -140,7 +154,8 @@ def run_quickstart(root: Path, size: Size, seed: int = 0) -> dict[str, Any]:
     report_dir = root / "eval"
     if (t := _stage("eval", (report_dir / "report.json").is_file(), timings)) is not None:
         runs = [root / "runs" / n for n in ("sigma", "lora-only", "base")]
-        evaluate(runs, shards, report_dir, split="test", seed=seed)
+        loop = simulator(size.sim_episodes, seed, 0, size.sim_seconds, None)
+        evaluate(runs, shards, report_dir, split="test", seed=seed, closed_loop=loop)
         timings["eval"] = time.perf_counter() - t
     report = json.loads((report_dir / "report.json").read_text())
     summary = {
@@ -150,6 +165,7 @@ def run_quickstart(root: Path, size: Size, seed: int = 0) -> dict[str, Any]:
         "demonstrations": {k: demo[k] for k in ("episodes", "frames", "yield") if k in demo},
         "report": str(report_dir / "report.md"),
         "groups": {g: v["metrics"] for g, v in report["groups"].items()},
+        "closed_loop": report.get("closed_loop", {}),
         "comparisons": [
             c
             for c in report["comparisons"]
@@ -193,6 +209,18 @@ def print_table(summary: dict[str, Any]) -> None:
             a, b, cells.get("mse_vec", ""), cells.get("mse_chk", ""), cells.get("mse_trj", "")
         )
     out.print(diffs)
+    loop = Table(title="closed loop in the simulator (held-out seeds)", title_justify="left")
+    for col in ("policy", "episodes", "success [95% Wilson]", "control step p50 / p99 ms"):
+        loop.add_column(col)
+    for name, c in summary["closed_loop"].items():
+        r, lat = c["success_rate"], c["latency_ms"]
+        loop.add_row(
+            name,
+            str(c["episodes"]),
+            f"{r['estimate']:.0%} [{r['low']:.0%}, {r['high']:.0%}]",
+            f"{lat['p50']:.1f} / {lat['p99']:.1f}",
+        )
+    out.print(loop)
     seconds = sum(summary["seconds"].values())
     out.print(f"{seconds:.0f} s; report: {summary['report']}; runs under {summary['root']}/runs")
 

@@ -13,13 +13,16 @@ Files written (atomically: the directory appears complete or not at all)::
 ({path, meta_sha256, episodes, windows}), ``groups`` ({name: {source, stage,
 weights_sha256, spec, components, windows, metrics: {metric: mean}}}),
 ``comparisons`` ([{a, b, metric, episodes, difference: {estimate, low, high,
-level, n}}], ``a − b`` with a paired bootstrap over episodes), ``versions``.
+level, n}}], ``a − b`` with a paired bootstrap over episodes), ``versions``, and
+with a closed-loop evaluation ``closed_loop`` ({name: the rollout summary: success
+rate with its Wilson interval, wrong-object rate, latency percentiles}).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -125,11 +128,14 @@ def evaluate(
     split: str | None = None,
     seed: int = 0,
     plots: bool = True,
+    closed_loop: Callable[[Source, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Replay every policy's groups on the held-out ``split`` of ``data``; write the report.
 
     ``split`` and the CHECK B batch size default to the first policy's ``eval:``
-    section. Returns the ``report.json`` content.
+    section. ``closed_loop(source, shards_meta)``, when given, runs each policy in
+    closed loop (e.g. ``sigma_sim.rollout``) and returns its summary for
+    ``report["closed_loop"]``. Returns the ``report.json`` content.
 
     Raises:
         SigmaUserError: a directory without a saved policy, policies or data whose
@@ -186,6 +192,8 @@ def evaluate(
                 "windows": len(mine),
                 "metrics": {m: float(np.mean([r[m] for r in mine])) for m in METRICS},
             }
+    if closed_loop is not None:
+        report["closed_loop"] = {s.name: closed_loop(s, ds.meta) for s in sources}
     checks_a = {g: check_a(s) for s in sources for g in s.groups}
     checks_b = check_b(rows, spec.eval.batch_size)
     with atomic_dir(out) as tmp:

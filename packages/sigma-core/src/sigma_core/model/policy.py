@@ -246,7 +246,7 @@ class SigmaPolicy(nn.Module):
         )
 
     def forward(
-        self, batch: SigmaBatch, m_prev: Tensor | None = None, telepathy: bool = True
+        self, batch: SigmaBatch, m_prev: Tensor | None = None, telepathy: bool | None = None
     ) -> SigmaOutput:
         """Two-pass telepathy forward (see the module docstring for the formulas).
 
@@ -255,7 +255,12 @@ class SigmaPolicy(nn.Module):
             m_prev: semantic memory m_{t-1} (B, D); zeros when ``None``.
             telepathy: ``False`` disables the pathway (tau = 0, delta_a = 0). With
                 ``model.telepathy: false`` in the spec, ``delta_a = g([c_text, 0])``.
+                Default: on for a policy trained in stage sigma, off for one trained
+                in stage base (whose telepathy heads were never trained), so that
+                ``act``/``step`` of a saved base policy run its tau = 0 path.
         """
+        if telepathy is None:
+            telepathy = self.spec.train.stage == "sigma"
         b = batch.batch_size
         device = batch.state.device
         if m_prev is None:
