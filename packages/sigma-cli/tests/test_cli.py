@@ -221,3 +221,12 @@ def test_eval_bad_input_exits_2_without_traceback(tmp_path, tiny_shards):
     assert res.returncode == 2, res.stderr
     assert "no saved policy (sigma.json missing) (a run that has not finished" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "r").exists()
+
+
+def test_eval_sim_without_the_simulator_names_the_extra(monkeypatch):
+    from sigma_cli.evaluate import simulator
+    from sigma_core import SigmaUserError
+
+    monkeypatch.setitem(sys.modules, "sigma_sim.rollout", None)  # as if not installed
+    with pytest.raises(SigmaUserError, match=r"--sim needs the SO-101 simulator: pip install"):
+        simulator(2, 0, 0, 5.0, None)
