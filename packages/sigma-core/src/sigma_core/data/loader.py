@@ -95,13 +95,14 @@ class ShardDataset(Dataset):
     def episode_runs(self, stride: int) -> dict[int, list[int]]:
         """episode -> its windows at its first frame, then every ``stride`` frames while they
         exist: what a policy replanning every ``stride`` steps sees over the episode."""
-        at = {key: i for i, key in enumerate(self.window_frames())}
+        by_episode: dict[int, dict[int, int]] = {}
+        for i, (episode, frame) in enumerate(self.window_frames()):
+            by_episode.setdefault(episode, {})[frame] = i
         out: dict[int, list[int]] = {}
-        for episode in sorted({e for e, _ in at}):
-            frame = min(f for e, f in at if e == episode)
-            out[episode] = []
-            while (episode, frame) in at:
-                out[episode].append(at[(episode, frame)])
+        for episode, at in sorted(by_episode.items()):
+            frame, out[episode] = min(at), []
+            while frame in at:
+                out[episode].append(at[frame])
                 frame += stride
         return out
 

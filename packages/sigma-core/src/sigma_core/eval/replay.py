@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from sigma_core.data import ShardDataset, collate
 from sigma_core.errors import SigmaUserError
-from sigma_core.model.checkpoint import META, read_meta
+from sigma_core.model.checkpoint import META
 from sigma_core.model.policy import SigmaPolicy
 from sigma_core.types import ActionSet, SigmaBatch
 
@@ -42,6 +42,8 @@ METRICS = (
     "sem_align",
     "adapter_scale",
 )
+#: the pathway's columns of a group that has none (a base)
+NO_PATHWAY = {"tau_l2": 0.0, "sem_align": 0.0, "adapter_scale": 0.0}
 
 
 @dataclass
@@ -75,7 +77,6 @@ def load_source(path: str | Path, name: str | None = None) -> Source:
     if not (directory / META).is_file():
         hint = " (a run that has not finished: no policy/ yet)" if (path / "last").exists() else ""
         raise SigmaUserError(f"{path}: no saved policy ({META} missing){hint}")
-    read_meta(directory)
     policy = SigmaPolicy.from_pretrained(directory).eval()
     return Source(name or (path.name if directory != path else directory.name), directory, policy)
 
@@ -121,22 +122,17 @@ def replay(
                 m = out.intent.m_t
                 where = {"episode": episode, "frame": k, "window": i}
                 if not source.telepathy:
-                    none = {"tau_l2": 0.0, "sem_align": 0.0, "adapter_scale": 0.0}
-                    rows.append(
-                        where | {"group": source.name} | _metrics(out.actions, batch, ds, none)
-                    )
+                    found = _metrics(out.actions, batch, ds, NO_PATHWAY)
+                    rows.append(where | {"group": source.name} | found)
                     continue
                 it = out.intent
                 sem = F.cosine_similarity(it.z_pool, it.c_text + it.c_env, dim=-1).item()
                 tel = {"tau_l2": out.tau.norm(dim=-1).item(), "sem_align": sem}
                 adapted, diag = p.adapt(out)
-                for group, actions, scale in (
-                    (source.name, adapted, diag.scale.item()),
-                    (f"{source.name}:no-adapter", out.actions, 1.0),
-                    (f"{source.name}:base", out.base, 0.0),
+                for group, actions, extra in (
+                    (source.name, adapted, tel | {"adapter_scale": diag.scale.item()}),
+                    (f"{source.name}:no-adapter", out.actions, tel | {"adapter_scale": 1.0}),
+                    (f"{source.name}:base", out.base, NO_PATHWAY),
                 ):
-                    extra = tel | {"adapter_scale": scale}
-                    if group.endswith(":base"):
-                        extra = {"tau_l2": 0.0, "sem_align": 0.0, "adapter_scale": 0.0}
                     rows.append(where | {"group": group} | _metrics(actions, batch, ds, extra))
     return rows

@@ -32,7 +32,7 @@ import torch
 
 from sigma_core._fileio import atomic_dir, sha256_file
 from sigma_core.data import ShardDataset
-from sigma_core.data.dims import DATA_DIMS, check_dims, shard_dims
+from sigma_core.data.dims import check_dims, shard_dims
 from sigma_core.errors import SigmaUserError
 from sigma_core.eval.replay import METRICS, Source, load_source, replay
 from sigma_core.eval.stats import paired_bootstrap
@@ -144,22 +144,16 @@ def evaluate(
     if not policies:
         raise SigmaUserError("give at least one run directory or saved policy")
     sources = [load_source(p) for p in policies]
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        sources = [
-            load_source(p, f"{i}:{s.name}")
-            for i, (p, s) in enumerate(zip(policies, sources, strict=True))
-        ]
+    if len({s.name for s in sources}) != len(sources):  # two runs with one directory name
+        for i, s in enumerate(sources):
+            s.name = f"{i}:{s.name}"
     spec = sources[0].policy.spec  # the first policy's eval: section gives the defaults
     split = split or spec.eval.split
     ds = ShardDataset(data, split=split, frame_history=spec.model.dims.frame_history)
     have = shard_dims(ds.meta)
-    for s in sources:
+    held_out = set(ds.meta["split"][split]["episodes"])
+    for s in sources:  # every group matches the data, so the groups match each other
         check_dims(s.policy.dims, have, f"{data} (for {s.directory})")
-        ref = {k: getattr(spec.model.dims, k) for k in DATA_DIMS}
-        check_dims(s.policy.dims, ref, f"{sources[0].directory} (vs {s.directory})", what="group")
-    held_out = set(ds.episode_runs(1))
-    for s in sources:
         check_held_out(s, ds.meta, held_out, Path(data))
     stride = spec.run_stride()
     rows = replay(sources, ds, stride, seed)
@@ -179,22 +173,23 @@ def evaluate(
         "comparisons": comparisons(rows, _pairs(sources), seed),
         "versions": _versions(),
     }
-    for s in sources:
-        meta = read_meta(s.directory)
+    checks_a = {}
+    for s in sources:  # what one source's groups share is computed once
+        meta, tensors = read_meta(s.directory), check_a(s)
+        shared = {
+            "source": str(s.directory),
+            "stage": s.policy.spec.train.stage,
+            "weights_sha256": sha256_file(s.directory / WEIGHTS),
+            "spec": meta["spec"],
+            "components": meta["components"],
+        }
         for g in s.groups:
             mine = [r for r in rows if r["group"] == g]
-            report["groups"][g] = {
-                "source": str(s.directory),
-                "stage": s.policy.spec.train.stage,
-                "weights_sha256": sha256_file(s.directory / WEIGHTS),
-                "spec": meta["spec"],
-                "components": meta["components"],
-                "windows": len(mine),
-                "metrics": {m: float(np.mean([r[m] for r in mine])) for m in METRICS},
-            }
+            metrics = {m: float(np.mean([r[m] for r in mine])) for m in METRICS}
+            report["groups"][g] = shared | {"windows": len(mine), "metrics": metrics}
+            checks_a[g] = tensors
     if closed_loop is not None:
         report["closed_loop"] = {s.name: closed_loop(s, ds.meta) for s in sources}
-    checks_a = {g: check_a(s) for s in sources for g in s.groups}
     checks_b = check_b(rows, spec.eval.batch_size)
     with atomic_dir(out) as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
