@@ -39,3 +39,28 @@ def test_controls_and_ablations_change_one_thing():
     base = load_spec(REPO / "configs" / "base-tiny.yaml").model_dump(mode="json")
     longer = load_spec(REPO / "configs" / "control-base-longer.yaml").model_dump(mode="json")
     assert longer["train"] == base["train"] | {"init_from": "runs/base-tiny/policy"}
+
+
+def test_quickstart_trains_what_the_shipped_configs_say(tmp_path):
+    """sigma quickstart builds its specs in code (configs/ is not in the wheels): they must
+    not drift from configs/base-tiny, sigma-tiny and control-lora-only."""
+    from sigma_cli.quickstart import FULL, specs
+
+    built = specs(FULL, tmp_path)
+    for name, config in (
+        ("base", "base-tiny.yaml"),
+        ("sigma", "sigma-tiny.yaml"),
+        ("lora-only", "control-lora-only.yaml"),
+    ):
+        want = load_spec(REPO / "configs" / config)
+        got = built[name]
+        assert got.model.model_dump(exclude={"dims"}) == want.model.model_dump(exclude={"dims"})
+        assert got.model.dims == want.model.dims, name
+        assert got.train.model_dump(exclude={"init_from"}) == want.train.model_dump(
+            exclude={"init_from"}
+        ), name
+        assert (got.data.batch_size, got.data.run_length) == (
+            want.data.batch_size,
+            want.data.run_length,
+        ), name
+        assert got.base_policy.type == want.base_policy.type, name

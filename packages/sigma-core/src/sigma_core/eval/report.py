@@ -31,8 +31,7 @@ import numpy as np
 import torch
 
 from sigma_core._fileio import atomic_dir, sha256_file
-from sigma_core.data import ShardDataset
-from sigma_core.data.dims import check_dims, shard_dims
+from sigma_core.data import ShardDataset, check_dims, shard_dims
 from sigma_core.errors import SigmaUserError
 from sigma_core.eval.replay import METRICS, Source, load_source, replay
 from sigma_core.eval.stats import paired_bootstrap

@@ -45,9 +45,14 @@ from typing import Any
 import torch
 
 from sigma_core._fileio import atomic_write_text, sha256_file
-from sigma_core.data import RunDataset, ShardDataset, make_loader
-from sigma_core.data.dims import check_dims, shard_dims
-from sigma_core.data.loader import EpochSampler
+from sigma_core.data import (
+    EpochSampler,
+    RunDataset,
+    ShardDataset,
+    check_dims,
+    make_loader,
+    shard_dims,
+)
 from sigma_core.errors import SigmaUserError
 from sigma_core.model.checkpoint import WEIGHTS, init_from_checkpoint
 from sigma_core.model.policy import SigmaPolicy, build_policy
