@@ -61,9 +61,14 @@ PUBLIC = [
     "load_registry",
     "load_spec",
     "parameter_counts",
+    "register_pretrained",
+    "shared",
+    "sharing",
+    "source_record",
     "spec_reference",
     "spec_schema",
     "validate_spec",
+    "weights_fingerprint",
 ]
 
 

@@ -67,3 +67,63 @@ def test_nf4_base_with_lora_runs_forward_and_backward_on_cpu():
     out.hidden.pow(2).mean().backward()
     grads = [p.grad for n, p in hf.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("load_in_4bit", [False, True], ids=["bf16-base", "nf4-base"])
+def test_a_policy_on_a_pretrained_base_saves_only_what_trains_and_reloads_exactly(
+    tmp_path, load_in_4bit
+):
+    """The checkpoint holds LoRA + heads, references the base by sha256, reloads to equal actions.
+
+    With NF4 the saved state used to carry bitsandbytes quant-state keys
+    (weight.absmax, quant_map, ...) that a strict load rejected.
+    """
+    if load_in_4bit:
+        pytest.importorskip("bitsandbytes")
+    from safetensors import safe_open
+
+    from sigma_core import SigmaPolicy, get_registry, validate_spec
+    from sigma_core.testing import CONTRACT_DIMS, example_batch
+
+    base = save_tiny_model()
+    backbone = {"type": "hf", "path": str(base), "load_in_4bit": load_in_4bit}
+    raw = {"model": {"dims": CONTRACT_DIMS.model_dump(), "backbone": backbone}}
+    policy = SigmaPolicy(validate_spec(raw, get_registry())).eval()
+    policy.save_pretrained(tmp_path / "ckpt")
+    with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
+        saved = set(f.keys())
+    backbone_keys = {k for k in saved if k.startswith("backbone.model.")}
+    assert backbone_keys and all("lora_" in k for k in backbone_keys)
+    assert "backbone.prefix_proj.weight" in saved
+    meta = json.loads((tmp_path / "ckpt" / "sigma.json").read_text())
+    record = meta["pretrained"]["backbone.model"]
+    assert record["source"] == str(base) and len(record["sha256"]) == 64
+
+    restored = SigmaPolicy.from_pretrained(tmp_path / "ckpt").eval()
+    batch = example_batch(CONTRACT_DIMS, batch_size=2)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        want = policy.act(batch)[0]
+        torch.manual_seed(1)
+        got = restored.act(batch)[0]
+    assert torch.equal(want, got)
+
+
+def test_a_checkpoint_refuses_other_base_weights(tmp_path):
+    from sigma_core import SigmaPolicy, get_registry, validate_spec
+    from sigma_core.testing import CONTRACT_DIMS
+
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    tiny = TinyBackbone(TinyBackboneConfig(lora=None), DIMS)
+    tiny.model.save_pretrained(base)
+    tiny.tokenizer.save_pretrained(base)
+    raw = {
+        "model": {"dims": CONTRACT_DIMS.model_dump(), "backbone": {"type": "hf", "path": str(base)}}
+    }
+    SigmaPolicy(validate_spec(raw, get_registry())).save_pretrained(tmp_path / "ckpt")
+    torch.manual_seed(1)
+    TinyBackbone(TinyBackboneConfig(lora=None), DIMS).model.save_pretrained(base)
+    with pytest.raises(SigmaUserError, match=r"backbone\.model: .*base has sha256 .* trained on"):
+        SigmaPolicy.from_pretrained(tmp_path / "ckpt")
+    SigmaPolicy.from_pretrained(tmp_path / "ckpt", strict_versions=False)  # the escape hatch

@@ -66,3 +66,47 @@ def test_tower_vision_uses_a_frozen_siglip_and_trains_the_rest():
     got = vision.patch_features(images).unflatten(1, (2, 2, 16))  # (B, C, F, N, W_v)
     emb = vision.frame_embed[:, None] + vision.camera_embed[:, None, None]  # (C, F, 1, W_v)
     torch.testing.assert_close((got - emb).flatten(0, 2), want)
+
+
+def test_a_full_siglip_model_directory_gives_its_vision_tower_and_is_not_saved(tmp_path):
+    """google/siglip-so400m-patch14-224 is a full SiglipModel (text + vision): its forward
+    needs input_ids, so the tower (``vision_model``) is picked without ``attribute``."""
+    from transformers import SiglipConfig, SiglipModel
+
+    from sigma_vision.config import TowerVisionConfig
+    from sigma_vision.tower import TowerVision
+
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    config = SiglipConfig(
+        text_config={**small, "num_attention_heads": 2, "vocab_size": 99},
+        vision_config={**small, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+    )
+    torch.manual_seed(0)
+    full = SiglipModel(config).eval()
+    full.save_pretrained(tmp_path / "siglip")
+    dims = Dims(d_model=32, image_size=48, cameras=["overhead"], frame_history=1)
+    vision = TowerVision(TowerVisionConfig(path=str(tmp_path / "siglip"), num_queries=4), dims)
+    images = torch.rand(2, 1, 1, 3, 48, 48)
+    out = vision(images, torch.randn(2, 6))
+    assert out.tokens.shape == (2, 4, 32)
+    x = torch.nn.functional.interpolate(images.flatten(0, 2), size=(32, 32), mode="bilinear")
+    want = full.vision_model(pixel_values=(x - 0.5) / 0.5).last_hidden_state
+    emb = vision.frame_embed[:, None] + vision.camera_embed[:, None, None]
+    torch.testing.assert_close(vision.patch_features(images) - emb.flatten(0, 1), want)
+    assert not any(k.startswith("tower.") for k in vision.state_dict())
+    assert vision.pretrained_sources["tower"]["source"] == str(tmp_path / "siglip")
+
+
+def test_an_unknown_vision_attribute_is_a_clear_error(tmp_path):
+    from transformers import SiglipConfig, SiglipModel
+
+    from sigma_core import SigmaUserError
+    from sigma_vision.config import TowerVisionConfig
+    from sigma_vision.tower import TowerVision
+
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    config = SiglipConfig(text_config={**small, "num_attention_heads": 2, "vocab_size": 99})
+    SiglipModel(config).save_pretrained(tmp_path / "m")
+    cfg = TowerVisionConfig(path=str(tmp_path / "m"), attribute="nothing_here")
+    with pytest.raises(SigmaUserError, match=r"vision\.attribute: the model has no 'nothing_here'"):
+        TowerVision(cfg, Dims(d_model=32))

@@ -6,6 +6,7 @@ and from :mod:`sigma_core.layers`; everything else is internal and may move.
 The rooms (the README's "Packages" section; layers enforced by import-linter)::
 
     config, components, types, kinds, errors, layers   contracts (bottom layer)
+    pretrained    pretrained weights shared once per build, never saved again
     plugins/      hook specs and the component registry
     spec          the run file: sections, YAML with line numbers, validation
     data/         windows, shards, the loader (independent of the model)
@@ -35,6 +36,13 @@ from sigma_core.plugins import (
     hookimpl,
     hookspec,
     load_registry,
+)
+from sigma_core.pretrained import (
+    register_pretrained,
+    shared,
+    sharing,
+    source_record,
+    weights_fingerprint,
 )
 from sigma_core.reference import spec_reference, spec_schema
 from sigma_core.spec import ComponentRef, SigmaSpec, load_spec, validate_spec
@@ -154,9 +162,14 @@ __all__ = [
     "load_registry",
     "load_spec",
     "parameter_counts",
+    "register_pretrained",
+    "shared",
+    "sharing",
+    "source_record",
     "spec_reference",
     "spec_schema",
     "validate_spec",
+    "weights_fingerprint",
 ]
 
 

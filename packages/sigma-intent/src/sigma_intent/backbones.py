@@ -13,7 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sigma_core import Backbone, BackboneOutput, Dims, SigmaUserError
+from sigma_core import (
+    Backbone,
+    BackboneOutput,
+    Dims,
+    SigmaUserError,
+    register_pretrained,
+    source_record,
+)
 from sigma_intent.config import HfBackboneConfig, LoraSpec, TinyBackboneConfig
 
 # peft imports bitsandbytes when installed; on CPU it logs that an optional kernel
@@ -150,6 +157,11 @@ class HfBackbone(PrefixLM):
                 gradient_checkpointing_kwargs=ckpt_kwargs,
             )
         self.model = apply_lora(model, config.lora, config.freeze_base)
+        # The base weights come from config.path at every build: checkpoints keep only
+        # what trains here (LoRA; everything when freeze_base is off) and the path's
+        # sha256, never the frozen (maybe NF4-quantized) base again.
+        trainable = [f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad]
+        register_pretrained(self, "model", source_record(config.path, config.revision), trainable)
         width = getattr(model.config, "hidden_size", None) or model.config.text_config.hidden_size
         self.prefix_proj = nn.Linear(dims.d_model, width)
 

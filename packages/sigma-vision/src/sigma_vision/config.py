@@ -33,13 +33,18 @@ class PerceiverVisionConfig(ResamplerConfig):
 class TowerVisionConfig(ResamplerConfig):
     """A frozen transformers vision tower (e.g. SigLIP), then the resampler stack.
 
-    ``path``: a local directory (or hub id) of a vision model, or of a full VLM
-    with ``attribute`` naming its tower (e.g. ``vision_tower``). Without a path a
-    small SigLIP vision model is built from a config (random init, offline).
+    ``path``: a local directory (or hub id) of a vision model, or of a full
+    model (SiglipModel, CLIPModel, a VLM) whose vision tower (``vision_model``,
+    ``vision_tower`` or ``visual``) is taken automatically; ``attribute`` names
+    another one. Without a path a small SigLIP vision model is built from a
+    config (random init, offline). A loaded tower is not copied into
+    checkpoints: they record its path and sha256.
     """
 
     path: str | None = None
-    attribute: str | None = Field(None, description="tower attribute inside a loaded VLM")
+    attribute: str | None = Field(
+        None, description="tower attribute inside a loaded full model (default: found)"
+    )
     trust_remote_code: bool = False
     freeze_tower: bool = True
     tower_image_size: PositiveInt = Field(32, description="tiny tower (no path): input side")

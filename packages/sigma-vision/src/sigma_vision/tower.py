@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sigma_core import SigmaUserError
+from sigma_core import SigmaUserError, register_pretrained, source_record
 from sigma_vision.config import TowerVisionConfig
 from sigma_vision.perceiver import ResamplerVision
 
@@ -41,6 +41,9 @@ class TowerVision(ResamplerVision):
     def init_patch_encoder(self) -> int:
         cfg, dims = self.config, self.dims
         tower = self._given_tower if self._given_tower is not None else load_tower(cfg)
+        self._pretrained_record = (
+            source_record(cfg.path) if self._given_tower is None and cfg.path else None
+        )
         del self._given_tower
         tower_cfg = getattr(tower, "config", None)
         self.tower_size = int(getattr(tower_cfg, "image_size", cfg.tower_image_size))
@@ -48,6 +51,10 @@ class TowerVision(ResamplerVision):
         self.tower = tower
         if cfg.freeze_tower:
             self.tower.requires_grad_(False)
+        if self._pretrained_record is not None:
+            # loaded from a path: checkpoints reference it instead of copying it
+            trainable = [f"tower.{n}" for n, p in tower.named_parameters() if p.requires_grad]
+            register_pretrained(self, "tower", self._pretrained_record, trainable)
         self.camera_embed = nn.Parameter(torch.randn(len(dims.cameras), width) * 0.02)
         self.frame_embed = nn.Parameter(torch.randn(dims.frame_history, width) * 0.02)
         return width
@@ -100,5 +107,19 @@ def load_tower(cfg: TowerVisionConfig) -> nn.Module:
     if cfg.attribute:
         if not hasattr(model, cfg.attribute):
             raise SigmaUserError(f"vision.attribute: the model has no {cfg.attribute!r}")
-        model = getattr(model, cfg.attribute)
+        return getattr(model, cfg.attribute)
+    if hasattr(model.config, "vision_config"):
+        # a full model (SiglipModel, CLIPModel, PaliGemma, ...): take its vision tower,
+        # whose forward needs only pixel_values
+        for name in VISION_ATTRIBUTES:
+            if isinstance(getattr(model, name, None), nn.Module):
+                return getattr(model, name)
+        raise SigmaUserError(
+            f"vision.path {cfg.path!r}: a {type(model).__name__} with no vision tower among "
+            f"{', '.join(VISION_ATTRIBUTES)}; name it with vision.attribute"
+        )
     return model
+
+
+#: Attribute names of the vision tower inside full multimodal transformers models.
+VISION_ATTRIBUTES = ("vision_model", "vision_tower", "visual")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
 from sigma_core.base_policy.config import CheckpointBaseConfig, InternalBaseConfig
 from sigma_core.components import BasePolicy
@@ -15,6 +12,7 @@ from sigma_core.config import Dims
 from sigma_core.data.dims import DATA_DIMS, check_dims
 from sigma_core.model.policy import SigmaPolicy, build_policy
 from sigma_core.plugins.registry import get_registry
+from sigma_core.pretrained import register_pretrained, source_record
 from sigma_core.spec import validate_spec
 from sigma_core.types import ActionSet, SigmaBatch
 
@@ -42,9 +40,9 @@ class CheckpointBasePolicy(BasePolicy):
 
     The base is an ordinary submodule, so ``.to(device)``, dtype casts and
     ``eval()`` reach it; its parameters are frozen (``requires_grad=False``), so no
-    optimizer or stage switch trains them, and a state-dict hook leaves them out of
-    the owner's ``state_dict`` (a load keeps the base's own tensors): its weights
-    stay in their own checkpoint, named by ``path``, and are not saved again.
+    optimizer or stage switch trains them, and they are registered as pretrained
+    (:func:`~sigma_core.pretrained.register_pretrained`): its weights stay in their
+    own checkpoint, referenced by ``path`` and sha256, and are not saved again.
     """
 
     name = "checkpoint"
@@ -56,8 +54,7 @@ class CheckpointBasePolicy(BasePolicy):
         have = {k: getattr(base.dims, k) for k in DATA_DIMS}
         check_dims(dims, have, f"base_policy.path {config.path}", what="base")
         self.base = base.requires_grad_(False).eval()
-        self.register_state_dict_post_hook(_drop_base)
-        self.register_load_state_dict_pre_hook(_keep_base)
+        register_pretrained(self, "base", source_record(config.path))
 
     def train(self, mode: bool = True) -> CheckpointBasePolicy:
         super().train(mode)
@@ -80,18 +77,3 @@ class CheckpointBasePolicy(BasePolicy):
             spec = validate_spec({"model": {"dims": dims.model_dump()}}, get_registry())
             build_policy(spec).save_pretrained(path)
         return CheckpointBaseConfig(path=str(path))
-
-
-def _drop_base(
-    module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Mapping[str, Any]
-) -> None:
-    """state_dict post-hook: the frozen base's tensors belong to its own checkpoint."""
-    for key in [k for k in state if k.startswith(f"{prefix}base.")]:
-        del state[key]
-
-
-def _keep_base(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
-    """load_state_dict pre-hook: a checkpoint without the base keeps the base as loaded."""
-    own = module.base.state_dict(prefix=f"{prefix}base.", keep_vars=True)
-    for key, tensor in own.items():
-        state.setdefault(key, tensor)

@@ -136,3 +136,28 @@ def init_from_checkpoint(module: nn.Module, directory: str | Path) -> dict[str, 
     if counts["loaded"] == 0:
         raise SigmaUserError(f"train.init_from {directory}: no tensor matches this model")
     return counts
+
+
+def check_pretrained(meta: dict[str, Any], built: dict[str, dict[str, Any]], source: str) -> None:
+    """Fail clearly when pretrained weights differ from the ones a checkpoint was trained on.
+
+    ``meta["pretrained"]`` (saved) and ``built`` (the rebuilt policy's
+    ``pretrained_sources()``) map ``slot.module`` to ``{source, revision, sha256}``;
+    a sha256 of ``None`` (a hub id, not hashed) is not compared.
+    """
+    problems = []
+    for name, saved in meta.get("pretrained", {}).items():
+        now = built.get(name)
+        if now is None:
+            problems.append(f"{name}: saved with weights from {saved['source']}, now none")
+        elif saved.get("sha256") and now.get("sha256") and saved["sha256"] != now["sha256"]:
+            problems.append(
+                f"{name}: {now['source']} has sha256 {now['sha256'][:12]}..., the checkpoint "
+                f"was trained on {saved['source']} with sha256 {saved['sha256'][:12]}..."
+            )
+    if problems:
+        raise SigmaUserError(
+            f"{source}: the pretrained weights differ from the ones this checkpoint was "
+            "trained on:\n  " + "\n  ".join(problems) + "\nits LoRA and heads belong to those "
+            "weights (pass strict_versions=False to load anyway)"
+        )

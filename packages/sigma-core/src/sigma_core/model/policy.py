@@ -43,6 +43,7 @@ from sigma_core.kinds import MODEL_SLOTS
 from sigma_core.model.checkpoint import (
     META,
     WEIGHTS,
+    check_pretrained,
     check_versions,
     policy_meta,
     read_meta,
@@ -50,6 +51,7 @@ from sigma_core.model.checkpoint import (
     write_meta,
 )
 from sigma_core.plugins.registry import Registry, get_registry
+from sigma_core.pretrained import sharing
 from sigma_core.spec import ComponentRef, SigmaSpec, validate_spec
 from sigma_core.types import (
     ActionSet,
@@ -100,16 +102,19 @@ class SigmaPolicy(nn.Module):
         self.spec = spec
         dims = spec.model.dims
         self.slots: dict[str, str] = {**MODEL_SLOTS, "base_policy": "base_policy"}
-        # The backbone first: the intent workspace reads its width W.
-        for slot in ("backbone", *(s for s in self.slots if s != "backbone")):
-            kind = self.slots[slot]
-            ref = spec.base_policy if slot == "base_policy" else getattr(spec.model, slot)
-            context = {"backbone_width": self.backbone.hidden_size} if slot == "intent" else {}
-            # Each slot initialises from its own seed (train.seed, slot name), so that
-            # swapping one component in the spec leaves every other one bit-identical.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(slot_seed(spec.train.seed, slot))
-                self.add_module(slot, build_component(kind, ref, dims, registry, **context))
+        # One sharing scope for the whole build: components that ask for the same
+        # pretrained model (e.g. pi0.5 as base policy, backbone and vision) get one copy.
+        with sharing():
+            # The backbone first: the intent workspace reads its width W.
+            for slot in ("backbone", *(s for s in self.slots if s != "backbone")):
+                kind = self.slots[slot]
+                ref = spec.base_policy if slot == "base_policy" else getattr(spec.model, slot)
+                context = {"backbone_width": self.backbone.hidden_size} if slot == "intent" else {}
+                # Each slot initialises from its own seed (train.seed, slot name), so that
+                # swapping one component in the spec leaves every other one bit-identical.
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(slot_seed(spec.train.seed, slot))
+                    self.add_module(slot, build_component(kind, ref, dims, registry, **context))
         #: Parameters trainable when built (frozen-by-construction ones, e.g. a backbone's
         #: base weights or a frozen base policy, are not): the only ones a stage may train.
         self.trainable_at_build = frozenset(
@@ -124,6 +129,18 @@ class SigmaPolicy(nn.Module):
         """(slot, component) in spec order."""
         return [(slot, getattr(self, slot)) for slot in self.slots]
 
+    def pretrained_sources(self) -> dict[str, dict[str, Any]]:
+        """``{"slot.module": {source, revision, sha256}}`` of weights loaded from outside.
+
+        These tensors are not in :meth:`state_dict` (see :mod:`sigma_core.pretrained`):
+        a checkpoint references them by source and fingerprint instead of copying them.
+        """
+        return {
+            f"{slot}.{name}": record
+            for slot, component in self.named_components()
+            for name, record in getattr(component, "pretrained_sources", {}).items()
+        }
+
     def save_pretrained(
         self,
         directory: str | Path,
@@ -137,10 +154,14 @@ class SigmaPolicy(nn.Module):
         leaves a half-written checkpoint that looks complete. ``trained_on`` (the
         trainer's record of its shards: dataset fingerprint, train episodes) goes
         into ``sigma.json`` so that ``sigma eval`` can refuse windows it trained on.
+        Pretrained weights (a backbone's base, pi0.5) are not copied: ``sigma.json``
+        records their source and sha256 (:meth:`pretrained_sources`).
         """
         from safetensors.torch import save_model
 
-        meta = policy_meta(self.spec, registry) | ({"trained_on": trained_on} if trained_on else {})
+        meta = policy_meta(self.spec, registry) | {"pretrained": self.pretrained_sources()}
+        if trained_on:
+            meta["trained_on"] = trained_on
         with atomic_dir(directory) as tmp:
             save_model(self, str(tmp / WEIGHTS))
             write_meta(tmp, meta)
@@ -152,9 +173,13 @@ class SigmaPolicy(nn.Module):
     ) -> SigmaPolicy:
         """Rebuild a policy saved by :meth:`save_pretrained` from its resolved spec and weights.
 
+        Pretrained weights are loaded by the build from the sources the spec names
+        and must have the fingerprint recorded at save time.
+
         Raises:
             SigmaUserError: not a checkpoint, a missing weights file, or (with
-                ``strict_versions``) components installed at other versions.
+                ``strict_versions``) components installed at other versions or
+                pretrained weights whose sha256 differs from the saved one.
         """
         from safetensors.torch import load_model
 
@@ -164,6 +189,8 @@ class SigmaPolicy(nn.Module):
             check_versions(meta, registry, str(directory))
         spec = validate_spec(meta["spec"], registry, source=f"{directory}/{META}")
         policy = cls(spec, registry)
+        if strict_versions:
+            check_pretrained(meta, policy.pretrained_sources(), str(directory))
         load_model(policy, str(weights_file(directory)), strict=True)
         return policy
 
