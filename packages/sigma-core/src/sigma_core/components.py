@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -502,6 +502,15 @@ class BasePolicy(Component, kind="base_policy", abstract=True):
     @abstractmethod
     def forward(self, batch: SigmaBatch) -> ActionSet | None:
         """Base actions for ``batch``, or ``None`` for the internal tau=0 path."""
+
+    def set_data_stats(self, stats: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
+        """Receive the data's statistics (meta.json ``stats``) before the first batch.
+
+        Sigma's batches and actions are normalised ``(x − mean) / std``; a base
+        policy that works in dataset units (an external policy such as π0.5)
+        keeps the ``"observation.state"`` and ``"action"`` statistics it needs in
+        buffers, so that checkpoints carry them. Default: nothing.
+        """
 
     def example_inputs(self, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
         d = self.dims

@@ -30,7 +30,9 @@ class TowerVision(ResamplerVision):
     config_class = TowerVisionConfig
 
     def __init__(self, config: TowerVisionConfig, dims: Any, tower: nn.Module | None = None):
-        self._given_tower = tower
+        # read by init_patch_encoder during super().__init__; a plain attribute, since
+        # nn.Module cannot register a submodule before its own __init__ ran
+        object.__setattr__(self, "_given_tower", tower)
         super().__init__(config, dims)
 
     @classmethod
@@ -46,8 +48,8 @@ class TowerVision(ResamplerVision):
         )
         del self._given_tower
         tower_cfg = getattr(tower, "config", None)
-        self.tower_size = int(getattr(tower_cfg, "image_size", cfg.tower_image_size))
-        width = int(getattr(tower_cfg, "hidden_size", cfg.tower_width))
+        self.tower_size = int(getattr(tower_cfg, "image_size", None) or cfg.tower_image_size)
+        width = int(getattr(tower_cfg, "hidden_size", None) or cfg.tower_width)
         self.tower = tower
         if cfg.freeze_tower:
             self.tower.requires_grad_(False)

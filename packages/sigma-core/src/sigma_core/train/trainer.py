@@ -131,6 +131,8 @@ class Trainer:
         check_trained_base(spec, self.init_source)
         torch.manual_seed(spec.train.seed)
         self.policy: SigmaPolicy = build_policy(spec)
+        # a base policy in dataset units (e.g. pi0.5) needs the statistics Sigma normalises with
+        self.policy.base_policy.set_data_stats(self.dataset.meta["stats"])
         self.init: dict[str, str] | None = None
         self.init_counts: dict[str, int] = {}
         if source := self.init_source:

@@ -1,0 +1,289 @@
+"""Load π0.5 through LeRobot once per model build, and refuse weights that did not load.
+
+LeRobot 0.6.1's ``PI05Policy.from_pretrained`` prints a warning and returns a
+randomly initialised model when the weights cannot be read (offline hub, a
+missing file, mismatched keys). :func:`load_pi05` builds the same
+``PI05Policy`` from the directory's ``config.json``, loads ``model.safetensors``
+through LeRobot's own key fixes, and fails with the path and the fix when any
+tensor is missing, unexpected or of another shape, unless the spec says
+``allow_random_init: true``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sigma_core import Dims, SigmaUserError, shared, source_record
+from sigma_pi05.config import Pi05Shrink, Pi05Source
+
+log = logging.getLogger(__name__)
+
+IMAGE_PREFIX = "observation.images."
+
+
+@dataclass
+class Pi05:
+    """One loaded π0.5: LeRobot's policy, its tokenizer, and where its weights came from."""
+
+    policy: nn.Module  # lerobot.policies.pi05.PI05Policy, frozen, eval mode
+    tokenizer: Any
+    record: dict[str, Any]  # {source, revision, sha256}; source "random-init" when random
+    directory: Path | None  # the local directory the weights came from
+
+    @property
+    def paligemma(self) -> nn.Module:
+        return self.policy.model.paligemma_with_expert.paligemma
+
+    @property
+    def language_model(self) -> nn.Module:
+        return self.paligemma.model.language_model
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self.paligemma.model.vision_tower
+
+
+def shared_pi05(source: Pi05Source, dims: Dims) -> Pi05:
+    """The π0.5 named by ``source``, loaded once per :func:`sigma_core.sharing` scope.
+
+    Components whose source fields are equal (path, tokenizer, dtype,
+    allow_random_init, shrink, image_resolution) get the same object, so the
+    base policy, backbone and vision of one model hold a single π0.5.
+    """
+    fields = Pi05Source.model_fields
+    key = ("sigma-pi05", Pi05Source(**source.model_dump(include=set(fields))).model_dump_json())
+    return shared(key, lambda: load_pi05(source, dims))
+
+
+def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
+    """Build LeRobot's PI05Policy from ``source`` with its weights (see the module docstring)."""
+    from lerobot.configs.policies import PreTrainedConfig
+
+    tokenizer = load_tokenizer(source.tokenizer)
+    directory = resolve_directory(source)
+    if directory is None:
+        config = random_config(source, dims)
+        with architecture(source.shrink):
+            policy = _build(config)
+        record = {"source": "random-init", "revision": None, "sha256": None}
+        log.warning("π0.5 at random init (allow_random_init): its actions mean nothing")
+    else:
+        try:
+            config = PreTrainedConfig.from_pretrained(str(directory), local_files_only=True)
+        except Exception as e:  # draccus/json errors: say which file
+            raise SigmaUserError(
+                f"{directory}/config.json: not a LeRobot policy config "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            ) from None
+        if getattr(config, "type", None) != "pi05":
+            raise SigmaUserError(
+                f"{directory}: a LeRobot {getattr(config, 'type', '?')!r} policy, not pi05"
+            )
+        config.device = "cpu"
+        config.dtype = source.dtype
+        with architecture(source.shrink):
+            policy = _build(config)
+        problems = load_weights(policy, directory)
+        if problems and not source.allow_random_init:
+            raise SigmaUserError(
+                f"{directory}: π0.5 weights did not load ({problems}); LeRobot would go on "
+                "with random weights. Point path at a complete π0.5 checkpoint (e.g. "
+                "`hf download lerobot/pi05_base --local-dir models/pi05_base`), or set "
+                "allow_random_init: true to measure costs with random weights."
+            )
+        record = source_record(str(directory))
+        if problems:
+            log.warning(
+                "%s: %s; continuing at random init (allow_random_init)", directory, problems
+            )
+            record["sha256"] = None
+    policy.requires_grad_(False).eval()
+    return Pi05(policy=policy, tokenizer=tokenizer, record=record, directory=directory)
+
+
+def _build(config: Any) -> nn.Module:
+    from lerobot.policies.pi05.modeling_pi05 import PI05Policy
+
+    return PI05Policy(config)
+
+
+def resolve_directory(source: Pi05Source) -> Path | None:
+    """The local directory holding π0.5's weights: ``path``, a hub download, or None (random)."""
+    if source.path is None:
+        if not source.allow_random_init:
+            raise SigmaUserError(
+                "pi05: path is required (a local π0.5 directory, e.g. a download of "
+                "lerobot/pi05_base); allow_random_init: true builds a random π0.5 instead"
+            )
+        return None
+    local = Path(source.path).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise SigmaUserError(f"{local}: not a LeRobot policy directory (no config.json)")
+        return local
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(
+            snapshot_download(source.path, allow_patterns=["*.json", "*.safetensors", "*.md"])
+        )
+    except Exception as e:
+        raise SigmaUserError(
+            f"pi05 path {source.path!r}: no such local directory, and the hub download failed "
+            f"({type(e).__name__}). Download it where the hub is reachable "
+            f"(`hf download {source.path} --local-dir models/pi05_base`) and set path to it."
+        ) from None
+
+
+def load_weights(policy: nn.Module, directory: Path) -> str | None:
+    """Load ``directory/model.safetensors`` into ``policy`` as LeRobot does; what went wrong.
+
+    Returns None when every tensor loaded, else a short description (missing file,
+    missing/unexpected keys, shape mismatches) with the first names.
+    """
+    from safetensors.torch import load_file
+
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        return "no model.safetensors"
+    # LeRobot's key fixes log a root-logger warning for every patch-embedding key
+    logging.disable(logging.WARNING)
+    try:
+        state = policy._fix_pytorch_state_dict_keys(load_file(str(weights)), policy.config)
+    finally:
+        logging.disable(logging.NOTSET)
+    state = {k if k.startswith("model.") else f"model.{k}": v for k, v in state.items()}
+    own = policy.state_dict()
+    shapes = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if shapes:
+        return f"{len(shapes)} tensors of another shape: {', '.join(shapes[:3])}"
+    result = policy.load_state_dict(state, strict=False)
+    parts = []
+    if result.missing_keys:
+        parts.append(f"{len(result.missing_keys)} missing: {', '.join(result.missing_keys[:3])}")
+    if result.unexpected_keys:
+        n, first = len(result.unexpected_keys), ", ".join(result.unexpected_keys[:3])
+        parts.append(f"{n} unexpected: {first}")
+    return "; ".join(parts) or None
+
+
+def load_tokenizer(name: str) -> Any:
+    """The PaliGemma tokenizer from a local directory or the hub, with a clear error."""
+    from transformers import AutoTokenizer
+
+    local = Path(name).expanduser()
+    try:
+        return AutoTokenizer.from_pretrained(str(local) if local.exists() else name)
+    except Exception as e:
+        raise SigmaUserError(
+            f"pi05 tokenizer {name!r}: cannot load it ({type(e).__name__}); π0.5 uses the "
+            "PaliGemma tokenizer: download google/paligemma-3b-pt-224 where the hub is "
+            "reachable and set tokenizer to its local directory"
+        ) from None
+
+
+def random_config(source: Pi05Source, dims: Dims) -> Any:
+    """A PI05Config for ``dims`` (cameras, state, actions) when there is no directory."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.pi05.configuration_pi05 import PI05Config
+
+    side = source.image_resolution or 224
+    images = {
+        f"{IMAGE_PREFIX}{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, side, side))
+        for cam in dims.cameras
+    }
+    state = PolicyFeature(type=FeatureType.STATE, shape=(dims.state_dim,))
+    action = PolicyFeature(type=FeatureType.ACTION, shape=(dims.action_dim,))
+    return PI05Config(
+        input_features={**images, "observation.state": state},
+        output_features={"action": action},
+        device="cpu",
+        dtype=source.dtype,
+        image_resolution=(side, side),
+    )
+
+
+@contextmanager
+def architecture(shrink: Pi05Shrink | None) -> Iterator[None]:
+    """Within: LeRobot builds π0.5 at ``shrink``'s sizes (nothing changes when None)."""
+    if shrink is None:
+        yield
+        return
+    from unittest import mock
+
+    from lerobot.policies.pi05 import modeling_pi05 as m
+
+    gemma = m.GemmaConfig(
+        width=shrink.width,
+        depth=shrink.depth,
+        mlp_dim=shrink.mlp_dim,
+        num_heads=shrink.num_heads,
+        num_kv_heads=1,
+        head_dim=shrink.head_dim,
+    )
+    vlm_class, expert_class = m.PaliGemmaForConditionalGenerationWithPiGemma, m.PiGemmaForCausalLM
+
+    def vlm(config: Any) -> nn.Module:
+        vision = config.vision_config
+        vision.hidden_size = shrink.vision_width
+        vision.intermediate_size = 2 * shrink.vision_width
+        vision.num_hidden_layers = shrink.vision_depth
+        vision.num_attention_heads = shrink.vision_heads
+        vision.projection_dim = shrink.width  # LeRobot hard-codes 2048
+        config.text_config.vocab_size = shrink.vocab_size
+        return vlm_class(config=config)
+
+    def expert(config: Any) -> nn.Module:
+        config.vocab_size = shrink.vocab_size
+        return expert_class(config=config)
+
+    with (
+        mock.patch.object(m, "get_gemma_config", lambda variant: gemma),
+        mock.patch.object(m, "PaliGemmaForConditionalGenerationWithPiGemma", vlm),
+        mock.patch.object(m, "PiGemmaForCausalLM", expert),
+    ):
+        yield
+
+
+@contextmanager
+def adapters_disabled(module: nn.Module) -> Iterator[None]:
+    """Within: peft adapters injected anywhere in ``module`` are bypassed.
+
+    The backbone's LoRA is injected into the shared π0.5 language model; the base
+    policy must act with the frozen weights only. peft's own switch
+    (``enable_adapters``) also flips ``requires_grad`` of the adapters, which would
+    undo a training stage's freezing, so the flag is toggled directly.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+    before = [m._disable_adapters for m in layers]
+    for m in layers:
+        m._disable_adapters = True
+    try:
+        yield
+    finally:
+        for m, was in zip(layers, before, strict=True):
+            m._disable_adapters = was
+
+
+def save_shrunken_pi05(
+    directory: str | Path, dims: Dims, shrink: Pi05Shrink, seed: int = 0
+) -> Path:
+    """Save a random π0.5 at ``shrink``'s sizes as LeRobot saves policies (test fixtures)."""
+    directory = Path(directory)
+    source = Pi05Source(allow_random_init=True, shrink=shrink, image_resolution=56)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with architecture(shrink):
+            policy = _build(random_config(source, dims))
+    policy.save_pretrained(directory)
+    return directory
