@@ -107,6 +107,18 @@ def preprocess(
     shard_frames: Annotated[int, typer.Option(min=1, help="Frames per shard.")] = 2048,
     revision: Annotated[str | None, typer.Option(help="Hub revision.")] = None,
     video_backend: Annotated[str | None, typer.Option(help="pyav or torchcodec.")] = None,
+    base_policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Spec whose base_policy (e.g. pi05) to run once per window; training then "
+            "reads a_base from the shards instead of running it."
+        ),
+    ] = None,
+    base_batch_size: Annotated[int, typer.Option(min=1, help="Windows per base-policy call.")] = 8,
+    device: Annotated[str, typer.Option(help="Device of the base policy.")] = "cpu",
+    overwrite_base_actions: Annotated[
+        bool, typer.Option(help="Replace base actions of another base policy.")
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print meta.json's summary as JSON.")
     ] = False,
@@ -116,12 +128,14 @@ def preprocess(
     Frames are stored once with a window index; static and NaN windows are
     dropped and counted; the split is by episode. A killed run resumes when
     rerun with the same arguments; a rerun on complete output does nothing.
+    With --base-policy, the spec's base policy then computes a_base for every
+    window (resumable the same way) into base_actions/ next to the shards.
     """
     if (dataset is None) == (from_sigma_shards is None):
         raise SigmaUserError("give exactly one of --dataset and --from-sigma-shards")
     from sigma_core.data import PreprocessOptions
 
-    dims = _dims(spec)
+    dims = _dims(spec or base_policy)
     if chunk is None and from_sigma_shards is not None:
         from sigma_core.data import paper_chunk
 
@@ -165,10 +179,65 @@ def preprocess(
         )
         with progress_bar(len(source.episode_lengths()), "episodes") as advance:
             meta = run_preprocess(source, out_dir, opts, dims=dims, progress=advance)
-    _report(out_dir, meta, time.perf_counter() - start, as_json)
+    seconds = time.perf_counter() - start
+    base = None
+    if base_policy is not None:
+        base = precompute(
+            out_dir, base_policy, meta, base_batch_size, device, overwrite_base_actions
+        )
+    _report(out_dir, meta, seconds, as_json, base)
 
 
-def _report(out_dir: Path, meta: dict[str, Any], seconds: float, as_json: bool) -> None:
+def precompute(
+    out_dir: Path,
+    spec_path: Path,
+    meta: dict[str, Any],
+    batch_size: int,
+    device: str,
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Run the spec's base policy over every window of ``out_dir``; a summary."""
+    import torch
+
+    from sigma_core import build_component, sharing
+    from sigma_core.data import precompute_base_actions
+
+    spec = load_spec(spec_path)
+    start = time.perf_counter()
+    torch.manual_seed(spec.train.seed)
+    with sharing():
+        base = build_component("base_policy", spec.base_policy, spec.model.dims)
+    base.set_data_stats(meta["stats"])
+    base.to(device).eval()
+    windows = meta["counts"]["windows_kept"]
+    with progress_bar(windows, "base actions") as advance:
+        record = precompute_base_actions(
+            out_dir,
+            base,
+            spec.base_policy.model_dump(mode="json"),
+            getattr(base, "pretrained_sources", {}),
+            frame_history=spec.model.dims.frame_history,
+            batch_size=batch_size,
+            device=device,
+            overwrite=overwrite,
+            progress=advance,
+        )
+    seconds = time.perf_counter() - start
+    return {
+        "base_policy": spec.base_policy.type,
+        "windows": windows,
+        "files": len(record["files"]),
+        "seconds": round(seconds, 2),
+    }
+
+
+def _report(
+    out_dir: Path,
+    meta: dict[str, Any],
+    seconds: float,
+    as_json: bool,
+    base: dict[str, Any] | None = None,
+) -> None:
     c = meta["counts"]
     summary = {
         "out": str(out_dir),
@@ -180,7 +249,7 @@ def _report(out_dir: Path, meta: dict[str, Any], seconds: float, as_json: bool) 
         "split_episodes": {k: len(meta["split"][k]["episodes"]) for k in ("train", "val", "test")},
         "shards": len(meta["shards"]),
         "bytes": sum(s["bytes"] for s in meta["shards"]),
-    }
+    } | ({"base_actions": base} if base else {})
     if as_json:
         out.print_json(json.dumps(summary))
         return
@@ -207,6 +276,14 @@ def _report(out_dir: Path, meta: dict[str, Any], seconds: float, as_json: bool) 
         ),
         ("time", f"{seconds:.1f} s"),
     ]
+    if base:
+        rows.append(
+            (
+                "base actions",
+                f"{base['base_policy']} over {base['windows']:,} windows"
+                f" in {base['seconds']:.1f} s",
+            )
+        )
     for k, v in rows:
         table.add_row(k, v)
     out.print(table)

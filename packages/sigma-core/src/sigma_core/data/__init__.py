@@ -5,6 +5,9 @@ datasets (LeRobot, the paper's shards) produce :class:`Episode` objects or shard
 tensors and reuse everything here. This facade is what other packages import.
 """
 
+from sigma_core.data.base_actions import check_sources as check_base_sources
+from sigma_core.data.base_actions import matches as base_actions_match
+from sigma_core.data.base_actions import read_record as read_base_actions
 from sigma_core.data.dims import DATA_DIMS, check_dims, shard_dims
 from sigma_core.data.episodes import Episode, EpisodeSource, InMemorySource, SourceInfo
 from sigma_core.data.images import resize_with_pad
@@ -18,6 +21,7 @@ from sigma_core.data.loader import (
 )
 from sigma_core.data.paper import PaperShards, import_paper_shards
 from sigma_core.data.paper import data_chunk as paper_chunk
+from sigma_core.data.precompute import precompute_base_actions
 from sigma_core.data.prepare import PreprocessOptions, preprocess, read_meta, remove_output
 from sigma_core.data.stats import Normalizer
 from sigma_core.data.windows import WindowRule, action_l2, cut_windows
@@ -36,6 +40,8 @@ __all__ = [
     "SourceInfo",
     "WindowRule",
     "action_l2",
+    "base_actions_match",
+    "check_base_sources",
     "check_dims",
     "collate",
     "collate_runs",
@@ -43,7 +49,9 @@ __all__ = [
     "import_paper_shards",
     "make_loader",
     "paper_chunk",
+    "precompute_base_actions",
     "preprocess",
+    "read_base_actions",
     "read_meta",
     "remove_output",
     "resize_with_pad",

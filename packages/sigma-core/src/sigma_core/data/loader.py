@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from sigma_core.data.base_actions import load_base_actions, read_record
 from sigma_core.data.prepare import read_meta
 from sigma_core.data.shards import Shard, verify_shard
 from sigma_core.data.stats import Normalizer
@@ -37,6 +38,9 @@ class ShardDataset(Dataset):
         frame_history: frames per camera F.
         cameras: spec camera names to return, in order (default: all, in meta.json order).
         verify: check every shard's SHA-256 against meta.json first.
+        base_actions: also return the precomputed base actions of ``sigma preprocess
+            --base-policy`` (items gain ``base_vector``, ``base_chunk``,
+            ``base_trajectory``, normalized like the targets; batches ``base_actions``).
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class ShardDataset(Dataset):
         cameras: list[str] | None = None,
         normalize: bool = True,
         verify: bool = True,
+        base_actions: bool = False,
     ) -> None:
         self.root = Path(root)
         self.meta = meta = read_meta(self.root)
@@ -76,6 +81,14 @@ class ShardDataset(Dataset):
             )
             index += [(s, int(w)) for w in keep]
         self.index = index
+        self.base_actions: list[dict[str, torch.Tensor]] | None = None
+        if base_actions:
+            record = read_record(self.root)
+            if record is None:
+                raise SigmaUserError(
+                    f"{self.root}: no base actions; run sigma preprocess --base-policy SPEC"
+                )
+            self.base_actions = load_base_actions(self.root, record, verify)
         self._shards: list[Shard] | None = None
         self._first_row: list[np.ndarray] = []
         self._pid = -1
@@ -151,9 +164,14 @@ class ShardDataset(Dataset):
             "trajectory": shard["window.trajectory"][w].clone(),
             "episode": int(shard["window.episode"][w]),
         }
+        scales = ["vector", "chunk", "trajectory"]
+        if self.base_actions is not None:
+            for k in list(scales):
+                item[f"base_{k}"] = self.base_actions[s][k][w].clone()
+                scales.append(f"base_{k}")
         if self.normalize:
             item["state"] = self.state_norm.normalize(item["state"])
-            for k in ("vector", "chunk", "trajectory"):
+            for k in scales:
                 item[k] = self.action_norm.normalize(item[k])
         return item
 
@@ -167,15 +185,21 @@ def _episode_first_row(episode: np.ndarray) -> np.ndarray:
 
 def collate(items: list[dict[str, Any]]) -> SigmaBatch:
     """Stack items into a :class:`SigmaBatch` (images become float in [0, 1])."""
+
+    def stack(key: str) -> ActionSet:
+        return ActionSet(
+            *(
+                torch.stack([it[f"{key}{s}"] for it in items])
+                for s in ("vector", "chunk", "trajectory")
+            )
+        )
+
     return SigmaBatch(
         images=torch.stack([it["images"] for it in items]).float().div_(255),
         state=torch.stack([it["state"] for it in items]),
         texts=[it["text"] for it in items],
-        targets=ActionSet(
-            torch.stack([it["vector"] for it in items]),
-            torch.stack([it["chunk"] for it in items]),
-            torch.stack([it["trajectory"] for it in items]),
-        ),
+        targets=stack(""),
+        base_actions=stack("base_") if "base_vector" in items[0] else None,
     )
 
 

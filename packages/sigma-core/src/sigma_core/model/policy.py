@@ -10,8 +10,8 @@ Forward for one batch (paper §1-3; symbols as in the paper):
    ``a_tau = branches(Q, c_act)``. Baseline path: the same with ``tau = 0``,
    V_base and ``c_text`` (= high_level_rep at tau = 0), giving ``c_act_base`` and
    ``a_0``; no telepathy parameter (see :mod:`sigma_core.train.stages`) reaches it.
-6. ``a_base`` = the ``base_policy`` slot's actions, else the batch's
-   ``base_actions``, else ``a_0``.
+6. ``a_base`` = the batch's ``base_actions`` (precomputed by ``sigma preprocess
+   --base-policy``), else the ``base_policy`` slot's actions, else ``a_0``.
 7. ``delta_a = (a_tau - a_0) + g([high_level_rep, tau])`` (residual heads), and
    ``a = a_base + delta_a`` at each scale. With the telepathy path disabled,
    ``delta_a = 0`` and ``a = a_base``.
@@ -297,8 +297,8 @@ class SigmaPolicy(nn.Module):
         tau = intent.tau if pathway else torch.zeros_like(intent.tau)
         noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
         a_0 = self._branches(q0.queries, q0.c_act, noise)
-        external = self.base_policy(batch)
-        a_base = external or batch.base_actions or a_0
+        # precomputed a_base (sigma preprocess --base-policy) spares running the base policy
+        a_base = batch.base_actions or self.base_policy(batch) or a_0
 
         if pathway:
             vis_mod = self.vision(batch.images, batch.state, tau)

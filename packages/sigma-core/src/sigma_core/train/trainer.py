@@ -49,8 +49,11 @@ from sigma_core.data import (
     EpochSampler,
     RunDataset,
     ShardDataset,
+    base_actions_match,
+    check_base_sources,
     check_dims,
     make_loader,
+    read_base_actions,
     shard_dims,
 )
 from sigma_core.errors import SigmaUserError
@@ -120,8 +123,21 @@ class Trainer:
         self.main = self.accelerator.is_main_process
         self.autocast_dtype = autocast_dtype(spec.train.precision, self.device)
         f = spec.model.dims.frame_history
-        self.dataset = ShardDataset(data, split="train", frame_history=f)
-        self.val = ShardDataset(data, split="val", frame_history=f, verify=False)
+        self.base_record = read_base_actions(data)
+        #: a_base comes from the shards (sigma preprocess --base-policy) when they hold the
+        #: actions of this spec's base policy; the base policy then never runs in training
+        entry = spec.base_policy.model_dump(mode="json")
+        self.precomputed = base_actions_match(self.base_record, entry)
+        if self.base_record is not None and not self.precomputed:
+            warnings.warn(
+                f"{data}: the shards hold base actions of base_policy "
+                f"{self.base_record['base_policy']}, not this spec's; running it live",
+                UserWarning,
+                stacklevel=2,
+            )
+        pre = self.precomputed
+        self.dataset = ShardDataset(data, split="train", frame_history=f, base_actions=pre)
+        self.val = ShardDataset(data, "val", frame_history=f, verify=False, base_actions=pre)
         self._check_data()
         k, stride = spec.data.run_length, spec.run_stride()
         self.runs = RunDataset(self.dataset, self.dataset.runs(k, stride))
@@ -133,6 +149,9 @@ class Trainer:
         self.policy: SigmaPolicy = build_policy(spec)
         # a base policy in dataset units (e.g. pi0.5) needs the statistics Sigma normalises with
         self.policy.base_policy.set_data_stats(self.dataset.meta["stats"])
+        if self.precomputed:
+            sources = getattr(self.policy.base_policy, "pretrained_sources", {})
+            check_base_sources(self.base_record, sources, str(data))
         self.init: dict[str, str] | None = None
         self.init_counts: dict[str, int] = {}
         if source := self.init_source:
