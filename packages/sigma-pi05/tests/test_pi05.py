@@ -186,7 +186,8 @@ def test_missing_sources_are_clear_errors(source, tmp_path):
     (tmp_path / "act" / "config.json").write_text(json.dumps({"type": "act"}))
     with pytest.raises(SigmaUserError, match=r"config.json|not pi05"):
         load_pi05(Pi05Source(path=str(tmp_path / "act"), tokenizer=tok), D)
-    with pytest.raises(SigmaUserError, match=r"hub download failed.*hf download"):
+    hint = r"no such local directory, and no hub download.*hf download lerobot/pi05_base"
+    with pytest.raises(SigmaUserError, match=hint):
         load_pi05(Pi05Source(path="nobody/no-such-pi05", tokenizer=tok), D)
     with pytest.raises(SigmaUserError, match=r"tokenizer .*paligemma-3b-pt-224"):
         load_pi05(Pi05Source(path=source["path"], tokenizer=str(tmp_path / "no-tok")), D)

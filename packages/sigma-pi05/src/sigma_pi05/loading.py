@@ -67,8 +67,8 @@ def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
     """Build LeRobot's PI05Policy from ``source`` with its weights (see the module docstring)."""
     from lerobot.configs.policies import PreTrainedConfig
 
-    tokenizer = load_tokenizer(source.tokenizer)
     directory = resolve_directory(source)
+    tokenizer = load_tokenizer(source.tokenizer)
     if directory is None:
         config = random_config(source, dims)
         with architecture(source.shrink):
@@ -137,9 +137,9 @@ def resolve_directory(source: Pi05Source) -> Path | None:
         )
     except Exception as e:
         raise SigmaUserError(
-            f"pi05 path {source.path!r}: no such local directory, and the hub download failed "
-            f"({type(e).__name__}). Download it where the hub is reachable "
-            f"(`hf download {source.path} --local-dir models/pi05_base`) and set path to it."
+            f"pi05 path {source.path!r}: no such local directory, and no hub download "
+            f"({type(e).__name__}). Download pi0.5 where the hub is reachable, e.g. "
+            f"`hf download lerobot/pi05_base --local-dir {source.path}`"
         ) from None
 
 
