@@ -224,6 +224,17 @@ class VisionWorkspace(Component, kind="vision", abstract=True):
     def forward(self, images: Tensor, state: Tensor, tau: Tensor | None = None) -> VisionOutput:
         """Encode cameras and state; modulate vision tokens by ``tau`` when given."""
 
+    def modulate(
+        self, base: VisionOutput, images: Tensor, state: Tensor, tau: Tensor
+    ) -> VisionOutput:
+        """V_mod for ``tau`` given this workspace's tau = None output ``base`` (pass 2).
+
+        Must equal ``forward(images, state, tau)``. The default recomputes it; a
+        workspace whose tau only enters late (the paper's: modulator + block)
+        overrides it to reuse ``base.reuse`` and skip the encoder.
+        """
+        return self(images, state, tau)
+
     def example_inputs(self, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
         inputs = super().example_inputs(batch_size, draw)
         inputs["images"] = inputs["images"].sigmoid()  # pixels live in [0, 1]

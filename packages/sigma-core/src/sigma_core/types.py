@@ -8,6 +8,7 @@ E telepathy dim tau, W backbone width, L sequence length, N_* token counts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -99,10 +100,14 @@ class VisionOutput:
     Attributes:
         tokens: (B, N_v, D) V_mod after the modulated block (V_base when tau is None).
         state_tokens: (B, N_s, D) expanded state tokens.
+        reuse: what :meth:`~sigma_core.components.VisionWorkspace.modulate` may reuse
+            from a tau = None pass (e.g. the resampled tokens before the modulator);
+            None when the workspace keeps nothing.
     """
 
     tokens: Tensor
     state_tokens: Tensor
+    reuse: Any = None
 
 
 @dataclass

@@ -51,6 +51,11 @@ class Pi05Source(StrictModel):
         description="accept π0.5 weights that did not load (random init): cost measurements"
         " only, its actions mean nothing",
     )
+    load_in_4bit: bool = Field(
+        False,
+        description="NF4-quantize π0.5's language model (bitsandbytes); LoRA trains on top."
+        " Shared: the base policy's a_base then comes from the 4-bit model too",
+    )
     shrink: Pi05Shrink | None = Field(None, description="reduced architecture (tests only)")
     image_resolution: PositiveInt | None = Field(
         None, description="random init only: π0.5's input side (default LeRobot's 224)"

@@ -106,7 +106,53 @@ def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
             )
             record["sha256"] = None
     policy.requires_grad_(False).eval()
+    if source.load_in_4bit:
+        language_model = policy.model.paligemma_with_expert.paligemma.model.language_model
+        compute = torch.bfloat16 if source.dtype == "bfloat16" else torch.float32
+        quantize_nf4(language_model, compute)
     return Pi05(policy=policy, tokenizer=tokenizer, record=record, directory=directory)
+
+
+def quantize_nf4(module: nn.Module, compute_dtype: torch.dtype) -> int:
+    """Replace every ``nn.Linear`` under ``module`` by a frozen NF4 ``bnb.nn.Linear4bit``.
+
+    ``W`` is quantized blockwise to 4-bit NormalFloat with double quantization of
+    the scales (QLoRA's recipe); matmuls run in ``compute_dtype``. Applied after
+    the weights loaded, so the sha256 of the source still names what was
+    quantized. Returns the number of layers replaced.
+    """
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        raise SigmaUserError(
+            "pi05 load_in_4bit needs bitsandbytes: pip install 'sigma-vla-intent[4bit]'"
+        ) from None
+    count = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Linear):
+            device = child.weight.device
+            q = bnb.nn.Linear4bit(
+                child.in_features,
+                child.out_features,
+                bias=child.bias is not None,
+                compute_dtype=compute_dtype,
+                compress_statistics=True,
+                quant_type="nf4",
+                device="meta",
+            )
+            q.weight = bnb.nn.Params4bit(
+                child.weight.data.to("cpu", torch.float32),
+                requires_grad=False,
+                compress_statistics=True,
+                quant_type="nf4",
+            )
+            if child.bias is not None:
+                q.bias = nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(module, name, q.to(device))  # .to() quantizes
+            count += 1
+        else:
+            count += quantize_nf4(child, compute_dtype)
+    return count
 
 
 def _build(config: Any) -> nn.Module:

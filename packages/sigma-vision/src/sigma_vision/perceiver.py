@@ -80,12 +80,26 @@ class ResamplerVision(VisionWorkspace, abstract=True):
     def forward(self, images: Tensor, state: Tensor, tau: Tensor | None = None) -> VisionOutput:
         patches = self.encode_patches(images)
         queries = self.queries.expand(images.shape[0], -1, -1)
-        v = self.resampler_norm(self.resampler(queries, patches))
-        if tau is not None and self.config.film:
-            v = self.modulator(v, tau)
+        v_base = self.resampler_norm(self.resampler(queries, patches))
         state_tokens = self.state_expander(self.state_encoder(state))
         state_tokens = state_tokens.unflatten(1, (self.config.num_state_tokens, -1))
-        return VisionOutput(tokens=self.block(v), state_tokens=state_tokens)
+        out = VisionOutput(self.block(v_base), state_tokens, reuse=v_base)
+        return out if tau is None else self.modulate(out, images, state, tau)
+
+    def modulate(
+        self, base: VisionOutput, images: Tensor, state: Tensor, tau: Tensor
+    ) -> VisionOutput:
+        """Pass 2 from pass 1's V_base: only the modulator and the block see tau.
+
+        The patch encoder (a SigLIP tower for ``tower``), projector, resampler and
+        state tokens do not depend on tau, so they are not recomputed.
+        """
+        if base.reuse is None:
+            return self(images, state, tau)
+        if not self.config.film:
+            return base  # V_mod = V_base
+        v_mod = self.modulator(base.reuse, tau)
+        return VisionOutput(self.block(v_mod), base.state_tokens, reuse=base.reuse)
 
 
 class PerceiverVision(ResamplerVision):

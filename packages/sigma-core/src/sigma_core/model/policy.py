@@ -5,11 +5,15 @@ Forward for one batch (paper §1-3; symbols as in the paper):
 1. ``V_base, S_tok = vision(images, state)`` (pass 1, no tau).
 2. ``hidden = backbone([text; V_base; S_tok])``.
 3. ``Z_sem, m_t, z_intent, tau, high_level_rep = intent(hidden, m_{t-1}, memory)``.
-4. ``V_mod, S_tok = vision(images, state, tau)`` (pass 2: tau fed back to vision).
+4. ``V_mod, S_tok = vision(images, state, tau)`` (pass 2: tau fed back to vision),
+   computed as ``vision.modulate(pass 1, tau)``, which reuses pass 1's encoding
+   where tau does not enter (the paper's stack: all but the modulator and block).
 5. Telepathy path: ``Q, c_act = query(high_level_rep, tau, S_tok, V_mod)`` and
    ``a_tau = branches(Q, c_act)``. Baseline path: the same with ``tau = 0``,
    V_base and ``c_text`` (= high_level_rep at tau = 0), giving ``c_act_base`` and
    ``a_0``; no telepathy parameter (see :mod:`sigma_core.train.stages`) reaches it.
+   Both paths run as one batch of 2B through the query and the branches (heads
+   are per-sample functions), so each head's weights are read once per forward.
 6. ``a_base`` = the batch's ``base_actions`` (precomputed by ``sigma preprocess
    --base-policy``), else the ``base_policy`` slot's actions, else ``a_0``.
 7. ``delta_a = (a_tau - a_0) + g([high_level_rep, tau])`` (residual heads), and
@@ -60,6 +64,7 @@ from sigma_core.types import (
     QueryOutput,
     SigmaBatch,
     SigmaOutput,
+    VisionOutput,
 )
 
 
@@ -241,20 +246,19 @@ class SigmaPolicy(nn.Module):
             self._queue = list(plan[:, : self._n_action_steps].unbind(1))
         return self._queue.pop(0)
 
-    def _encode(self, batch: SigmaBatch, m_prev: Tensor) -> tuple[IntentOutput, QueryOutput]:
-        """Vision at tau = 0, backbone and intent; returns intent and the tau = 0 queries.
-
-        The tau = 0 path reads c_text, which is high_level_rep at tau = 0 (the language
-        modulator is the identity there), so a_0 never depends on the telepathy pathway.
-        """
+    def _encode(self, batch: SigmaBatch, m_prev: Tensor) -> tuple[IntentOutput, VisionOutput]:
+        """Vision at tau = 0 (V_base), backbone and intent."""
         vis_base = self.vision(batch.images, batch.state, None)
         ids, mask = self.backbone.tokenize(batch.texts)
         prefix = torch.cat([vis_base.tokens, vis_base.state_tokens], dim=1)
         bb = self.backbone(ids, mask, prefix)
-        intent = self.intent(bb.hidden, bb.mask, m_prev, self.memory)
+        return self.intent(bb.hidden, bb.mask, m_prev, self.memory), vis_base
+
+    def _tau0_query(self, intent: IntentOutput, vis_base: VisionOutput) -> QueryOutput:
+        """The tau = 0 queries: they read c_text, which is high_level_rep at tau = 0 (the
+        language modulator is the identity there), so a_0 never depends on the pathway."""
         zero_tau = torch.zeros_like(intent.tau)
-        q0 = self.query(intent.c_text, zero_tau, vis_base.state_tokens, vis_base.tokens)
-        return intent, q0
+        return self.query(intent.c_text, zero_tau, vis_base.state_tokens, vis_base.tokens)
 
     def tau0_queries(self, batch: SigmaBatch) -> QueryOutput:
         """The action queries and condition ``c_act`` the branches read at tau = 0.
@@ -263,7 +267,7 @@ class SigmaPolicy(nn.Module):
         cross-entropy, flow matching) instead of decoding actions first.
         """
         m0 = self.memory.initial_state(batch.batch_size, batch.state.device)
-        return self._encode(batch, m0)[1]
+        return self._tau0_query(*self._encode(batch, m0))
 
     def _branches(self, queries: Tensor, c_act: Tensor, noise: Tensor) -> ActionSet:
         return ActionSet(
@@ -292,18 +296,32 @@ class SigmaPolicy(nn.Module):
         device = batch.state.device
         if m_prev is None:
             m_prev = self.memory.initial_state(b, device)
-        intent, q0 = self._encode(batch, m_prev)
+        intent, vis_base = self._encode(batch, m_prev)
         pathway = telepathy and self.spec.model.telepathy
         tau = intent.tau if pathway else torch.zeros_like(intent.tau)
         noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
-        a_0 = self._branches(q0.queries, q0.c_act, noise)
+        if pathway:
+            # pass 2 reuses pass 1's vision encoding (only the modulator and block see tau)
+            vis_mod = self.vision.modulate(vis_base, batch.images, batch.state, tau)
+            # the tau = 0 and tau passes of the query and branches run as one batch of 2B:
+            # each head's weights are read once, and the flow sampler loops once, not twice
+            both_q = self.query(
+                torch.cat([intent.c_text, intent.high_level_rep]),
+                torch.cat([torch.zeros_like(tau), tau]),
+                torch.cat([vis_base.state_tokens, vis_mod.state_tokens]),
+                torch.cat([vis_base.tokens, vis_mod.tokens]),
+            )
+            both = self._branches(both_q.queries, both_q.c_act, torch.cat([noise, noise]))
+            q0 = QueryOutput(both_q.queries[:b], both_q.c_act[:b])
+            q = QueryOutput(both_q.queries[b:], both_q.c_act[b:])
+            a_0, a_tau = both.map(lambda x: x[:b]), both.map(lambda x: x[b:])
+        else:
+            q0 = self._tau0_query(intent, vis_base)
+            a_0 = self._branches(q0.queries, q0.c_act, noise)
         # precomputed a_base (sigma preprocess --base-policy) spares running the base policy
         a_base = batch.base_actions or self.base_policy(batch) or a_0
 
         if pathway:
-            vis_mod = self.vision(batch.images, batch.state, tau)
-            q = self.query(intent.high_level_rep, tau, vis_mod.state_tokens, vis_mod.tokens)
-            a_tau = self._branches(q.queries, q.c_act, noise)
             delta = (a_tau - a_0) + self.residual(intent.high_level_rep, tau)
             c_act = q.c_act
         elif telepathy:

@@ -181,10 +181,32 @@ class BranchChecks:
         )
 
 
-class ComponentContract(BranchChecks):
+class VisionChecks:
+    """Checks of a vision workspace's pass 2 (mixed into :class:`ComponentContract`).
+
+    ``modulate(forward(x, None), x, tau)`` must equal ``forward(x, tau)``: the
+    policy computes V_mod through ``modulate`` so that a workspace can reuse its
+    tau-free encoding, which must not change the result.
+    """
+
+    def test_modulate_equals_forward_with_tau(self, sigma_vision: ComponentInfo) -> None:
+        import torch
+
+        module = self._build(sigma_vision).eval()  # type: ignore[attr-defined]
+        inputs = example_inputs(module, self.seed, self.batch_size)  # type: ignore[attr-defined]
+        images, state, tau = inputs["images"], inputs["state"], inputs["tau"]
+        with torch.no_grad():
+            want = module(images, state, tau)
+            got = module.modulate(module(images, state, None), images, state, tau)
+        torch.testing.assert_close(got.tokens, want.tokens, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got.state_tokens, want.state_tokens, rtol=1e-5, atol=1e-5)
+
+
+class ComponentContract(BranchChecks, VisionChecks):
     """The contract every Sigma component must pass; subclass it and set ``components``.
 
-    Action branches also pass :class:`BranchChecks` (their own ``loss()``).
+    Action branches also pass :class:`BranchChecks` (their own ``loss()``), vision
+    workspaces :class:`VisionChecks` (pass 2 from pass 1).
     """
 
     #: "all" registered components, or a list of (kind, name).
@@ -384,6 +406,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if i.kind in BRANCH_KINDS
         ]
         metafunc.parametrize("sigma_branch", infos, ids=[f"{i.kind}:{i.name}" for i in infos])
+    if "sigma_vision" in metafunc.fixturenames:
+        infos = [
+            i
+            for i in select(getattr(metafunc.cls, "components", "all"), registry)
+            if i.kind == "vision"
+        ]
+        metafunc.parametrize("sigma_vision", infos, ids=[f"{i.kind}:{i.name}" for i in infos])
     if "sigma_data_source" in metafunc.fixturenames:
         infos = select_data_sources(getattr(metafunc.cls, "data_sources", "all"), registry)
         metafunc.parametrize("sigma_data_source", infos, ids=[i.name for i in infos])
