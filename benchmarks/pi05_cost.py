@@ -98,6 +98,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--train-batch", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--skip-train", action="store_true", help="inference figures only")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -134,6 +135,8 @@ def main() -> int:
     print(f"  ratio act / τ=0 path:          {act / tau0:.2f}x (goal <= 1.15x)")
     print(f"  peak memory so far: {peak_gib(args.device):.2f} GiB")
 
+    if args.skip_train:
+        return 0
     from sigma_core.train.stages import configure_stage
 
     configure_stage(policy, "sigma")

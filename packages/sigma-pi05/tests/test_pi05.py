@@ -220,3 +220,30 @@ def test_sigma_trains_both_stages_on_pi05(source, tmp_path):
     pi05 = {f"base_policy.pi05.{k}" for k in trainer.policy.base_policy.pi05.state_dict()}
     assert saved and not saved & pi05  # the trained LoRA is saved under backbone.model only
     assert any("lora_" in k for k in saved)
+
+
+def test_an_nf4_pi05_trains_lora_and_reloads_to_the_same_actions(source, tmp_path):
+    """load_in_4bit: the shared language model is NF4; LoRA on top; no quant state saved."""
+    bnb = pytest.importorskip("bitsandbytes")
+    raw = pi05_spec({**source, "load_in_4bit": True})
+    policy = SigmaPolicy(validate_spec(raw, get_registry())).eval()
+    lm = policy.base_policy.pi05.model.paligemma_with_expert.paligemma.model.language_model
+    quantized = [m for m in lm.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantized and all(m.weight.quant_type == "nf4" for m in quantized)
+    batch = example_batch(D, batch_size=2)
+    out = policy(batch, telepathy=True)
+    out.actions.trajectory.square().mean().backward()
+    grads = [p.grad for n, p in policy.backbone.named_parameters() if "lora_A" in n]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    policy.zero_grad()
+    policy.save_pretrained(tmp_path / "ckpt")
+    with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
+        saved = set(f.keys())
+    assert not [k for k in saved if "absmax" in k or "quant" in k]
+    restored = SigmaPolicy.from_pretrained(tmp_path / "ckpt").eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        want = policy.act(batch)[0]
+        torch.manual_seed(1)
+        got = restored.act(batch)[0]
+    assert torch.equal(want, got)
