@@ -74,7 +74,9 @@ def start_and_stop_at(cmd: list[str], last: Path, checkpoint: str, sig: int) -> 
 def test_ctrl_c_and_kill_9_then_resume_give_bit_identical_weights(tmp_path, tiny_shards):
     # stage sigma, memory unrolled over runs of 2 windows; a random base (a smoke test)
     run2 = {"run_length": 2, "run_stride": 4}
-    spec = spec_file(tmp_path, "s", steps=8, allow_random_base=True, data=run2)
+    # 16 steps: the stops come at steps 2 and 4, and the rest must outlast the signal's
+    # delivery (with 8, a fast step let a run finish first under load)
+    spec = spec_file(tmp_path, "s", steps=16, allow_random_base=True, data=run2)
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     run(train_cmd(spec, tiny_shards, whole, "--checkpoint-every", "2"))
 
@@ -87,7 +89,7 @@ def test_ctrl_c_and_kill_9_then_resume_give_bit_identical_weights(tmp_path, tiny
     assert not (stopped / "policy").exists()
 
     resumed = run([*cmd, "--resume"])
-    assert json.loads(resumed.stdout)["steps"] == 8
+    assert json.loads(resumed.stdout)["steps"] == 16
     a = load_file(whole / "policy" / "model.safetensors")
     b = load_file(stopped / "policy" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
