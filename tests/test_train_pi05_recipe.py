@@ -83,4 +83,4 @@ def test_sigma_pi05_recipe_trains_lora_on_the_frozen_shared_pi05(tmp_path):
     assert (result.checkpoint / "adapter_model.safetensors").is_file()
     with safe_open(str(tmp_path / "run" / "policy" / "model.safetensors"), "pt") as f:
         saved = list(f.keys())
-    assert not [k for k in saved if k.startswith(("base_policy.pi05.", "vision.tower."))]
+    assert not [k for k in saved if k.startswith(("base_policy.policy.", "vision.tower."))]

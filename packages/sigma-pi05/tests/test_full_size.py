@@ -43,4 +43,4 @@ def test_the_recipe_at_full_size(tmp_path):
     policy.save_pretrained(tmp_path / "ckpt")
     with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
         saved = set(f.keys())
-    assert not [k for k in saved if k.startswith(("base_policy.pi05.", "vision.tower."))]
+    assert not [k for k in saved if k.startswith(("base_policy.policy.", "vision.tower."))]

@@ -65,12 +65,12 @@ def test_checkpoint_holds_no_frozen_pi05_tensor_and_reloads_exactly(policy, tmp_
     policy.save_pretrained(tmp_path / "ckpt")
     with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
-    assert not any(k.startswith(("base_policy.pi05.", "vision.tower.")) for k in keys)
+    assert not any(k.startswith(("base_policy.policy.", "vision.tower.")) for k in keys)
     backbone = [k for k in keys if k.startswith("backbone.model.")]
     assert backbone and all("lora_" in k for k in backbone)
     meta = json.loads((tmp_path / "ckpt" / "sigma.json").read_text())
     shas = {record["sha256"] for record in meta["pretrained"].values()}
-    assert set(meta["pretrained"]) == {"vision.tower", "backbone.model", "base_policy.pi05"}
+    assert set(meta["pretrained"]) == {"vision.tower", "backbone.model", "base_policy.policy"}
     assert len(shas) == 1 and len(shas.pop()) == 64
     restored = SigmaPolicy.from_pretrained(tmp_path / "ckpt").eval()
     batch = example_batch(D, batch_size=2)
@@ -217,7 +217,7 @@ def test_sigma_trains_both_stages_on_pi05(source, tmp_path):
     assert result.steps == 2 and all(map(torch.isfinite, map(torch.tensor, result.last.values())))
     with safe_open(str(tmp_path / "sigma" / "policy" / "model.safetensors"), "pt") as f:
         saved = set(f.keys())
-    pi05 = {f"base_policy.pi05.{k}" for k in trainer.policy.base_policy.pi05.state_dict()}
+    pi05 = {f"base_policy.policy.{k}" for k in trainer.policy.base_policy.pi05.state_dict()}
     assert saved and not saved & pi05  # the trained LoRA is saved under backbone.model only
     assert any("lora_" in k for k in saved)
 

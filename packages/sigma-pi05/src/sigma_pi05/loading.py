@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from sigma_core import Dims, SigmaUserError, shared, source_record
+from sigma_lerobot.base import IMAGE_PREFIX
+from sigma_lerobot.base import load_weights as check_and_load
 from sigma_pi05.config import Pi05Shrink, Pi05Source
 
 log = logging.getLogger(__name__)
-
-IMAGE_PREFIX = "observation.images."
 
 
 @dataclass
@@ -190,11 +190,7 @@ def resolve_directory(source: Pi05Source) -> Path | None:
 
 
 def load_weights(policy: nn.Module, directory: Path) -> str | None:
-    """Load ``directory/model.safetensors`` into ``policy`` as LeRobot does; what went wrong.
-
-    Returns None when every tensor loaded, else a short description (missing file,
-    missing/unexpected keys, shape mismatches) with the first names.
-    """
+    """Load ``directory/model.safetensors`` through LeRobot's π0.5 key fixes; what went wrong."""
     from safetensors.torch import load_file
 
     weights = directory / "model.safetensors"
@@ -207,18 +203,7 @@ def load_weights(policy: nn.Module, directory: Path) -> str | None:
     finally:
         logging.disable(logging.NOTSET)
     state = {k if k.startswith("model.") else f"model.{k}": v for k, v in state.items()}
-    own = policy.state_dict()
-    shapes = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if shapes:
-        return f"{len(shapes)} tensors of another shape: {', '.join(shapes[:3])}"
-    result = policy.load_state_dict(state, strict=False)
-    parts = []
-    if result.missing_keys:
-        parts.append(f"{len(result.missing_keys)} missing: {', '.join(result.missing_keys[:3])}")
-    if result.unexpected_keys:
-        n, first = len(result.unexpected_keys), ", ".join(result.unexpected_keys[:3])
-        parts.append(f"{n} unexpected: {first}")
-    return "; ".join(parts) or None
+    return check_and_load(policy, weights, state)
 
 
 def load_tokenizer(name: str) -> Any:

@@ -1,0 +1,173 @@
+"""`base_policy: lerobot`: Sigma on top of an ACT policy trained with LeRobot's own code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sigma_cli.main import app
+from sigma_core import SigmaBatch, SigmaPolicy, SigmaUserError, get_registry, validate_spec
+from sigma_core.data import ShardDataset, collate
+from sigma_core.testing import CONTRACT_DIMS
+from sigma_lerobot.base import LeRobotBase
+from sigma_lerobot.config import LeRobotBaseConfig
+from sigma_lerobot.fixtures import save_small_act, small_act_config
+from sigma_lerobot.schema import FPS, ROBOT_TYPE, so101_features
+
+D = CONTRACT_DIMS.model_copy(update={"horizon": 16})
+CAMERAS = {"overhead": "observation.images.up", "wrist": "observation.images.side"}
+TASK = "pick up the red cube"
+
+
+def write_dataset(root: Path, lengths: list[int]) -> None:
+    """A LeRobot v3 dataset (LeRobot's own writer) of random-walk SO-101 episodes."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    feats = so101_features({"up": (32, 32), "side": (32, 32)}, use_videos=False)
+    ds = LeRobotDataset.create(
+        "sim/act", fps=FPS, root=root, robot_type=ROBOT_TYPE, features=feats, use_videos=False
+    )
+    rng = np.random.default_rng(0)
+    for n in lengths:
+        act = np.cumsum(rng.normal(0, 2, (n, 6)), 0).astype(np.float32)
+        for t in range(n):
+            img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            frame = {"task": TASK, "action": act[t], "observation.state": act[t] + 0.5}
+            frame |= {"observation.images.up": img, "observation.images.side": img[::-1]}
+            ds.add_frame(frame)
+        ds.save_episode()
+    ds.finalize()
+
+
+def train_act(dataset: Path, out: Path, steps: int = 3) -> Path:
+    """ACT trained a few steps by LeRobot's own forward, saved like lerobot-train does."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.policies.act.modeling_act import ACTPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    inputs = {
+        key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 32, 32)) for key in CAMERAS.values()
+    }
+    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(6,))
+    config = small_act_config(D, input_features=inputs)
+    ds = LeRobotDataset(
+        "sim/act",
+        root=dataset,
+        delta_timestamps={"action": [i / FPS for i in range(config.chunk_size)]},
+    )
+    torch.manual_seed(0)
+    policy = ACTPolicy(config)
+    pre, post = make_pre_post_processors(config, dataset_stats=ds.meta.stats)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    policy.train()
+    for _, batch in zip(range(steps), loader, strict=False):
+        loss, _ = policy(pre(batch))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    policy.save_pretrained(out)
+    pre.save_pretrained(out)
+    post.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def act_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("act")
+    write_dataset(root / "ds", [24, 24, 24])
+    return root, train_act(root / "ds", root / "act" / "pretrained_model")
+
+
+def spec_file(path: Path, policy_dir: Path, **train) -> Path:
+    raw = {
+        "model": {"dims": D.model_dump()},
+        "base_policy": {"type": "lerobot", "path": str(policy_dir), "camera_map": CAMERAS},
+        "data": {"batch_size": 2},
+        "train": {"stage": "sigma", "steps": 1, **train},
+    }
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_a_base_equals_the_act_policy_through_its_saved_processors(act_run):
+    _, policy_dir = act_run
+    base = LeRobotBase(LeRobotBaseConfig(path=str(policy_dir), camera_map=CAMERAS), D)
+    stats = {
+        key: {s: [0.3] * 6 if s == "mean" else [2.0] * 6 for s in ("mean", "std")}
+        | {s: [-9.0] * 6 for s in ("q01", "min")}
+        | {s: [9.0] * 6 for s in ("q99", "max")}
+        for key in ("observation.state", "action")
+    }
+    base.set_data_stats(stats)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 2, 1, 3, 32, 32, generator=g)
+    batch = SigmaBatch(images, torch.randn(3, 6, generator=g), [TASK] * 3)
+    a = base(batch)
+    assert a.trajectory.shape == (3, 16, 6) and torch.equal(a.trajectory, base(batch).trajectory)
+
+    from lerobot.policies.factory import make_pre_post_processors
+
+    pre, post = make_pre_post_processors(base.policy.config, pretrained_path=str(policy_dir))
+    obs = {"observation.state": batch.state * 2.0 + 0.3, "task": [TASK] * 3}
+    obs |= {CAMERAS["overhead"]: images[:, 0, -1], CAMERAS["wrist"]: images[:, 1, -1]}
+    want = (post(base.policy.predict_action_chunk(pre(obs))) - 0.3) / 2.0
+    torch.testing.assert_close(a.trajectory, want[:, :16])
+    torch.testing.assert_close(a.vector, want[:, 0])
+
+
+def test_sigma_trains_on_top_of_act_with_precomputed_base_actions(act_run, monkeypatch):
+    root, policy_dir = act_run
+    spec = spec_file(root / "spec.json", policy_dir)
+    args = ["preprocess", "--dataset", str(root / "ds"), "--out", str(root / "shards")]
+    args += ["--spec", str(spec), "--base-policy", str(spec), "--min-action-norm", "0"]
+    for cam, key in CAMERAS.items():
+        args += ["--camera-map", f"{cam}={key}"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    data = ShardDataset(root / "shards", split="all", base_actions=True)
+    raw = json.loads(spec.read_text())
+    policy = SigmaPolicy(validate_spec(raw, get_registry()))
+    policy.base_policy.set_data_stats(data.meta["stats"])
+    batch = collate([data[i] for i in (0, 5, len(data) - 1)])
+    live = policy.base_policy(batch)
+    torch.testing.assert_close(batch.base_actions.trajectory, live.trajectory)
+
+    from sigma_core.train import Trainer
+
+    def never(self, batch):
+        raise AssertionError("ACT ran although its actions are precomputed")
+
+    monkeypatch.setattr(LeRobotBase, "forward", never)
+    trainer = Trainer(validate_spec(raw, get_registry()), root / "shards", root / "run")
+    assert trainer.precomputed and trainer.train().steps == 1
+    meta = json.loads((root / "run" / "policy" / "sigma.json").read_text())
+    assert meta["pretrained"]["base_policy.policy"]["source"] == str(policy_dir)
+
+
+def test_bad_policy_directories_are_clear_errors(act_run, tmp_path):
+    _, policy_dir = act_run
+    cfg = {"camera_map": CAMERAS}
+    with pytest.raises(SigmaUserError, match=r"action dim 6 and state dim 6; .* 7 and 6"):
+        LeRobotBase(
+            LeRobotBaseConfig(path=str(policy_dir), **cfg), D.model_copy(update={"action_dim": 7})
+        )
+    bad = {"overhead": "observation.images.front", "wrist": CAMERAS["wrist"]}
+    with pytest.raises(SigmaUserError, match=r"'overhead' -> 'observation.images.front' is not"):
+        LeRobotBase(LeRobotBaseConfig(path=str(policy_dir), camera_map=bad), D)
+    with pytest.raises(SigmaUserError, match="not a LeRobot policy directory"):
+        LeRobotBase(LeRobotBaseConfig(path=str(tmp_path)), D)
+    broken = save_small_act(tmp_path / "broken", D)
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(broken / "model.safetensors"))
+    del state[sorted(state)[0]]
+    save_file(state, str(broken / "model.safetensors"))
+    with pytest.raises(SigmaUserError, match=r"act policy's weights did not load \(1 missing"):
+        LeRobotBase(LeRobotBaseConfig(path=str(broken)), D)
