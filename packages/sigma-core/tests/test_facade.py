@@ -53,6 +53,7 @@ PUBLIC = [
     "VisionOutput",
     "VisionWorkspace",
     "__version__",
+    "atomic_dir",
     "build_component",
     "build_policy",
     "get_registry",

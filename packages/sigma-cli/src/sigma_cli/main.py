@@ -21,6 +21,7 @@ from rich.table import Table
 from sigma_cli.data import data_app, preprocess
 from sigma_cli.evaluate import evaluate
 from sigma_cli.quickstart import quickstart
+from sigma_cli.share import export, push
 from sigma_cli.train import train
 from sigma_cli.ui import STATE, out, user_errors
 from sigma_core import SigmaSpec, SigmaUserError, SpecError, __version__, load_spec
@@ -250,6 +251,8 @@ app.command()(preprocess)
 app.command()(train)
 app.command(name="eval")(evaluate)
 app.command()(quickstart)
+app.command()(export)
+app.command()(push)
 
 
 def run() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from sigma_core._fileio import atomic_dir
 from sigma_core._version import __version__
 from sigma_core.config import Dims, StrictModel
 from sigma_core.errors import SigmaUserError, SpecError, UnknownComponentError
@@ -154,6 +155,7 @@ __all__ = [
     "VisionOutput",
     "VisionWorkspace",
     "__version__",
+    "atomic_dir",
     "build_component",
     "build_policy",
     "get_registry",

@@ -1,0 +1,116 @@
+"""`sigma export` / `sigma push`: a run as a hub-ready folder both loaders read (offline)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from sigma_cli.main import app
+from sigma_core import SigmaPolicy
+from sigma_core.testing import example_batch, write_synthetic_shards
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def run_and_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("share")
+    shards = write_synthetic_shards(root / "shards", val_fraction=0.25, test_fraction=0)
+    raw = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+    raw["train"]["allow_random_base"] = True  # stage sigma on a random base: a smoke run
+    spec = root / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    trained = invoke("train", spec, "--data", shards, "--out", root / "run", "--steps", "2")
+    assert trained.exit_code == 0, trained.output
+    evaluated = invoke(
+        "eval", root / "run", "--data", shards, "--out", root / "eval", "--split", "val"
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    return root
+
+
+def same_actions(a: Path, b: Path) -> None:
+    pa, pb = SigmaPolicy.from_pretrained(a).eval(), SigmaPolicy.from_pretrained(b).eval()
+    batch = example_batch(pa.dims, batch_size=2)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        want = pa.act(batch)[0]
+        torch.manual_seed(0)
+        got = pb.act(batch)[0]
+    assert torch.equal(want, got)
+
+
+def test_export_writes_a_loadable_folder_with_a_model_card(run_and_report):
+    root = run_and_report
+    out = root / "export"
+    result = invoke(
+        "export", root / "run", out, "--report", root / "eval", "--base-model", "org/base"
+    )
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.output)["files"]
+    for name in ("model.safetensors", "sigma.json", "spec.yaml", "README.md", "eval/report.json"):
+        assert name in files
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= set(files)  # PEFT LoRA
+    card = (out / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["library_name"] == "sigma-vla" and front["base_model"] == "org/base"
+    assert "robotics" in front["tags"] and "2512.00783" in card and "2504.16054" in card
+    report = json.loads((root / "eval" / "report.json").read_text())
+    for group in report["groups"]:
+        assert f"| {group} |" in card
+    meta = json.loads((out / "sigma.json").read_text())
+    assert yaml.safe_load((out / "spec.yaml").read_text()) == meta["spec"]
+    same_actions(root / "run" / "policy", out)
+
+
+def test_export_refuses_what_is_not_a_run(tmp_path, run_and_report):
+    result = invoke("export", tmp_path, tmp_path / "out")
+    assert result.exit_code == 2 and "neither a training run" in result.output
+    missing = invoke("export", run_and_report / "run", tmp_path / "o", "--report", tmp_path)
+    assert missing.exit_code == 2 and "no report.json" in missing.output
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: uploads land in a local folder."""
+
+    calls: list[tuple] = []
+    root: Path
+    fail = False
+
+    def create_repo(self, repo_id, repo_type, private, exist_ok):
+        FakeHub.calls.append(("create_repo", repo_id, private))
+
+    def upload_folder(self, folder_path, repo_id, repo_type, commit_message):
+        if FakeHub.fail:
+            raise RuntimeError("401 Client Error: Unauthorized")
+        shutil.copytree(folder_path, FakeHub.root / repo_id)
+        FakeHub.calls.append(("upload_folder", repo_id, commit_message))
+        return "abc123"
+
+
+def test_push_uploads_the_export_and_never_prints_the_token(run_and_report, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    FakeHub.root, FakeHub.calls, FakeHub.fail = tmp_path, [], False
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    monkeypatch.setenv("HF_TOKEN", "hf_do_not_print_me")
+    result = invoke("push", run_and_report / "run", "me/sigma", "--private")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"repo_id": "me/sigma", "commit": "abc123"}
+    assert FakeHub.calls[0] == ("create_repo", "me/sigma", True)
+    same_actions(run_and_report / "run" / "policy", tmp_path / "me" / "sigma")
+    FakeHub.fail = True
+    failed = invoke("push", run_and_report / "run", "me/other")
+    assert failed.exit_code == 2 and "Unauthorized" in failed.output
+    assert "hf_do_not_print_me" not in result.output + failed.output
