@@ -1,0 +1,124 @@
+"""Sigma inside LeRobot's own tools: lerobot-train out of process, then a control loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+TASK = "pick up the red cube"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def discovered() -> None:
+    """What LeRobot's tools do at start: import every installed lerobot_policy_* package."""
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+
+
+def write_dataset(root: Path, lengths: list[int]) -> None:
+    """A LeRobot v3 dataset (LeRobot's own writer) of random-walk SO-101 episodes."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from sigma_lerobot.schema import FPS, ROBOT_TYPE, so101_features
+
+    feats = so101_features({"up": (32, 32), "side": (32, 32)}, use_videos=False)
+    ds = LeRobotDataset.create(
+        "sim/so101", fps=FPS, root=root, robot_type=ROBOT_TYPE, features=feats, use_videos=False
+    )
+    rng = np.random.default_rng(0)
+    for n in lengths:
+        act = np.cumsum(rng.normal(0, 2, (n, 6)), 0).astype(np.float32)
+        for t in range(n):
+            img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            frame = {"task": TASK, "action": act[t], "observation.state": act[t] + 0.5}
+            frame |= {"observation.images.up": img, "observation.images.side": img[::-1]}
+            ds.add_frame(frame)
+        ds.save_episode()
+    ds.finalize()
+
+
+def lerobot_train(dataset: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "lerobot.scripts.lerobot_train", "--policy.type=sigma"]
+    args += ["--dataset.repo_id=sim/so101", f"--dataset.root={dataset}", f"--output_dir={out}"]
+    args += ["--steps=2", "--batch_size=2", "--save_freq=2", "--log_freq=1", "--num_workers=0"]
+    args += ["--policy.push_to_hub=false", "--wandb.enable=false", "--policy.device=cpu", *extra]
+    return subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lerobot")
+    write_dataset(root / "ds", [24, 24, 24])
+    spec = yaml.safe_load((REPO / "configs" / "base-tiny.yaml").read_text())
+    spec.pop("data", None)
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    result = lerobot_train(root / "ds", root / "out", f"--policy.spec={root / 'spec.yaml'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, root / "out" / "checkpoints" / "000002" / "pretrained_model"
+
+
+def test_lerobot_train_trains_sigma_and_its_checkpoint_drives_a_control_loop(trained):
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    _, checkpoint = trained
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["type"] == "sigma" and config["spec_dict"]["train"]["stage"] == "base"
+    assert config["spec_dict"]["model"]["dims"]["cameras"] == ["up", "side"]
+    assert (checkpoint / "policy_preprocessor.json").is_file()
+
+    policy = get_policy_class("sigma").from_pretrained(str(checkpoint)).eval()
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
+    g = torch.Generator().manual_seed(0)
+    policy.reset()
+    actions = []
+    for _ in range(10):  # what lerobot-record's loop calls: pre -> select_action -> post
+        obs = {
+            "observation.state": torch.randn(6, generator=g),
+            "observation.images.up": torch.rand(3, 32, 32, generator=g),
+            "observation.images.side": torch.rand(3, 32, 32, generator=g),
+            "task": TASK,
+        }
+        actions.append(post(policy.select_action(pre(obs))))
+    assert all(a.shape == (1, 6) and torch.isfinite(a).all() for a in actions)
+
+
+def test_save_and_load_through_lerobot_round_trip_to_the_same_actions(trained, tmp_path):
+    from lerobot.policies.factory import get_policy_class
+
+    _, checkpoint = trained
+    cls = get_policy_class("sigma")
+    policy = cls.from_pretrained(str(checkpoint)).eval()
+    policy.save_pretrained(tmp_path / "again")
+    again = cls.from_pretrained(str(tmp_path / "again")).eval()
+    batch = {
+        "observation.state": torch.randn(2, 6),
+        "observation.images.up": torch.rand(2, 3, 32, 32),
+        "observation.images.side": torch.rand(2, 3, 32, 32),
+        "task": [TASK, TASK],
+    }
+    torch.manual_seed(0)
+    want = policy.predict_action_chunk(batch)
+    torch.manual_seed(0)
+    got = again.predict_action_chunk(batch)
+    assert want.shape == (2, policy.model.dims.chunk_horizon, 6) and torch.equal(want, got)
+
+
+def test_a_spec_naming_a_missing_component_fails_with_sigmas_message(trained):
+    root, _ = trained
+    spec = yaml.safe_load((REPO / "configs" / "base-tiny.yaml").read_text())
+    spec["model"]["vector"] = {"type": "nope"}
+    (root / "bad.yaml").write_text(yaml.safe_dump(spec))
+    result = lerobot_train(root / "ds", root / "bad-out", f"--policy.spec={root / 'bad.yaml'}")
+    assert result.returncode != 0
+    assert "nope" in result.stderr and "token" in result.stderr  # the registered names
