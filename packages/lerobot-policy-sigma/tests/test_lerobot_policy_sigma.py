@@ -48,11 +48,16 @@ def write_dataset(root: Path, lengths: list[int]) -> None:
     ds.finalize()
 
 
-def lerobot_train(dataset: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def lerobot_train_args(dataset: Path, out: Path, *extra: str) -> list[str]:
     args = [sys.executable, "-m", "lerobot.scripts.lerobot_train", "--policy.type=sigma"]
     args += ["--dataset.repo_id=sim/so101", f"--dataset.root={dataset}", f"--output_dir={out}"]
     args += ["--steps=2", "--batch_size=2", "--save_freq=2", "--log_freq=1", "--num_workers=0"]
     args += ["--policy.push_to_hub=false", "--wandb.enable=false", "--policy.device=cpu", *extra]
+    return args
+
+
+def lerobot_train(dataset: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = lerobot_train_args(dataset, out, *extra)
     return subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=600)
 
 
@@ -122,3 +127,16 @@ def test_a_spec_naming_a_missing_component_fails_with_sigmas_message(trained):
     result = lerobot_train(root / "ds", root / "bad-out", f"--policy.spec={root / 'bad.yaml'}")
     assert result.returncode != 0
     assert "nope" in result.stderr and "token" in result.stderr  # the registered names
+
+
+def test_lerobots_peft_flags_fine_tune_a_sigma_checkpoint(trained):
+    """--policy.path + --peft.*: LeRobot wraps Sigma with LoRA on the layers named."""
+    root, checkpoint = trained
+    args = [a for a in lerobot_train_args(root / "ds", root / "peft") if a != "--policy.type=sigma"]
+    args += [f"--policy.path={checkpoint}", "--peft.method_type=LORA", "--peft.r=4"]
+    args += [r"--peft.target_modules=model\.residual\..*\.(0|3)"]
+    result = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = root / "peft" / "checkpoints" / "000002" / "pretrained_model"
+    assert (out / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
