@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
+
+from sigma_lerobot.fixtures import write_random_walk_dataset
 
 REPO = Path(__file__).resolve().parents[3]
 TASK = "pick up the red cube"
@@ -27,25 +28,7 @@ def discovered() -> None:
 
 
 def write_dataset(root: Path, lengths: list[int]) -> None:
-    """A LeRobot v3 dataset (LeRobot's own writer) of random-walk SO-101 episodes."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    from sigma_lerobot.schema import FPS, ROBOT_TYPE, so101_features
-
-    feats = so101_features({"up": (32, 32), "side": (32, 32)}, use_videos=False)
-    ds = LeRobotDataset.create(
-        "sim/so101", fps=FPS, root=root, robot_type=ROBOT_TYPE, features=feats, use_videos=False
-    )
-    rng = np.random.default_rng(0)
-    for n in lengths:
-        act = np.cumsum(rng.normal(0, 2, (n, 6)), 0).astype(np.float32)
-        for t in range(n):
-            img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            frame = {"task": TASK, "action": act[t], "observation.state": act[t] + 0.5}
-            frame |= {"observation.images.up": img, "observation.images.side": img[::-1]}
-            ds.add_frame(frame)
-        ds.save_episode()
-    ds.finalize()
+    write_random_walk_dataset(root, lengths, repo_id="sim/so101")
 
 
 def lerobot_train_args(dataset: Path, out: Path, *extra: str) -> list[str]:
@@ -140,3 +123,23 @@ def test_lerobots_peft_flags_fine_tune_a_sigma_checkpoint(trained):
     out = root / "peft" / "checkpoints" / "000002" / "pretrained_model"
     assert (out / "adapter_model.safetensors").is_file()
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
+
+
+def test_a_sigma_export_loads_in_lerobot_to_the_same_actions(tmp_path):
+    """`sigma export` output: SigmaPolicy.from_pretrained and LeRobot both load it."""
+    from lerobot.policies.factory import get_policy_class
+    from typer.testing import CliRunner
+
+    from sigma_cli.main import app
+    from sigma_core import SigmaPolicy as Model
+    from sigma_core import get_registry, validate_spec
+    from sigma_core.testing import example_batch, planned_actions
+
+    raw = yaml.safe_load((REPO / "configs" / "base-tiny.yaml").read_text())
+    Model(validate_spec(raw, get_registry())).save_pretrained(tmp_path / "policy")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "policy"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    sigma = Model.from_pretrained(tmp_path / "out").eval()
+    lerobot = get_policy_class("sigma").from_pretrained(str(tmp_path / "out")).eval()
+    batch = example_batch(sigma.dims, batch_size=2)
+    assert torch.equal(planned_actions(sigma, batch), planned_actions(lerobot.model, batch))

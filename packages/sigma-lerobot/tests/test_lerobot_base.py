@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -16,8 +15,8 @@ from sigma_core.data import ShardDataset, collate
 from sigma_core.testing import CONTRACT_DIMS
 from sigma_lerobot.base import LeRobotBase
 from sigma_lerobot.config import LeRobotBaseConfig
-from sigma_lerobot.fixtures import save_small_act, small_act_config
-from sigma_lerobot.schema import FPS, ROBOT_TYPE, so101_features
+from sigma_lerobot.fixtures import save_small_act, small_act_config, write_random_walk_dataset
+from sigma_lerobot.schema import FPS
 
 D = CONTRACT_DIMS.model_copy(update={"horizon": 16})
 CAMERAS = {"overhead": "observation.images.up", "wrist": "observation.images.side"}
@@ -25,23 +24,7 @@ TASK = "pick up the red cube"
 
 
 def write_dataset(root: Path, lengths: list[int]) -> None:
-    """A LeRobot v3 dataset (LeRobot's own writer) of random-walk SO-101 episodes."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    feats = so101_features({"up": (32, 32), "side": (32, 32)}, use_videos=False)
-    ds = LeRobotDataset.create(
-        "sim/act", fps=FPS, root=root, robot_type=ROBOT_TYPE, features=feats, use_videos=False
-    )
-    rng = np.random.default_rng(0)
-    for n in lengths:
-        act = np.cumsum(rng.normal(0, 2, (n, 6)), 0).astype(np.float32)
-        for t in range(n):
-            img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            frame = {"task": TASK, "action": act[t], "observation.state": act[t] + 0.5}
-            frame |= {"observation.images.up": img, "observation.images.side": img[::-1]}
-            ds.add_frame(frame)
-        ds.save_episode()
-    ds.finalize()
+    write_random_walk_dataset(root, lengths, repo_id="sim/act")
 
 
 def train_act(dataset: Path, out: Path, steps: int = 3) -> Path:

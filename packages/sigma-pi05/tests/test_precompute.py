@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -14,6 +13,7 @@ from sigma_cli.main import app
 from sigma_core import get_registry, validate_spec
 from sigma_core.data import ShardDataset, collate
 from sigma_core.testing import CONTRACT_DIMS as D
+from sigma_lerobot.fixtures import write_random_walk_dataset
 from sigma_pi05.base import Pi05Base
 from sigma_pi05.config import Pi05BaseConfig
 from sigma_pi05.fixtures import contract_source
@@ -23,26 +23,7 @@ CAMERAS += ["--camera-map", "wrist=observation.images.side"]
 
 
 def write_dataset(root: Path, lengths: list[int]) -> None:
-    """A LeRobot v3 dataset (LeRobot's own writer) of random-walk SO-101 episodes."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    from sigma_lerobot.schema import FPS, ROBOT_TYPE, so101_features
-
-    feats = so101_features({"up": (32, 32), "side": (32, 32)}, use_videos=False)
-    ds = LeRobotDataset.create(
-        "sim/pi05", fps=FPS, root=root, robot_type=ROBOT_TYPE, features=feats, use_videos=False
-    )
-    rng = np.random.default_rng(0)
-    for n in lengths:
-        act = np.cumsum(rng.normal(0, 2, (n, 6)), 0).astype(np.float32)
-        for t in range(n):
-            img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            frame = {"task": "pick up the red cube", "action": act[t]}
-            frame |= {"observation.state": act[t] + 0.5}
-            frame |= {"observation.images.up": img, "observation.images.side": img[::-1]}
-            ds.add_frame(frame)
-        ds.save_episode()
-    ds.finalize()
+    write_random_walk_dataset(root, lengths, repo_id="sim/pi05")
 
 
 def write_spec(path: Path, source: dict, **base) -> Path:

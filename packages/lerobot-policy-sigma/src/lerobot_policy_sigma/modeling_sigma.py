@@ -48,6 +48,22 @@ class SigmaPolicy(PreTrainedPolicy):
         self._step = 0
         self.reset()
 
+    @classmethod
+    def _load_as_safetensor(
+        cls, model: SigmaPolicy, model_file: str, map_location: str, strict: bool
+    ) -> SigmaPolicy:
+        """LeRobot's checkpoints prefix Sigma's tensors with ``model.``; a ``sigma export``
+        folder (or a saved sigma_core policy) holds them unprefixed: load either."""
+        from safetensors import safe_open
+        from safetensors.torch import load_model
+
+        with safe_open(model_file, "pt") as f:
+            keys = list(f.keys())
+        if keys and not any(k.startswith("model.") for k in keys):
+            load_model(model.model, model_file, strict=strict, device=str(map_location or "cpu"))
+            return model
+        return super()._load_as_safetensor(model, model_file, map_location, strict)
+
     def get_optim_params(self) -> list[torch.nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 

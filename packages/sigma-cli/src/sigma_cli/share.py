@@ -3,6 +3,8 @@
 The folder (written under a temporary name and renamed)::
 
     model.safetensors, sigma.json    what SigmaPolicy.from_pretrained(DIR) loads
+    config.json                      LeRobot's view (type sigma): what
+                                     get_policy_class("sigma").from_pretrained(DIR) loads
     adapter_model.safetensors,       the backbone's LoRA in PEFT's own format (from the
     adapter_config.json              run's newest checkpoint), when the run has one
     spec.yaml                        the resolved run spec
@@ -84,6 +86,7 @@ def export_run(
             for name in ADAPTER_FILES:
                 shutil.copy2(checkpoint / name, tmp / name)
         (tmp / "spec.yaml").write_text(yaml.safe_dump(meta["spec"], sort_keys=False))
+        (tmp / "config.json").write_text(json.dumps(lerobot_config(meta["spec"]), indent=2))
         if report_data is not None:
             (tmp / "eval").mkdir()
             (tmp / "eval" / "report.json").write_text(json.dumps(report_data, indent=1) + "\n")
@@ -92,6 +95,30 @@ def export_run(
                 shutil.copy2(report_md, tmp / "eval" / "report.md")
         (tmp / "README.md").write_text(model_card(meta, report_data, base_model))
     return out_dir
+
+
+def lerobot_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """config.json for LeRobot (``lerobot_policy_sigma``): type sigma, the spec, the features.
+
+    Cameras become ``observation.images.<camera>``; LeRobot's ``rename_map`` maps a
+    dataset's own keys onto them. Normalisation statistics come from the dataset
+    (``make_pre_post_processors(config, dataset_stats=...)``).
+    """
+    dims = spec["model"]["dims"]
+    p = dims["image_size"]
+    inputs: dict[str, Any] = {
+        f"observation.images.{cam}": {"type": "VISUAL", "shape": [3, p, p]}
+        for cam in dims["cameras"]
+    }
+    inputs["observation.state"] = {"type": "STATE", "shape": [dims["state_dim"]]}
+    return {
+        "type": "sigma",
+        "spec_dict": spec,
+        "input_features": inputs,
+        "output_features": {"action": {"type": "ACTION", "shape": [dims["action_dim"]]}},
+        "device": "cpu",
+        "push_to_hub": False,
+    }
 
 
 def model_card(meta: dict[str, Any], report: dict[str, Any] | None, base_model: str | None) -> str:

@@ -3,7 +3,8 @@
 * :class:`ComponentContract`, :class:`DataSourceContract`: the contract every
   component and data source passes (:mod:`sigma_core.testing.contract`, also the
   pytest plugin that parametrizes them over the registry).
-* :func:`example_batch`, :func:`write_synthetic_shards`: fakes at any dims
+* :func:`example_batch`, :func:`write_synthetic_shards`: fakes at any dims;
+  :func:`planned_actions`: a policy's plan under a seed, to compare two loads
   (:mod:`sigma_core.testing.fakes`).
 """
 
@@ -14,7 +15,7 @@ from sigma_core.testing.contract import (
     build,
     contract_config,
 )
-from sigma_core.testing.fakes import example_batch, write_synthetic_shards
+from sigma_core.testing.fakes import example_batch, planned_actions, write_synthetic_shards
 
 __all__ = [
     "CONTRACT_DIMS",
@@ -23,5 +24,6 @@ __all__ = [
     "build",
     "contract_config",
     "example_batch",
+    "planned_actions",
     "write_synthetic_shards",
 ]

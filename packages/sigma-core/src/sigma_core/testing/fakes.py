@@ -81,3 +81,12 @@ def write_synthetic_shards(
     )
     preprocess(InMemorySource(eps, info), out, opts)
     return Path(out)
+
+
+def planned_actions(policy: Any, batch: SigmaBatch, seed: int = 1) -> Any:
+    """``policy.act(batch)``'s plan under ``seed`` without gradients: comparable across loads."""
+    import torch
+
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return policy.act(batch)[0]
