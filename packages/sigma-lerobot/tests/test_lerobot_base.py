@@ -15,8 +15,12 @@ from sigma_core.data import ShardDataset, collate
 from sigma_core.testing import CONTRACT_DIMS
 from sigma_lerobot.base import LeRobotBase
 from sigma_lerobot.config import LeRobotBaseConfig
-from sigma_lerobot.fixtures import save_small_act, small_act_config, write_random_walk_dataset
-from sigma_lerobot.schema import FPS
+from sigma_lerobot.fixtures import (
+    save_small_act,
+    small_act_config,
+    small_diffusion_config,
+    write_random_walk_dataset,
+)
 
 D = CONTRACT_DIMS.model_copy(update={"horizon": 16})
 CAMERAS = {"overhead": "observation.images.up", "wrist": "observation.images.side"}
@@ -27,25 +31,26 @@ def write_dataset(root: Path, lengths: list[int]) -> None:
     write_random_walk_dataset(root, lengths, repo_id="sim/act")
 
 
-def train_act(dataset: Path, out: Path, steps: int = 3) -> Path:
-    """ACT trained a few steps by LeRobot's own forward, saved like lerobot-train does."""
+def train_policy(kind: str, dataset: Path, out: Path, steps: int = 3) -> Path:
+    """A small ``kind`` (act, diffusion) policy trained a few steps by LeRobot's own
+    forward on ``dataset`` (LeRobot's delta timestamps, processors from its stats) and
+    saved like lerobot-train does (policy + pre/post-processors)."""
     from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.policies.act.modeling_act import ACTPolicy
-    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     inputs = {
         key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 32, 32)) for key in CAMERAS.values()
     }
     inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(6,))
-    config = small_act_config(D, input_features=inputs)
-    ds = LeRobotDataset(
-        "sim/act",
-        root=dataset,
-        delta_timestamps={"action": [i / FPS for i in range(config.chunk_size)]},
-    )
+    make = {"act": small_act_config, "diffusion": small_diffusion_config}[kind]
+    config = make(D, input_features=inputs)
+    meta = LeRobotDatasetMetadata("sim/act", root=dataset)
+    delta = resolve_delta_timestamps(config, meta)
+    ds = LeRobotDataset("sim/act", root=dataset, delta_timestamps=delta)
     torch.manual_seed(0)
-    policy = ACTPolicy(config)
+    policy = get_policy_class(kind)(config)
     pre, post = make_pre_post_processors(config, dataset_stats=ds.meta.stats)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
@@ -65,7 +70,7 @@ def train_act(dataset: Path, out: Path, steps: int = 3) -> Path:
 def act_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("act")
     write_dataset(root / "ds", [24, 24, 24])
-    return root, train_act(root / "ds", root / "act" / "pretrained_model")
+    return root, train_policy("act", root / "ds", root / "act" / "pretrained_model")
 
 
 def spec_file(path: Path, policy_dir: Path, **train) -> Path:
@@ -154,3 +159,25 @@ def test_bad_policy_directories_are_clear_errors(act_run, tmp_path):
     save_file(state, str(broken / "model.safetensors"))
     with pytest.raises(SigmaUserError, match=r"act policy's weights did not load \(1 missing"):
         LeRobotBase(LeRobotBaseConfig(path=str(broken)), D)
+
+
+def test_a_diffusion_policy_is_a_deterministic_base_equal_to_its_own_chunk(act_run):
+    """Diffusion (stochastic, an observation-history axis): fixed seed, LeRobot's chunk."""
+    root, _ = act_run
+    policy_dir = train_policy("diffusion", root / "ds", root / "diffusion" / "pretrained_model")
+    base = LeRobotBase(LeRobotBaseConfig(path=str(policy_dir), camera_map=CAMERAS), D)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 2, 1, 3, 32, 32, generator=g)
+    batch = SigmaBatch(images, torch.randn(2, 6, generator=g), [TASK] * 2)
+    a = base(batch)
+    assert a.trajectory.shape == (2, 16, 6) and torch.equal(a.trajectory, base(batch).trajectory)
+
+    from lerobot.policies.factory import make_pre_post_processors
+
+    pre, post = make_pre_post_processors(base.policy.config, pretrained_path=str(policy_dir))
+    obs = {"observation.state": batch.state[:, None], "task": [TASK] * 2}
+    obs |= {CAMERAS["overhead"]: images[:, 0, :1], CAMERAS["wrist"]: images[:, 1, :1]}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # noise_seed
+        want = post(base.policy.predict_action_chunk(pre(obs)))
+    torch.testing.assert_close(a.trajectory, want[:, :16])

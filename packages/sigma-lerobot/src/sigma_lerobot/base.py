@@ -109,7 +109,26 @@ class LeRobotBase(BasePolicy):
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.config.noise_seed)
-            return self.policy.predict_action_chunk(inputs)
+            return self.policy.predict_action_chunk(self.with_history(inputs))
+
+    def with_history(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Add the observation-history axis a policy with ``n_obs_steps`` expects.
+
+        Policies such as diffusion read (B, n_obs_steps, ...) state and images; a
+        window gives the current observation, repeated over the history (exact for
+        n_obs_steps = 1).
+        """
+        pc = self.policy.config
+        if pc.observation_delta_indices is None:
+            return inputs
+        n = len(pc.observation_delta_indices)
+        out = dict(inputs)
+        for key in ("observation.state", *self.image_keys):
+            x = inputs[key]
+            base_ndim = 2 if key == "observation.state" else 4
+            if x.ndim == base_ndim:
+                out[key] = x.unsqueeze(1).expand(-1, n, *x.shape[1:])
+        return out
 
     # ---- shared by every LeRobot base ----------------------------------------------
     def _check_dims(self, pc: Any) -> None:

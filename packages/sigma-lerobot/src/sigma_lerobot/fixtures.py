@@ -46,6 +46,33 @@ def small_act_config(dims: Dims, **overrides: Any) -> Any:
     return ACTConfig(**(kwargs | overrides))
 
 
+def small_diffusion_config(dims: Dims, **overrides: Any) -> Any:
+    """A diffusion-policy config at ``dims``: a 2-level U-Net of width 32, 5 DDIM steps."""
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+
+    inputs, outputs = features(dims)
+    horizon = max(16, -(-dims.horizon // 4) * 4)  # a multiple of 2 ** len(down_dims)
+    kwargs: dict[str, Any] = {
+        "input_features": inputs,
+        "output_features": outputs,
+        "n_obs_steps": 1,
+        "horizon": horizon,
+        "n_action_steps": horizon,
+        "drop_n_last_frames": 0,
+        "pretrained_backbone_weights": None,
+        "use_group_norm": True,
+        "spatial_softmax_num_keypoints": 8,
+        "down_dims": (32, 64),
+        "kernel_size": 3,
+        "n_groups": 8,
+        "diffusion_step_embed_dim": 32,
+        "noise_scheduler_type": "DDIM",
+        "num_inference_steps": 5,
+        "device": "cpu",
+    }
+    return DiffusionConfig(**(kwargs | overrides))
+
+
 def save_small_act(directory: str | Path, dims: Dims, seed: int = 0) -> Path:
     """Save a random small ACT policy as LeRobot saves policies (config.json + weights)."""
     import torch
