@@ -68,17 +68,23 @@ def test_lerobot_train_trains_sigma_and_its_checkpoint_drives_a_control_loop(tra
     policy = get_policy_class("sigma").from_pretrained(str(checkpoint)).eval()
     pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
     g = torch.Generator().manual_seed(0)
+    obs = {
+        "observation.state": torch.randn(6, generator=g),
+        "observation.images.up": torch.rand(3, 32, 32, generator=g),
+        "observation.images.side": torch.rand(3, 32, 32, generator=g),
+        "task": TASK,
+    }
+    torch.manual_seed(0)
+    plan = post(policy.predict_action_chunk(pre(obs)))  # (1, H_c, 6), dataset units
     policy.reset()
-    actions = []
-    for _ in range(10):  # what lerobot-record's loop calls: pre -> select_action -> post
-        obs = {
-            "observation.state": torch.randn(6, generator=g),
-            "observation.images.up": torch.rand(3, 32, 32, generator=g),
-            "observation.images.side": torch.rand(3, 32, 32, generator=g),
-            "task": TASK,
-        }
-        actions.append(post(policy.select_action(pre(obs))))
+    n = policy.model.spec.run_stride()  # replanning stride, what reset() defaults to
+    torch.manual_seed(0)
+    # what lerobot-record's loop calls: pre -> select_action -> post, every control step
+    actions = [post(policy.select_action(pre(obs))) for _ in range(n + 1)]
     assert all(a.shape == (1, 6) and torch.isfinite(a).all() for a in actions)
+    # the first n steps execute the plan; step n + 1 replans (with the memory carried)
+    torch.testing.assert_close(torch.stack(actions[:n], dim=1), plan[:, :n])
+    assert len(policy.model._queue) == n - 1
 
 
 def test_save_and_load_through_lerobot_round_trip_to_the_same_actions(trained, tmp_path):

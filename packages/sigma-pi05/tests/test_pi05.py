@@ -197,7 +197,7 @@ def test_cameras_and_dims_must_match(source):
     src = {**source, "camera_map": {"overhead": "observation.images.nope"}}
     with pytest.raises(SigmaUserError, match=r"'overhead' -> 'observation.images.nope' is not one"):
         Pi05Base(Pi05BaseConfig(**src), D)
-    with pytest.raises(SigmaUserError, match=r"action dim 6 .*asks for 9"):
+    with pytest.raises(SigmaUserError, match=r"action dim 6 and state dim 6; .* has 9 and 6"):
         Pi05Base(Pi05BaseConfig(**source), D.model_copy(update={"action_dim": 9}))
 
 

@@ -63,6 +63,8 @@ class LeRobotBase(BasePolicy):
 
     name = "lerobot"
     config_class = LeRobotBaseConfig
+    #: whether the policy pads state and actions (then the spec's first dims are used)
+    pads_dims = False
 
     def __init__(self, config: Any, dims: Dims) -> None:
         super().__init__(config, dims)
@@ -135,11 +137,18 @@ class LeRobotBase(BasePolicy):
         have_a = pc.output_features["action"].shape[0]
         state = pc.input_features.get("observation.state")
         have_s = state.shape[0] if state is not None else self.dims.state_dim
-        if (have_a, have_s) != (self.dims.action_dim, self.dims.state_dim):
+        want_a, want_s = self.dims.action_dim, self.dims.state_dim
+        # a policy that pads (π0.5: 32 dims) serves any smaller size; others must match
+        fits = (
+            want_a <= have_a and want_s <= have_s
+            if self.pads_dims
+            else (want_a, want_s) == (have_a, have_s)
+        )
+        if not fits:
             raise SigmaUserError(
                 f"base_policy {self.name} ({self.config.path}): the policy has action dim "
                 f"{have_a} and state dim {have_s}; the spec's model.dims has "
-                f"{self.dims.action_dim} and {self.dims.state_dim}"
+                f"{want_a} and {want_s}"
             )
 
     def _image_keys(self, camera_map: Mapping[str, str], available: Sequence[str]) -> list[str]:
@@ -186,14 +195,17 @@ class LeRobotBase(BasePolicy):
                 self._pipes = self.make_pipelines(stats)
         return self._pipes
 
+    def preprocessor_overrides(self) -> dict[str, Any]:
+        """Step overrides when loading the directory's saved pre-processor."""
+        return {"device_processor": {"device": "cpu"}}
+
     def saved_pipelines(self) -> tuple[Any, Any]:
         from lerobot.policies.factory import make_pre_post_processors
 
-        overrides = {"device_processor": {"device": "cpu"}}
         return make_pre_post_processors(
             self.policy.config,
             pretrained_path=str(self.directory),
-            preprocessor_overrides=overrides,
+            preprocessor_overrides=self.preprocessor_overrides(),
         )
 
     def lerobot_batch(self, batch: SigmaBatch) -> dict[str, Any]:
@@ -228,6 +240,21 @@ class LeRobotBase(BasePolicy):
         a = (self.chunk(batch) - self.action_mean) / self.action_std
         d = self.dims
         return ActionSet(a[:, 0], a[:, : d.chunk_horizon], a[:, : d.horizon])
+
+
+def lerobot_features(dims: Dims, image_size: int | None = None) -> tuple[dict, dict]:
+    """LeRobot input/output features at ``dims``: ``observation.images.<camera>`` (3, P, P)
+    with P = ``image_size`` or the spec's, ``observation.state``, ``action``."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    p = image_size or dims.image_size
+    inputs = {
+        f"{IMAGE_PREFIX}{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, p, p))
+        for cam in dims.cameras
+    }
+    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(dims.state_dim,))
+    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(dims.action_dim,))}
+    return inputs, outputs
 
 
 def load_policy(path: str) -> LoadedPolicy:

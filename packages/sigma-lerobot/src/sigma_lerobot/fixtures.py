@@ -6,21 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sigma_core import Dims
-from sigma_lerobot.base import IMAGE_PREFIX
-
-
-def features(dims: Dims) -> tuple[dict[str, Any], dict[str, Any]]:
-    """LeRobot input/output features at ``dims`` (cameras as observation.images.<camera>)."""
-    from lerobot.configs.types import FeatureType, PolicyFeature
-
-    p = dims.image_size
-    inputs = {
-        f"{IMAGE_PREFIX}{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, p, p))
-        for cam in dims.cameras
-    }
-    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(dims.state_dim,))
-    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(dims.action_dim,))}
-    return inputs, outputs
+from sigma_lerobot.base import lerobot_features as features
 
 
 def small_act_config(dims: Dims, **overrides: Any) -> Any:

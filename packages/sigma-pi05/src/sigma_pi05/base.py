@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sigma_core import Dims, SigmaUserError
+from sigma_core import Dims
 from sigma_lerobot.base import LeRobotBase, LoadedPolicy
 from sigma_pi05.config import Pi05BaseConfig
 from sigma_pi05.fixtures import contract_source
@@ -34,6 +34,7 @@ class Pi05Base(LeRobotBase):
 
     name = "pi05"
     config_class = Pi05BaseConfig
+    pads_dims = True  # pi05_base pads state and actions to 32 dims
 
     def load(self, config: Any, dims: Dims) -> LoadedPolicy:
         loaded = shared_pi05(config, dims)
@@ -44,16 +45,6 @@ class Pi05Base(LeRobotBase):
     def pi05(self) -> torch.nn.Module:
         """LeRobot's PI05Policy (the shared, frozen one)."""
         return self.policy
-
-    def _check_dims(self, pc: Any) -> None:
-        have_a = pc.output_features["action"].shape[0]
-        have_s = pc.input_features["observation.state"].shape[0]
-        if self.dims.action_dim > have_a or self.dims.state_dim > have_s:
-            raise SigmaUserError(
-                f"base_policy pi05 ({self.config.path}): π0.5 has action dim {have_a} and state "
-                f"dim {have_s}; the spec's model.dims asks for {self.dims.action_dim} and "
-                f"{self.dims.state_dim}"
-            )
 
     def make_pipelines(self, stats: dict[str, dict[str, Tensor]]) -> tuple[Any, Any]:
         from lerobot.policies.pi05 import processor_pi05
@@ -68,18 +59,10 @@ class Pi05Base(LeRobotBase):
         finally:
             processor_pi05.TokenizerProcessorStep = original
 
-    def saved_pipelines(self) -> tuple[Any, Any]:
-        from lerobot.policies.factory import make_pre_post_processors
-
-        overrides = {
-            "tokenizer_processor": {"tokenizer": self.tokenizer},
-            "device_processor": {"device": "cpu"},
+    def preprocessor_overrides(self) -> dict[str, Any]:
+        return super().preprocessor_overrides() | {
+            "tokenizer_processor": {"tokenizer": self.tokenizer}
         }
-        return make_pre_post_processors(
-            self.policy.config,
-            pretrained_path=str(self.directory),
-            preprocessor_overrides=overrides,
-        )
 
     def noise(self, batch_size: int, device: torch.device) -> Tensor:
         """The fixed denoiser noise ε (one draw, repeated over the batch)."""

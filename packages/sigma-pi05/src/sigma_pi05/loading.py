@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sigma_core import Dims, SigmaUserError, shared, source_record
-from sigma_lerobot.base import IMAGE_PREFIX
+from sigma_lerobot.base import lerobot_features
 from sigma_lerobot.base import load_weights as check_and_load
 from sigma_pi05.config import Pi05Shrink, Pi05Source
 
@@ -58,8 +58,7 @@ def shared_pi05(source: Pi05Source, dims: Dims) -> Pi05:
     allow_random_init, shrink, image_resolution) get the same object, so the
     base policy, backbone and vision of one model hold a single π0.5.
     """
-    fields = Pi05Source.model_fields
-    key = ("sigma-pi05", Pi05Source(**source.model_dump(include=set(fields))).model_dump_json())
+    key = ("sigma-pi05", source.model_dump_json(include=set(Pi05Source.model_fields)))
     return shared(key, lambda: load_pi05(source, dims))
 
 
@@ -223,19 +222,13 @@ def load_tokenizer(name: str) -> Any:
 
 def random_config(source: Pi05Source, dims: Dims) -> Any:
     """A PI05Config for ``dims`` (cameras, state, actions) when there is no directory."""
-    from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.pi05.configuration_pi05 import PI05Config
 
     side = source.image_resolution or 224
-    images = {
-        f"{IMAGE_PREFIX}{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, side, side))
-        for cam in dims.cameras
-    }
-    state = PolicyFeature(type=FeatureType.STATE, shape=(dims.state_dim,))
-    action = PolicyFeature(type=FeatureType.ACTION, shape=(dims.action_dim,))
+    inputs, outputs = lerobot_features(dims, side)
     return PI05Config(
-        input_features={**images, "observation.state": state},
-        output_features={"action": action},
+        input_features=inputs,
+        output_features=outputs,
         device="cpu",
         dtype=source.dtype,
         image_resolution=(side, side),

@@ -48,13 +48,14 @@ def matches(record: Mapping[str, Any] | None, base_policy: Mapping[str, Any]) ->
     return record is not None and record["base_policy"] == dict(base_policy)
 
 
-def load_base_actions(root: Path, record: Mapping[str, Any], verify: bool = True) -> list[Any]:
-    """The per-shard base-action tensors (memory-mapped), checked against the record."""
+def load_base_actions(
+    root: Path, record: Mapping[str, Any], shards: list[Mapping[str, Any]], verify: bool = True
+) -> list[Any]:
+    """The base-action tensors of each of meta.json's ``shards``, checked against the record."""
     from safetensors import safe_open
 
-    meta_shards = json.loads((root / "meta.json").read_text())["shards"]
     out = []
-    for rec in meta_shards:
+    for rec in shards:
         stored = record["files"].get(rec["file"])
         if stored is None:
             raise SigmaUserError(

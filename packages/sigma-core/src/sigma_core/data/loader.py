@@ -88,7 +88,7 @@ class ShardDataset(Dataset):
                 raise SigmaUserError(
                     f"{self.root}: no base actions; run sigma preprocess --base-policy SPEC"
                 )
-            self.base_actions = load_base_actions(self.root, record, verify)
+            self.base_actions = load_base_actions(self.root, record, meta["shards"], verify)
         self._shards: list[Shard] | None = None
         self._first_row: list[np.ndarray] = []
         self._pid = -1

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from sigma_core._fileio import atomic_path, atomic_write_text
 from sigma_core.data.base_actions import DIRECTORY, FORMAT, PROGRESS, RECORD, SCALES
@@ -69,8 +70,6 @@ def precompute_base_actions(
             if progress:
                 progress(len(batch.texts))
         tensors = {f"base.{s}": torch.cat(columns[s]).contiguous() for s in SCALES}
-        from safetensors.torch import save_file
-
         with atomic_path(out) as tmp:
             save_file(tensors, str(tmp))
         files[name] = file_record(out) | {"file": f"{DIRECTORY}/{name}"}
