@@ -78,3 +78,42 @@ def test_sim_then_preprocess_then_load(tmp_path):
     assert bad.exit_code == 2
     assert "does not match the spec's model.dims: action_dim: data 6, spec 7" in bad.stderr
     assert "Traceback" not in bad.output and not (tmp_path / "s3").exists()
+
+
+def test_sim_set_reaches_the_source_config_and_bad_settings_exit_2(tmp_path):
+    """--set KEY=VALUE: the calibrated task's settings (one cube and disc colour here)."""
+    runner = CliRunner()
+    base = ["data", "sim", "--episodes", "1", "--image-size", "32", "--json"]
+    ok = runner.invoke(
+        app,
+        [
+            *base,
+            "--out",
+            str(tmp_path / "sim"),
+            "--set",
+            "cube_colors=[red]",
+            "--set",
+            "target_colors=[blue]",
+            "--set",
+            "spawn_max_radius=0.12",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads(ok.stdout[ok.stdout.index("{") :])
+    import pandas as pd
+
+    assert summary["tasks"] == 1
+    tasks = pd.read_parquet(tmp_path / "sim" / "meta" / "tasks.parquet")
+    assert list(tasks.index) == ["Pick up the red cube and place it on the blue circle."]
+    recorded = json.loads((tmp_path / "sim" / "meta" / "sigma_sim.json").read_text())["config"]
+    assert recorded["cube_colors"] == ["red"] and recorded["spawn_max_radius"] == 0.12
+    for settings, message in (
+        (["--set", "nope=1"], "nope: Extra inputs are not permitted"),
+        (["--set", "spawn_max_radius"], "expected KEY=VALUE"),
+        (["--set", "spawn_max_radius=0.01"], "spawn_max_radius must be greater"),
+        (["--set", "cube_colors=[pink]"], "cube_colors.0"),
+    ):
+        bad = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), *settings])
+        assert bad.exit_code == 2, (settings, bad.output)
+        assert message in bad.stderr and "Traceback" not in bad.output, bad.stderr
+        assert not (tmp_path / "bad").exists()

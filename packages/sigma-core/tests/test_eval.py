@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sigma_core.errors import SigmaUserError
-from sigma_core.eval import SCHEMA, evaluate, paired_bootstrap, wilson
+from sigma_core.eval import CLOSED_LOOP_COMPARED, SCHEMA, evaluate, paired_bootstrap, wilson
 from sigma_core.plugins.registry import get_registry
 from sigma_core.spec import validate_spec
 from sigma_core.testing import CONTRACT_DIMS as D
@@ -111,6 +111,75 @@ def test_eval_writes_the_papers_checks_and_a_versioned_report(trained):
         "sem_align",
     } == set(check_b[0])
     assert "| sigma | sigma:base | mse_trj |" in (out / "report.md").read_text()
+
+
+def _loop_summary(successes: list[bool], tcp: list[float]) -> dict:
+    """A closed-loop summary as sigma_sim.rollout.summarize shapes it (seeds 0..n-1)."""
+    n = len(successes)
+    rate = wilson(sum(successes), n).as_dict()
+    detail = [
+        {
+            "seed": i,
+            "success": s,
+            "reached": True,
+            "grasped": s,
+            "lifted": s,
+            "wrong_object": False,
+            "min_tcp_to_obj": tcp[i],
+            "min_obj_to_goal": 0.05,
+            "steps": 10,
+            "seconds_to_success": 1.0 if s else None,
+        }
+        for i, s in enumerate(successes)
+    ]
+    stages = {k: rate for k in ("grasped", "lifted", "success")} | {
+        "reached": wilson(n, n).as_dict()
+    }
+    return {
+        "episodes": n,
+        "successes": sum(successes),
+        "success_rate": rate,
+        "stages": stages,
+        "wrong_object_rate": 0.0,
+        "mean_min_tcp_to_obj": sum(tcp) / n,
+        "mean_min_obj_to_goal": 0.05,
+        "latency_ms": {"p50": 1.0, "p99": 2.0, "mean": 1.0, "max": 2.0},
+        "episodes_detail": detail,
+    }
+
+
+def test_closed_loop_outcomes_are_compared_paired_by_seed(trained):
+    """sigma succeeds on seeds 0-2, base on seed 0 only: sigma − base is exactly +0.5
+    (paired differences 0, 1, 1, 0); the closest approach differs by -1 cm on every seed,
+    so its interval is that single value."""
+    root, shards = trained
+    loops = {
+        "sigma": _loop_summary([True, True, True, False], [0.01, 0.02, 0.03, 0.04]),
+        "base": _loop_summary([True, False, False, False], [0.02, 0.03, 0.04, 0.05]),
+    }
+    seen = []
+
+    def closed_loop(source, meta):
+        seen.append((source.name, meta["format"]))
+        return loops[source.name]
+
+    out = root / "report-loop"
+    report = evaluate(
+        [root / "sigma", root / "base"], shards, out, plots=True, closed_loop=closed_loop
+    )
+    assert seen == [("sigma", "sigma-shards/1"), ("base", "sigma-shards/1")]
+    assert report["closed_loop"] == loops
+    diffs = {(c["a"], c["b"], c["metric"]): c for c in report["closed_loop_comparisons"]}
+    assert set(diffs) == {("base", "sigma", m) for m in CLOSED_LOOP_COMPARED}
+    success = diffs[("base", "sigma", "success")]
+    assert success["episodes"] == 4
+    assert success["difference"]["estimate"] == pytest.approx(-0.5)
+    assert success["difference"]["low"] <= -0.5 <= success["difference"]["high"]
+    tcp = diffs[("base", "sigma", "min_tcp_to_obj")]["difference"]
+    assert [tcp["estimate"], tcp["low"], tcp["high"]] == pytest.approx([0.01] * 3)
+    assert (out / "plots" / "closed_loop.png").is_file()
+    md = (out / "report.md").read_text()
+    assert "| sigma | 4 | 100% [" in md and "| base | sigma | success | -0.5 |" in md
 
 
 def test_eval_bad_input_is_clear(trained, tmp_path):

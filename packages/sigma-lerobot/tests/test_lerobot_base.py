@@ -181,3 +181,24 @@ def test_a_diffusion_policy_is_a_deterministic_base_equal_to_its_own_chunk(act_r
         torch.manual_seed(0)  # noise_seed
         want = post(base.policy.predict_action_chunk(pre(obs)))
     torch.testing.assert_close(a.trajectory, want[:, :16])
+
+
+def test_reading_a_policy_config_leaves_no_temporary_file(act_run, tmp_path, monkeypatch):
+    """LeRobot's config loader writes a NamedTemporaryFile(delete=False) it never removes;
+    ours runs it in a scratch directory, so nothing is left in the temp dir."""
+    import tempfile
+
+    from sigma_lerobot.base import read_policy_config
+
+    _, policy_dir = act_run
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    config = read_policy_config(policy_dir)
+    assert config.type == "act"
+    assert list(scratch.iterdir()) == [] and tempfile.tempdir == str(scratch)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    with pytest.raises(SigmaUserError, match=r"bad/config.json: not a LeRobot policy config"):
+        read_policy_config(tmp_path / "bad")
+    assert tempfile.tempdir == str(scratch)

@@ -8,6 +8,7 @@ scripted expert.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,6 +130,11 @@ def test_summarize_reports_the_wilson_interval() -> None:
             steps=10,
             seconds_to_success=1.0 + i if success else None,
             wrong_object=wrong,
+            reached=success or i == 1,
+            grasped=success,
+            lifted=success,
+            min_tcp_to_obj=0.01 * (i + 1),
+            min_obj_to_goal=0.1,
             latencies=[0.010] * 9 + [0.100],
             n_action_steps=5,
             sim_seconds=[0.005] * 10,
@@ -145,6 +151,15 @@ def test_summarize_reports_the_wilson_interval() -> None:
     assert s["latency_ms"]["p99"] > 50.0
     assert results[0].replan_latencies == [0.010, 0.010]  # steps 0 and 5
     assert s["sim_step_ms"]["p50"] == pytest.approx(5.0)
+    assert list(s["stages"]) == ["reached", "grasped", "lifted", "success"]
+    assert s["stages"]["reached"] == wilson(3, 4).as_dict()
+    assert s["stages"]["lifted"] == s["stages"]["success"] == s["success_rate"]
+    assert s["mean_min_tcp_to_obj"] == pytest.approx(0.025)  # (1 + 2 + 3 + 4) cm / 4
+    detail = s["episodes_detail"]
+    assert [d["seed"] for d in detail] == [0, 1, 2, 3]
+    assert [d["success"] for d in detail] == [True, False, True, False]
+    assert detail[1]["wrong_object"] and detail[1]["reached"] and not detail[1]["grasped"]
+    json.dumps(s)  # report.json material
     with pytest.raises(SigmaUserError):
         summarize([])
 
@@ -192,6 +207,10 @@ def test_rollout_fields_latencies_video_and_determinism(meta, policy, tmp_path) 
         assert len(r.latencies) == len(r.sim_seconds) == r.steps
         assert all(t > 0 for t in r.latencies)
         assert r.n_action_steps == 4  # the spec's stride: H_c
+        # 1 s of a random policy from the rest pose: the cube (>= 5 cm from the spawn
+        # centre, on the table) is never lifted, and the closest approach is a distance
+        assert not r.lifted and not r.success
+        assert 0.0 < r.min_tcp_to_obj < 1.0 and 0.0 < r.min_obj_to_goal < 1.0
     assert a[0].video == tmp_path / "episode_10000.mp4" and a[1].video is None
     with av.open(str(a[0].video)) as container:
         frames = sum(1 for _ in container.decode(video=0))
@@ -299,6 +318,8 @@ def test_expert_actions_through_rollout_succeed(meta, policy) -> None:
     [result] = rollout(replay, meta, 1, seed=0, max_seconds=len(plan) / cfg.fps + 1.0)
     assert result.task == episode.task
     assert result.success, f"expert replay failed after {result.steps} steps"
+    assert result.reached and result.grasped and result.lifted  # every stage on the way
+    assert result.min_tcp_to_obj <= 0.02 and result.min_obj_to_goal <= 0.025
     assert result.seconds_to_success == pytest.approx(result.steps / cfg.fps)
     assert result.steps <= len(plan) + cfg.fps
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.progress import Progress
 from rich.table import Table
 
@@ -36,6 +37,34 @@ def _dims(spec: Path | None) -> Dims:
     return Dims() if spec is None else load_spec(spec).model.dims
 
 
+def parse_settings(settings: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: yaml.safe_load(value)}``.
+
+    Raises:
+        SigmaUserError: an item without ``=`` or with a value that is not YAML.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SigmaUserError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise SigmaUserError(f"--set {item!r}: the value is not YAML ({exc})") from None
+    return out
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line per pydantic error: ``field: message``."""
+    return "; ".join(
+        f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}"
+        for e in exc.errors(include_url=False)
+    )
+
+
 @data_app.command("sim")
 @user_errors
 def sim(
@@ -46,6 +75,15 @@ def sim(
     fps: Annotated[int, typer.Option(min=1, help="Recording frame rate.")] = 30,
     distractors: Annotated[int, typer.Option(min=0, help="Extra cubes of other colours.")] = 0,
     source: Annotated[str, typer.Option(help="data_source component.")] = "so101-pickplace",
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Any other field of the source's config, VALUE in YAML, e.g. "
+            "--set cube_colors=[red] --set spawn_max_radius=0.12 (repeatable).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Record scripted SO-101 pick-and-place demonstrations as a LeRobot v3 dataset.
@@ -55,7 +93,12 @@ def sim(
     """
     info = get_registry().get("data_source", source)
     params = {"image_size": image_size, "fps": fps, "distractors": distractors}
-    data_source = info.load()(info.config_class(**params))
+    params |= parse_settings(settings or [])
+    try:
+        config = info.config_class(**params)
+    except ValidationError as exc:
+        raise SigmaUserError(f"data source {source!r}: {validation_message(exc)}") from None
+    data_source = info.load()(config)
     summary = data_source.write(out_dir, episodes, seed=seed)
     if as_json:
         out.print_json(json.dumps(summary, default=str))

@@ -89,21 +89,52 @@ def evaluate(
         )
     out.print(diffs)
     if "closed_loop" in report:
-        loop = Table(title="closed loop (SO-101 simulator)", title_justify="left")
-        for col in ("policy", "episodes", "success", "95% Wilson", "wrong object", "p99 ms"):
-            loop.add_column(col)
-        for name, c in report["closed_loop"].items():
-            rate = c["success_rate"]
-            loop.add_row(
-                name,
-                str(c["episodes"]),
-                f"{rate['estimate']:.0%}",
-                f"[{rate['low']:.0%}, {rate['high']:.0%}]",
-                f"{c['wrong_object_rate']:.0%}",
-                f"{c['latency_ms']['p99']:.1f}",
-            )
-        out.print(loop)
+        out.print(closed_loop_table(report["closed_loop"]))
+        if report.get("closed_loop_comparisons"):
+            out.print(closed_loop_diffs(report["closed_loop_comparisons"]))
     out.print(f"report: {out_dir / 'report.md'}")
+
+
+def _rate(r: dict[str, float]) -> str:
+    return f"{r['estimate']:.0%} [{r['low']:.0%}, {r['high']:.0%}]"
+
+
+def closed_loop_table(loops: dict[str, dict[str, Any]]) -> Table:
+    """Per policy: episodes, progress stages and success with 95% Wilson intervals, latency."""
+    table = Table(
+        title="closed loop in the simulator (held-out seeds, 95% Wilson)", title_justify="left"
+    )
+    cols = ("policy", "episodes", "reached", "grasped", "lifted", "success", "wrong object")
+    for col in (*cols, "step p50 / p99 ms"):
+        table.add_column(col, overflow="fold")
+    for name, c in loops.items():
+        stages = c.get("stages", {})
+        lat = c["latency_ms"]
+        table.add_row(
+            name,
+            str(c["episodes"]),
+            *(_rate(stages[k]) if k in stages else "" for k in ("reached", "grasped", "lifted")),
+            _rate(c["success_rate"]),
+            f"{c['wrong_object_rate']:.0%}",
+            f"{lat['p50']:.1f} / {lat['p99']:.1f}",
+        )
+    return table
+
+
+def closed_loop_diffs(comparisons: list[dict[str, Any]]) -> Table:
+    """``a − b`` of the rates and closest approaches, paired by simulator seed."""
+    table = Table(title="closed loop a − b, paired by seed [95% bootstrap]", title_justify="left")
+    for col in ("a", "b", "outcome", "a − b [95%]"):
+        table.add_column(col, overflow="fold")
+    for c in comparisons:
+        d = c["difference"]
+        table.add_row(
+            c["a"],
+            c["b"],
+            c["metric"],
+            f"{d['estimate']:+.3g} [{d['low']:+.3g}, {d['high']:+.3g}]",
+        )
+    return table
 
 
 def simulator(

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sigma_cli.evaluate import simulator
+from sigma_cli.evaluate import closed_loop_diffs, closed_loop_table, simulator
 from sigma_cli.ui import err, out, user_errors
 from sigma_core import SigmaSpec, get_registry, validate_spec
 
@@ -166,6 +166,7 @@ def run_quickstart(root: Path, size: Size, seed: int = 0) -> dict[str, Any]:
         "report": str(report_dir / "report.md"),
         "groups": {g: v["metrics"] for g, v in report["groups"].items()},
         "closed_loop": report.get("closed_loop", {}),
+        "closed_loop_comparisons": report.get("closed_loop_comparisons", []),
         "comparisons": [
             c
             for c in report["comparisons"]
@@ -209,18 +210,14 @@ def print_table(summary: dict[str, Any]) -> None:
             a, b, cells.get("mse_vec", ""), cells.get("mse_chk", ""), cells.get("mse_trj", "")
         )
     out.print(diffs)
-    loop = Table(title="closed loop in the simulator (held-out seeds)", title_justify="left")
-    for col in ("policy", "episodes", "success [95% Wilson]", "control step p50 / p99 ms"):
-        loop.add_column(col)
-    for name, c in summary["closed_loop"].items():
-        r, lat = c["success_rate"], c["latency_ms"]
-        loop.add_row(
-            name,
-            str(c["episodes"]),
-            f"{r['estimate']:.0%} [{r['low']:.0%}, {r['high']:.0%}]",
-            f"{lat['p50']:.1f} / {lat['p99']:.1f}",
-        )
-    out.print(loop)
+    out.print(closed_loop_table(summary["closed_loop"]))
+    loop_diffs = [
+        c
+        for c in summary.get("closed_loop_comparisons", [])
+        if c["metric"] in ("success", "lifted", "min_tcp_to_obj")
+    ]
+    if loop_diffs:
+        out.print(closed_loop_diffs(loop_diffs))
     seconds = sum(summary["seconds"].values())
     out.print(f"{seconds:.0f} s; report: {summary['report']}; runs under {summary['root']}/runs")
 

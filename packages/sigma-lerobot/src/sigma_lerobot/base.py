@@ -257,9 +257,37 @@ def lerobot_features(dims: Dims, image_size: int | None = None) -> tuple[dict, d
     return inputs, outputs
 
 
+def read_policy_config(directory: Path) -> Any:
+    """``PreTrainedConfig.from_pretrained`` of a local LeRobot policy directory.
+
+    LeRobot 0.6.1 writes the parsed config to a ``NamedTemporaryFile(delete=False)``
+    and never removes it (one stray ``/tmp/tmp*.json`` per load); the load runs
+    with :mod:`tempfile` pointed at a scratch directory that is removed afterwards.
+
+    Raises:
+        SigmaUserError: ``config.json`` is not a LeRobot policy config (naming the file).
+    """
+    import tempfile
+
+    from lerobot.configs.policies import PreTrainedConfig
+
+    previous = tempfile.tempdir
+    try:
+        with tempfile.TemporaryDirectory(prefix="sigma-lerobot-config-") as scratch:
+            tempfile.tempdir = scratch
+            try:
+                return PreTrainedConfig.from_pretrained(str(directory), local_files_only=True)
+            finally:
+                tempfile.tempdir = previous
+    except Exception as e:  # draccus/json errors: say which file
+        raise SigmaUserError(
+            f"{directory}/config.json: not a LeRobot policy config "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
+
+
 def load_policy(path: str) -> LoadedPolicy:
     """A LeRobot policy directory through LeRobot's factory, frozen, weights checked."""
-    from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import get_policy_class
 
     directory = Path(path).expanduser()
@@ -267,8 +295,8 @@ def load_policy(path: str) -> LoadedPolicy:
         raise SigmaUserError(f"base_policy.path {path!r}: no such directory")
     if not (directory / "config.json").is_file():
         raise SigmaUserError(f"{directory}: not a LeRobot policy directory (no config.json)")
+    config = read_policy_config(directory)
     try:
-        config = PreTrainedConfig.from_pretrained(str(directory), local_files_only=True)
         cls = get_policy_class(config.type)
     except Exception as e:
         raise SigmaUserError(

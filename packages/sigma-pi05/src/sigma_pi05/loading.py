@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sigma_core import Dims, SigmaUserError, shared, source_record
-from sigma_lerobot.base import lerobot_features
+from sigma_lerobot.base import lerobot_features, read_policy_config
 from sigma_lerobot.base import load_weights as check_and_load
 from sigma_pi05.config import Pi05Shrink, Pi05Source
 
@@ -64,7 +64,6 @@ def shared_pi05(source: Pi05Source, dims: Dims) -> Pi05:
 
 def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
     """Build LeRobot's PI05Policy from ``source`` with its weights (see the module docstring)."""
-    from lerobot.configs.policies import PreTrainedConfig
 
     directory = resolve_directory(source)
     tokenizer = load_tokenizer(source.tokenizer)
@@ -75,13 +74,7 @@ def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
         record = {"source": "random-init", "revision": None, "sha256": None}
         log.warning("π0.5 at random init (allow_random_init): its actions mean nothing")
     else:
-        try:
-            config = PreTrainedConfig.from_pretrained(str(directory), local_files_only=True)
-        except Exception as e:  # draccus/json errors: say which file
-            raise SigmaUserError(
-                f"{directory}/config.json: not a LeRobot policy config "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-            ) from None
+        config = read_policy_config(directory)
         if getattr(config, "type", None) != "pi05":
             raise SigmaUserError(
                 f"{directory}: a LeRobot {getattr(config, 'type', '?')!r} policy, not pi05"

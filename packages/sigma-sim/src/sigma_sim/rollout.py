@@ -43,6 +43,20 @@ from where it was after the reset, or more than :data:`WRONG_OBJECT_LIFT`
 (1 cm) above its reset height. Checking every step catches a cube that was
 picked up and put back; pushing a distractor (with the arm or the named cube)
 by more than 2 cm counts too. Without distractors it is always false.
+
+Progress stages
+---------------
+Success is all or nothing; to see how far a policy gets, every episode also
+records, from the simulator's ``info`` at every control step:
+
+* ``reached``: the tool centre point came within :data:`REACH_DISTANCE` (2 cm)
+  of the named cube's centre (``info["tcp_to_obj_dist"]``);
+* ``grasped``: the simulator reported the named cube grasped (``info["is_grasped"]``);
+* ``lifted``: the named cube rose :data:`LIFT_HEIGHT` (2 cm) above its rest
+  height (``info["lift_height"]``);
+* ``min_tcp_to_obj`` / ``min_obj_to_goal``: the closest the tool came to the
+  cube and the cube to the goal disc's centre (m), continuous measures that
+  paired comparisons over the same seeds can resolve when success rates cannot.
 """
 
 from __future__ import annotations
@@ -73,6 +87,10 @@ EVAL_SEED_OFFSET = 2**32
 WRONG_OBJECT_DISPLACEMENT = 0.02
 #: ...or rose more than this (m) above its reset height was disturbed.
 WRONG_OBJECT_LIFT = 0.01
+#: The tool centre point within this distance (m) of the named cube's centre: reached.
+REACH_DISTANCE = 0.02
+#: The named cube this far (m) above its rest height: lifted.
+LIFT_HEIGHT = 0.02
 #: Control rate when meta.json does not record the source's fps.
 DEFAULT_FPS = 30
 #: so101_nexus observation key of each simulator camera (see :data:`sigma_sim.record.CAMERAS`).
@@ -95,6 +113,10 @@ class EpisodeResult:
         seconds_to_success: simulated time ``steps / fps`` when success was first
             reported, else ``None``.
         wrong_object: a distractor cube was moved or lifted (see the module docstring).
+        reached / grasped / lifted: progress stages reached at some step (see the
+            module docstring).
+        min_tcp_to_obj / min_obj_to_goal: closest approach (m) of the tool to the
+            cube and of the cube to the goal disc.
         latencies: wall seconds of every ``policy.step`` call, one per step.
         n_action_steps: actions executed per plan; step ``t`` replanned (ran the
             model) iff ``t % n_action_steps == 0``.
@@ -109,6 +131,11 @@ class EpisodeResult:
     steps: int
     seconds_to_success: float | None
     wrong_object: bool
+    reached: bool = False
+    grasped: bool = False
+    lifted: bool = False
+    min_tcp_to_obj: float = math.inf
+    min_obj_to_goal: float = math.inf
     latencies: list[float] = field(default_factory=list)
     n_action_steps: int = 1
     sim_seconds: list[float] = field(default_factory=list)
@@ -439,6 +466,22 @@ def rollout(
     return results
 
 
+class Progress:
+    """Running extremes of the simulator's ``info`` over an episode (the progress stages)."""
+
+    def __init__(self) -> None:
+        self.min_tcp_to_obj = math.inf
+        self.min_obj_to_goal = math.inf
+        self.max_lift = -math.inf
+        self.grasped = False
+
+    def update(self, info: dict[str, Any]) -> None:
+        self.min_tcp_to_obj = min(self.min_tcp_to_obj, float(info["tcp_to_obj_dist"]))
+        self.min_obj_to_goal = min(self.min_obj_to_goal, float(info["obj_to_target_dist"]))
+        self.max_lift = max(self.max_lift, float(info["lift_height"]))
+        self.grasped = self.grasped or float(info["is_grasped"]) >= 0.5
+
+
 def _episode(
     env: PickAndPlaceEnv,
     policy: SigmaPolicy,
@@ -467,6 +510,8 @@ def _episode(
     success = False
     seconds_to_success = None
     steps = 0
+    progress = Progress()
+    progress.update(info)
     try:
         for _ in range(limit):
             if video is not None:
@@ -482,6 +527,7 @@ def _episode(
             sim_seconds.append(time.perf_counter() - t1)
             steps += 1
             wrong = wrong or distractors.disturbed()
+            progress.update(info)
             if info["success"]:
                 success = True
                 seconds_to_success = steps / fps
@@ -499,6 +545,11 @@ def _episode(
         steps=steps,
         seconds_to_success=seconds_to_success,
         wrong_object=wrong,
+        reached=progress.min_tcp_to_obj <= REACH_DISTANCE,
+        grasped=progress.grasped,
+        lifted=progress.max_lift >= LIFT_HEIGHT,
+        min_tcp_to_obj=progress.min_tcp_to_obj,
+        min_obj_to_goal=progress.min_obj_to_goal,
         latencies=latencies,
         n_action_steps=n_steps,
         sim_seconds=sim_seconds,
@@ -520,21 +571,44 @@ def _percentiles_ms(values: list[float]) -> dict[str, float | None]:
     }
 
 
+#: Per-episode fields of :func:`summarize`'s ``episodes`` list (paired comparisons use them).
+EPISODE_FIELDS = (
+    "seed",
+    "success",
+    "reached",
+    "grasped",
+    "lifted",
+    "wrong_object",
+    "min_tcp_to_obj",
+    "min_obj_to_goal",
+    "steps",
+    "seconds_to_success",
+)
+#: The progress stages, in task order, each with a rate in :func:`summarize`.
+STAGES = ("reached", "grasped", "lifted", "success")
+
+
 def summarize(results: list[EpisodeResult], level: float = 0.95) -> dict[str, Any]:
     """Aggregate episode results.
 
     Returns:
         ``{"episodes", "successes", "success_rate": {estimate, low, high, level, n}``
-        (Wilson score interval, :func:`sigma_core.eval.wilson`),
+        (Wilson score interval, :func:`sigma_core.eval.wilson`), ``"stages"``
+        (``{stage: Wilson interval}`` for reached / grasped / lifted / success),
         ``"wrong_object_rate", "mean_seconds_to_success"`` (over successful
-        episodes; ``None`` without any), ``"steps"`` (total), ``"latency_ms"``
+        episodes; ``None`` without any), ``"mean_min_tcp_to_obj"``,
+        ``"mean_min_obj_to_goal"`` (m), ``"steps"`` (total), ``"latency_ms"``
         (p50 / p99 / mean / max over every control step, replanning steps
         included), ``"replan_latency_ms"`` (the same over the steps that ran the
-        model) and ``"sim_step_ms"`` (``env.step``: physics and rendering).
+        model), ``"sim_step_ms"`` (``env.step``: physics and rendering) and
+        ``"episodes_detail"`` (one dict of :data:`EPISODE_FIELDS` per episode,
+        in seed order: two policies run on the same seeds are paired by it).
 
     Raises:
         SigmaUserError: no results.
     """
+    import numpy as np
+
     from sigma_core.eval import wilson
 
     n = len(results)
@@ -546,17 +620,28 @@ def summarize(results: list[EpisodeResult], level: float = 0.95) -> dict[str, An
         "episodes": n,
         "successes": successes,
         "success_rate": wilson(successes, n, level).as_dict(),
+        "stages": {
+            stage: wilson(sum(bool(getattr(r, stage)) for r in results), n, level).as_dict()
+            for stage in STAGES
+        },
         "wrong_object_rate": sum(r.wrong_object for r in results) / n,
         "mean_seconds_to_success": sum(times) / len(times) if times else None,
+        "mean_min_tcp_to_obj": float(np.mean([r.min_tcp_to_obj for r in results])),
+        "mean_min_obj_to_goal": float(np.mean([r.min_obj_to_goal for r in results])),
         "steps": sum(r.steps for r in results),
         "latency_ms": _percentiles_ms([x for r in results for x in r.latencies]),
         "replan_latency_ms": _percentiles_ms([x for r in results for x in r.replan_latencies]),
         "sim_step_ms": _percentiles_ms([x for r in results for x in r.sim_seconds]),
+        "episodes_detail": [{k: getattr(r, k) for k in EPISODE_FIELDS} for r in results],
     }
 
 
 __all__ = [
+    "EPISODE_FIELDS",
     "EVAL_SEED_OFFSET",
+    "LIFT_HEIGHT",
+    "REACH_DISTANCE",
+    "STAGES",
     "WRONG_OBJECT_DISPLACEMENT",
     "WRONG_OBJECT_LIFT",
     "EpisodeResult",

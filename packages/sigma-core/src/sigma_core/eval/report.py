@@ -7,7 +7,8 @@ Files written (atomically: the directory appears complete or not at all)::
     sigma_eval_checkA.json   telepathy-head tensor statistics per group (the paper's CHECK A)
     sigma_eval_checkB.json   per-batch table of every group (the paper's CHECK B)
     windows.jsonl            every (window, group) row the tables come from
-    plots/                   paired_episodes.png, mse_by_scale.png (matplotlib)
+    plots/                   paired_episodes.png, mse_by_scale.png, closed_loop.png
+                             (with --sim) (matplotlib)
 
 ``report.json`` (``"schema": "sigma-eval/1"``): ``split``, ``stride``, ``data``
 ({path, meta_sha256, episodes, windows}), ``groups`` ({name: {source, stage,
@@ -15,7 +16,10 @@ weights_sha256, spec, components, windows, metrics: {metric: mean}}}),
 ``comparisons`` ([{a, b, metric, episodes, difference: {estimate, low, high,
 level, n}}], ``a − b`` with a paired bootstrap over episodes), ``versions``, and
 with a closed-loop evaluation ``closed_loop`` ({name: the rollout summary: success
-rate with its Wilson interval, wrong-object rate, latency percentiles}).
+rate with its Wilson interval, progress-stage rates, wrong-object rate, latency
+percentiles, per-episode outcomes}) and ``closed_loop_comparisons`` (the same
+shape as ``comparisons``, ``a − b`` per :data:`CLOSED_LOOP_COMPARED` outcome with
+a paired bootstrap over the simulator seeds every policy ran on).
 """
 
 from __future__ import annotations
@@ -40,6 +44,16 @@ from sigma_core.train.stages import telepathy_parameter_names
 
 SCHEMA = "sigma-eval/1"
 COMPARED = ("mse_vec", "mse_chk", "mse_trj", "mse_vec_units", "mse_chk_units", "mse_trj_units")
+#: Per-episode closed-loop outcomes compared between policies (booleans count as 0/1).
+CLOSED_LOOP_COMPARED = (
+    "success",
+    "reached",
+    "grasped",
+    "lifted",
+    "wrong_object",
+    "min_tcp_to_obj",
+    "min_obj_to_goal",
+)
 
 
 def check_a(source: Source) -> dict[str, Any]:
@@ -94,6 +108,41 @@ def comparisons(
             )
             out.append(
                 {"a": a, "b": b, "metric": metric, "episodes": len(episodes)}
+                | {"difference": diff.as_dict()}
+            )
+    return out
+
+
+def closed_loop_comparisons(
+    loops: dict[str, dict[str, Any]], first: str, seed: int
+) -> list[dict[str, Any]]:
+    """``a − first`` per closed-loop outcome, paired by simulator seed (95% bootstrap).
+
+    Every policy runs the same seeds, so the episode with seed ``s`` is the same
+    scene for all of them: pairing removes the scene-to-scene variance that makes
+    two separate success rates hard to compare.
+    """
+
+    def outcomes(name: str) -> dict[int, dict[str, Any]]:
+        return {e["seed"]: e for e in loops[name].get("episodes_detail", [])}
+
+    ref = outcomes(first)
+    out = []
+    for name in loops:
+        if name == first:
+            continue
+        mine = outcomes(name)
+        seeds = sorted(set(ref) & set(mine))
+        if not seeds:
+            continue
+        for metric in CLOSED_LOOP_COMPARED:
+            diff = paired_bootstrap(
+                np.array([float(mine[s][metric]) for s in seeds]),
+                np.array([float(ref[s][metric]) for s in seeds]),
+                seed=seed,
+            )
+            out.append(
+                {"a": name, "b": first, "metric": metric, "episodes": len(seeds)}
                 | {"difference": diff.as_dict()}
             )
     return out
@@ -189,6 +238,9 @@ def evaluate(
             checks_a[g] = tensors
     if closed_loop is not None:
         report["closed_loop"] = {s.name: closed_loop(s, ds.meta) for s in sources}
+        report["closed_loop_comparisons"] = closed_loop_comparisons(
+            report["closed_loop"], sources[0].name, seed
+        )
     checks_b = check_b(rows, spec.eval.batch_size)
     with atomic_dir(out) as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -254,6 +306,7 @@ def markdown(report: dict[str, Any], checks_a: dict[str, Any]) -> str:
             f"| {c['a']} | {c['b']} | {c['metric']} | {diff['estimate']:+.4g} |"
             f" [{diff['low']:+.4g}, {diff['high']:+.4g}] | {c['episodes']} |"
         )
+    lines += closed_loop_markdown(report)
     lines += [
         "",
         "CHECK A (telepathy-head tensors):",
@@ -265,6 +318,56 @@ def markdown(report: dict[str, Any], checks_a: dict[str, Any]) -> str:
         stats = " | ".join(f"{a[k]:.6g}" for k in ("mean", "std", "rms"))
         lines.append(f"| {g} | {a['tensors']} | {a['numel']} | {stats} |")
     return "\n".join(lines) + "\n"
+
+
+def closed_loop_markdown(report: dict[str, Any]) -> list[str]:
+    """report.md's closed-loop section: stage rates with Wilson intervals, paired differences."""
+    loops = report.get("closed_loop")
+    if not loops:
+        return []
+
+    def rate(r: dict[str, float]) -> str:
+        return f"{r['estimate']:.0%} [{r['low']:.0%}, {r['high']:.0%}]"
+
+    lines = [
+        "",
+        "Closed loop in the simulator (the same seeds for every policy; 95% Wilson intervals):",
+        "",
+        "| policy | episodes | reached | grasped | lifted | success | wrong object"
+        " | min tool-cube m | min cube-goal m | step p50 / p99 ms |",
+        "|---|" + "---|" * 9,
+    ]
+    for name, c in loops.items():
+        stages = c.get("stages") or {"success": c["success_rate"]}
+        cells = [rate(stages[k]) if k in stages else "" for k in STAGE_COLUMNS]
+        lat = c["latency_ms"]
+        lines.append(
+            f"| {name} | {c['episodes']} | "
+            + " | ".join(cells)
+            + f" | {c['wrong_object_rate']:.0%} | {c.get('mean_min_tcp_to_obj', float('nan')):.3f}"
+            f" | {c.get('mean_min_obj_to_goal', float('nan')):.3f}"
+            f" | {lat['p50']:.1f} / {lat['p99']:.1f} |"
+        )
+    comps = report.get("closed_loop_comparisons") or []
+    if comps:
+        lines += [
+            "",
+            "Closed-loop differences `a − b`, paired by seed (95% bootstrap over seeds):",
+            "",
+            "| a | b | outcome | a − b | 95% interval | episodes |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in comps:
+            d = c["difference"]
+            lines.append(
+                f"| {c['a']} | {c['b']} | {c['metric']} | {d['estimate']:+.3g} |"
+                f" [{d['low']:+.3g}, {d['high']:+.3g}] | {c['episodes']} |"
+            )
+    return lines
+
+
+#: The closed-loop stage columns of report.md and the plot, in task order.
+STAGE_COLUMNS = ("reached", "grasped", "lifted", "success")
 
 
 def write_plots(
@@ -316,3 +419,27 @@ def write_plots(
     fig.tight_layout()
     fig.savefig(where / "mse_by_scale.png", dpi=120)
     plt.close(fig)
+    loops = report.get("closed_loop")
+    if loops:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        width = 0.8 / len(loops)
+        for i, (name, c) in enumerate(loops.items()):
+            stages = c.get("stages") or {"success": c["success_rate"]}
+            rates = [stages.get(k) for k in STAGE_COLUMNS]
+            est = [r["estimate"] if r else 0.0 for r in rates]
+            errs = [
+                [r["estimate"] - r["low"], r["high"] - r["estimate"]] if r else [0, 0]
+                for r in rates
+            ]
+            xs = np.arange(len(STAGE_COLUMNS)) + i * width
+            ax.bar(xs, est, width, yerr=np.array(errs).T, label=name, capsize=3)
+        ax.set_xticks(
+            np.arange(len(STAGE_COLUMNS)) + width * (len(loops) - 1) / 2, list(STAGE_COLUMNS)
+        )
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("rate over episodes, 95% Wilson interval")
+        ax.set_title("closed loop in the simulator")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(where / "closed_loop.png", dpi=120)
+        plt.close(fig)
