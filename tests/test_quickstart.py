@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from sigma_cli.quickstart import TASK
 from sigma_core.eval import METRICS
 
 
@@ -40,7 +41,7 @@ def smoke(tmp_path_factory):
 
 
 def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
-    summary = quickstart(smoke)
+    summary = quickstart(smoke, "--transfer")
     assert set(summary["seconds"]) == {
         "demonstrations",
         "preprocess",
@@ -48,6 +49,12 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
         "train sigma",
         "train lora-only",
         "eval",
+        "transfer demonstrations",
+        "transfer preprocess",
+        "transfer train sigma",
+        "transfer train lora-only",
+        "transfer train base-longer",
+        "transfer eval",
     }
     assert summary["demonstrations"]["episodes"] == 4
     groups = summary["groups"]
@@ -71,7 +78,24 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
     for c in loop.values():  # one closed-loop episode each in the simulator
         assert c["episodes"] == 1 and 0 <= c["success_rate"]["estimate"] <= 1
         assert c["success_rate"]["low"] <= c["success_rate"]["high"] and c["steps"] > 0
-        assert c["latency_ms"]["p99"] > 0
+        assert c["latency_ms"]["p99"] > 0 and c["distractors"] == 0
+        assert list(c["stages"]) == ["reached", "grasped", "lifted", "success"]
+        assert [e["seed"] for e in c["episodes_detail"]] == [10_000]
+    loop_pairs = {(c["a"], c["b"]) for c in summary["closed_loop_comparisons"]}
+    assert loop_pairs == {("lora-only", "sigma"), ("base", "sigma")}
+    assert summary["task"] == TASK
+    transfer = summary["transfer"]
+    assert transfer["demonstrations"]["episodes"] == 4
+    assert transfer["demonstrations"]["distractors"] == 2
+    assert set(transfer["closed_loop"]) == {"sigma", "lora-only", "base-longer", "base"}
+    for c in transfer["closed_loop"].values():  # the recording's distractors, by default
+        assert c["distractors"] == 2 and 0 <= c["wrong_object_rate"] <= 1
+    assert {"sigma:base", "lora-only:base", "base-longer"} <= set(transfer["groups"])
+    # Sigma and the LoRA-only control sit on the clean-scene base, frozen
+    assert transfer["groups"]["sigma:base"] == transfer["groups"]["base"]
+    assert transfer["groups"]["base-longer"] != transfer["groups"]["base"]
+    tpairs = {(c["a"], c["b"]) for c in transfer["comparisons"]}
+    assert {("sigma", "sigma:base"), ("base-longer", "sigma"), ("base", "sigma")} <= tpairs
     for c in summary["comparisons"]:
         d = c["difference"]
         assert d["low"] <= d["estimate"] <= d["high"] and c["episodes"] >= 1
@@ -81,6 +105,9 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
         "runs/sigma/policy",
         "runs/lora-only/policy",
         "eval/report.md",
+        "eval/plots/closed_loop.png",
+        "eval-transfer/report.md",
+        "runs/transfer/base-longer/policy",
         "eval/sigma_eval_checkA.json",
         "eval/sigma_eval_checkB.json",
         "quickstart.json",
@@ -90,6 +117,7 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
 
 
 def test_a_rerun_skips_every_finished_stage(smoke):
-    again = quickstart(smoke)
-    assert all(again["seconds"][k] == 0.0 for k in again["seconds"] if k != "demonstrations")
-    assert again["seconds"]["demonstrations"] < 5
+    again = quickstart(smoke, "--transfer")
+    recorded = ("demonstrations", "transfer demonstrations")
+    assert all(again["seconds"][k] == 0.0 for k in again["seconds"] if k not in recorded)
+    assert all(again["seconds"][k] < 5 for k in recorded)

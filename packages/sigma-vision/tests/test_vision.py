@@ -45,6 +45,43 @@ def test_patch_size_must_divide_image():
         PerceiverVision(PerceiverVisionConfig(patch_size=7), DIMS)
 
 
+def test_a_cnn_stem_keeps_the_token_grid_and_is_trained():
+    """stem_channels [8, 16]: two stride-2 convs, then a (16/4)-px patch conv: the same
+    2x2 grid per camera as the linear 16-px patch conv, and gradients reach the stem."""
+    torch.manual_seed(0)
+    plain = PerceiverVision(PerceiverVisionConfig(patch_size=16), DIMS)
+    stem = PerceiverVision(PerceiverVisionConfig(patch_size=16, stem_channels=[8, 16]), DIMS)
+    assert len(plain.stem) == 0 and [type(m).__name__ for m in stem.stem] == [
+        "Conv2d",
+        "GELU",
+        "Conv2d",
+        "GELU",
+    ]
+    assert stem.patch.kernel_size == stem.patch.stride == (4, 4) and stem.patch.in_channels == 16
+    images = torch.rand(2, 2, 1, 3, 32, 32)
+    assert stem.patch_features(images).shape == plain.patch_features(images).shape == (2, 8, 32)
+    stem(images, torch.randn(2, 6)).tokens.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in stem.stem.parameters())
+    with pytest.raises(
+        ValueError, match=r"patch_size=4 must be divisible by 2\*\*len\(stem_channels\)=8"
+    ):
+        PerceiverVision(PerceiverVisionConfig(patch_size=4, stem_channels=[4, 4, 4]), DIMS)
+
+
+def test_state_dropout_zeroes_whole_samples_in_training_only():
+    torch.manual_seed(0)
+    vis = PerceiverVision(PerceiverVisionConfig(state_dropout=0.5), DIMS)
+    images, state = torch.rand(64, 2, 1, 3, 32, 32), torch.randn(64, 6)
+    tokens = vis(images, state).state_tokens  # (64, N_s, D), training mode
+    dropped = tokens.abs().sum((1, 2)) == 0
+    assert 16 < int(dropped.sum()) < 48  # about half the samples
+    kept = vis.eval()(images, state).state_tokens
+    torch.testing.assert_close(tokens[~dropped], kept[~dropped])  # the rest untouched
+    assert (kept.abs().sum((1, 2)) > 0).all()  # never at inference
+    with pytest.raises(ValueError):
+        PerceiverVisionConfig(state_dropout=1.0)
+
+
 def test_tower_vision_uses_a_frozen_siglip_and_trains_the_rest():
     from sigma_vision.config import TowerVisionConfig
     from sigma_vision.tower import TowerVision

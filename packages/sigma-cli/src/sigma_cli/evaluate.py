@@ -29,8 +29,12 @@ def evaluate(
         int, typer.Option(min=0, help="Closed-loop episodes per policy in the SO-101 simulator.")
     ] = 0,
     distractors: Annotated[
-        int, typer.Option(min=0, help="Closed loop: cubes of other colours on the table.")
-    ] = 0,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Closed loop: cubes of other colours on the table (default: as recorded).",
+        ),
+    ] = None,
     max_seconds: Annotated[
         float, typer.Option(help="Closed loop: an episode's time limit.")
     ] = 15.0,
@@ -138,7 +142,7 @@ def closed_loop_diffs(comparisons: list[dict[str, Any]]) -> Table:
 
 
 def simulator(
-    episodes: int, seed: int, distractors: int, max_seconds: float, video_root: Path | None
+    episodes: int, seed: int, distractors: int | None, max_seconds: float, video_root: Path | None
 ) -> Callable[[Any, dict[str, Any]], dict[str, Any]]:
     """The closed-loop evaluator of ``sigma eval --sim``, from the SO-101 simulator package."""
     try:
@@ -161,6 +165,6 @@ def simulator(
             max_seconds=max_seconds,
             video_dir=videos,
         )
-        return summarize(results) | {"distractors": distractors}
+        return summarize(results)
 
     return run

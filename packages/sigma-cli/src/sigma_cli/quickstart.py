@@ -10,6 +10,16 @@ Stages, each skipped when its output is already complete (a rerun resumes):
 6. ``eval/``    ``sigma eval`` of all three on the held-out test episodes, and in
    closed loop in the simulator (seeds disjoint from the demonstrations')
 
+With ``--transfer``, the setting Sigma is meant for, on top of the same base:
+
+7. ``data-transfer/``, ``shards-transfer/``  demonstrations in scenes with distractor
+   cubes of other colours (only the instruction names the cube to move)
+8. ``runs/transfer/{sigma,lora-only,base-longer}``  trained there on the clean-scene base
+   (``base-longer``: the base itself trained further for Sigma's budget)
+9. ``eval-transfer/``  all three and the clean-scene base on held-out distractor scenes,
+   offline and in closed loop (wrong-object rates)
+
+Every demonstration and closed-loop episode uses the calibrated task :data:`TASK`.
 The specs are the embedded defaults (``SigmaSpec()``) with the stage settings of
 ``configs/base-tiny.yaml``, ``configs/sigma-tiny.yaml`` and
 ``configs/control-lora-only.yaml``; ``--smoke`` shrinks everything to about a
@@ -45,6 +55,8 @@ class Size:
     split: float  # val and test fraction each
     sim_episodes: int  # closed-loop episodes per policy
     sim_seconds: float  # their time limit
+    transfer_episodes: int  # --transfer: demonstrations in distractor scenes
+    distractors: int  # --transfer: distractor cubes in those scenes
 
 
 FULL = Size(
@@ -57,6 +69,8 @@ FULL = Size(
     split=0.1,
     sim_episodes=8,
     sim_seconds=10.0,
+    transfer_episodes=50,
+    distractors=2,
 )
 SMOKE = Size(
     episodes=4,
@@ -68,20 +82,33 @@ SMOKE = Size(
     split=0.25,
     sim_episodes=1,
     sim_seconds=1.0,
+    transfer_episodes=4,
+    distractors=2,
 )
+#: The calibrated default task (README, "Calibration"): the simulator settings every
+#: quickstart demonstration and closed-loop episode uses.
+TASK: dict[str, Any] = {}
+#: The runs of each experiment, in evaluation order (the first is the reference).
+RUNS = ("sigma", "lora-only", "base")
+TRANSFER_RUNS = ("sigma", "lora-only", "base-longer")
 
 
-def specs(size: Size, root: Path) -> dict[str, SigmaSpec]:
-    """The three runs' specs: base, sigma on it, and the LoRA-only control on it."""
+def specs(size: Size, root: Path, base: Path | None = None) -> dict[str, SigmaSpec]:
+    """The runs' specs: base, Sigma on it, the LoRA-only control on it, and the base
+    trained further for Sigma's budget (the compute-matched control, ``base-longer``).
+
+    ``base``: the frozen base policy the others start from (default ``root/runs/base``).
+    """
     dims = {"image_size": size.image_size}
     data = {"batch_size": size.batch_size}
-    base = {
+    base_policy = base or root / "runs" / "base" / "policy"
+    base_run = {
         "model": {"dims": dims},
         "base_policy": {"type": "internal"},
         "data": data,
         "train": {"stage": "base", "steps": size.base_steps, "lr": 1e-3, "warmup_steps": 20},
     }
-    on_base = {"type": "checkpoint", "path": str(root / "runs" / "base" / "policy")}
+    on_base = {"type": "checkpoint", "path": str(base_policy)}
     sigma = {
         "model": {"dims": dims},
         "base_policy": on_base,
@@ -94,8 +121,12 @@ def specs(size: Size, root: Path) -> dict[str, SigmaSpec]:
         "model": {"dims": dims, "telepathy": False, "memory": {"type": "none"}},
         "train": sigma["train"] | {"losses": {"w_sem": zero, "w_intent": zero, "w_tau": zero}},
     }
+    longer = {
+        **base_run,
+        "train": base_run["train"] | {"steps": size.sigma_steps, "init_from": str(base_policy)},
+    }
     registry = get_registry()
-    raw = {"base": base, "sigma": sigma, "lora-only": lora}
+    raw = {"base": base_run, "sigma": sigma, "lora-only": lora, "base-longer": longer}
     return {
         name: validate_spec(r, registry, source=f"quickstart:{name}") for name, r in raw.items()
     }
@@ -110,88 +141,145 @@ def _stage(name: str, done: bool, timings: dict[str, float]) -> float | None:
     return time.perf_counter()
 
 
-def run_quickstart(root: Path, size: Size, seed: int = 0) -> dict[str, Any]:
-    """Run (or resume) every stage under ``root``; return the summary written to quickstart.json."""
-    import torch
+def _demonstrations(
+    where: Path, episodes: int, image_size: int, seed: int, distractors: int
+) -> dict[str, Any]:
+    """Record (or resume) the calibrated task's demonstrations under ``where``."""
+    info = get_registry().get("data_source", "so101-pickplace")
+    config = info.config_class(**TASK, image_size=image_size, distractors=distractors)
+    return info.load()(config).write(where, episodes, seed=seed, progress=True)
 
+
+def _preprocess(data: Path, shards: Path, size: Size, dims: Any, seed: int) -> None:
     from sigma_core.data import PreprocessOptions, preprocess
-    from sigma_core.eval import evaluate
-    from sigma_core.train import Trainer
     from sigma_lerobot.dataset import LeRobotSource
 
-    torch.set_num_threads(1)  # 2 busy cores: one thread is the fast setting (FACTS)
-    timings: dict[str, float] = {}
-    data, shards = root / "data", root / "shards"
-    registry = get_registry()
-    # the data source resumes by itself: with the episodes already there it does nothing
-    err.print("[bold]demonstrations[/] ...")
-    t = time.perf_counter()
-    info = registry.get("data_source", "so101-pickplace")
-    source = info.load()(info.config_class(image_size=size.image_size))
-    demo = source.write(data, size.episodes, seed=seed, progress=True)
-    timings["demonstrations"] = time.perf_counter() - t
-    run_specs = specs(size, root)
-    dims = run_specs["base"].model.dims
-    if (t := _stage("preprocess", (shards / "meta.json").is_file(), timings)) is not None:
-        opts = PreprocessOptions(
-            cameras=list(dims.cameras),
-            image_size=dims.image_size,
-            horizon=dims.horizon,
-            chunk=dims.chunk_horizon,
-            val_fraction=size.split,
-            test_fraction=size.split,
-            split_seed=seed,
-        )
-        lerobot = LeRobotSource(str(data), list(dims.cameras), {}, None, None)
-        preprocess(lerobot, shards, opts, dims=dims)
-        timings["preprocess"] = time.perf_counter() - t
-    for name in ("base", "sigma", "lora-only"):
-        run = root / "runs" / name
-        if (t := _stage(f"train {name}", (run / "policy").is_dir(), timings)) is not None:
-            trainer = Trainer(run_specs[name], shards, run, checkpoint_every=50)
+    opts = PreprocessOptions(
+        cameras=list(dims.cameras),
+        image_size=dims.image_size,
+        horizon=dims.horizon,
+        chunk=dims.chunk_horizon,
+        val_fraction=size.split,
+        test_fraction=size.split,
+        split_seed=seed,
+    )
+    preprocess(
+        LeRobotSource(str(data), list(dims.cameras), {}, None, None), shards, opts, dims=dims
+    )
+
+
+_REPORTED = {  # the offline comparisons the summary keeps: (a, b) with b the reference
+    ("sigma", "sigma:base"),
+    ("lora-only", "lora-only:base"),
+    ("lora-only", "sigma"),
+    ("base", "sigma"),
+    ("base-longer", "sigma"),
+}
+
+
+def _experiment(
+    root: Path,
+    tag: str,
+    shards: Path,
+    runs: dict[str, SigmaSpec],
+    evaluated: list[Path],
+    size: Size,
+    seed: int,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """Train ``runs`` on ``shards`` (each skipped when done), evaluate ``evaluated``
+    offline and in closed loop into ``root/<eval dir>``; return the summary section."""
+    from sigma_core.eval import evaluate
+    from sigma_core.train import Trainer
+
+    prefix = f"{tag} " if tag else ""
+    for name, spec in runs.items():
+        run = root / "runs" / tag / name if tag else root / "runs" / name
+        if (t := _stage(f"{prefix}train {name}", (run / "policy").is_dir(), timings)) is not None:
+            trainer = Trainer(spec, shards, run, checkpoint_every=50)
             trainer.train(resume=(run / "last").exists())
-            timings[f"train {name}"] = time.perf_counter() - t
-    report_dir = root / "eval"
-    if (t := _stage("eval", (report_dir / "report.json").is_file(), timings)) is not None:
-        runs = [root / "runs" / n for n in ("sigma", "lora-only", "base")]
-        loop = simulator(size.sim_episodes, seed, 0, size.sim_seconds, None)
-        evaluate(runs, shards, report_dir, split="test", seed=seed, closed_loop=loop)
-        timings["eval"] = time.perf_counter() - t
+            timings[f"{prefix}train {name}"] = time.perf_counter() - t
+    report_dir = root / (f"eval-{tag}" if tag else "eval")
+    done = (report_dir / "report.json").is_file()
+    if (t := _stage(f"{prefix}eval", done, timings)) is not None:
+        loop = simulator(size.sim_episodes, seed, None, size.sim_seconds, None)
+        evaluate(evaluated, shards, report_dir, split="test", seed=seed, closed_loop=loop)
+        timings[f"{prefix}eval"] = time.perf_counter() - t
     report = json.loads((report_dir / "report.json").read_text())
-    summary = {
-        "root": str(root),
-        "size": size.__dict__,
-        "seconds": timings,
-        "demonstrations": {k: demo[k] for k in ("episodes", "frames", "yield") if k in demo},
+    return {
         "report": str(report_dir / "report.md"),
         "groups": {g: v["metrics"] for g, v in report["groups"].items()},
         "closed_loop": report.get("closed_loop", {}),
         "closed_loop_comparisons": report.get("closed_loop_comparisons", []),
-        "comparisons": [
-            c
-            for c in report["comparisons"]
-            if (c["a"], c["b"])
-            in {
-                ("sigma", "sigma:base"),
-                ("lora-only", "lora-only:base"),
-                ("lora-only", "sigma"),
-                ("base", "sigma"),
-            }
-        ],
+        "comparisons": [c for c in report["comparisons"] if (c["a"], c["b"]) in _REPORTED],
     }
+
+
+def run_quickstart(root: Path, size: Size, seed: int = 0, transfer: bool = False) -> dict[str, Any]:
+    """Run (or resume) every stage under ``root``; return the summary written to quickstart.json.
+
+    With ``transfer``, also the setting Sigma is meant for: the base trained on clean
+    scenes stays frozen while Sigma, the LoRA-only control and the base trained
+    further learn from scenes with distractor cubes, where only the instruction
+    says which cube to move; all are evaluated there (wrong-object rates included).
+    """
+    import torch
+
+    torch.set_num_threads(1)  # 2 busy cores: one thread is the fast setting (FACTS)
+    timings: dict[str, float] = {}
+    data, shards = root / "data", root / "shards"
+    # the data source resumes by itself: with the episodes already there it does nothing
+    err.print("[bold]demonstrations[/] ...")
+    t = time.perf_counter()
+    demo = _demonstrations(data, size.episodes, size.image_size, seed, 0)
+    timings["demonstrations"] = time.perf_counter() - t
+    run_specs = specs(size, root)
+    dims = run_specs["base"].model.dims
+    if (t := _stage("preprocess", (shards / "meta.json").is_file(), timings)) is not None:
+        _preprocess(data, shards, size, dims, seed)
+        timings["preprocess"] = time.perf_counter() - t
+    runs = {name: run_specs[name] for name in ("base", "sigma", "lora-only")}
+    evaluated = [root / "runs" / n for n in RUNS]
+    main = _experiment(root, "", shards, runs, evaluated, size, seed, timings)
+    summary = {
+        "root": str(root),
+        "size": size.__dict__,
+        "task": TASK,
+        "seconds": timings,
+        "demonstrations": {k: demo[k] for k in ("episodes", "frames", "yield") if k in demo},
+        **main,
+    }
+    if transfer:
+        tdata, tshards = root / "data-transfer", root / "shards-transfer"
+        err.print("[bold]transfer demonstrations[/] (distractor scenes) ...")
+        t = time.perf_counter()
+        tdemo = _demonstrations(
+            tdata, size.transfer_episodes, size.image_size, seed + 1, size.distractors
+        )
+        timings["transfer demonstrations"] = time.perf_counter() - t
+        if t := _stage("transfer preprocess", (tshards / "meta.json").is_file(), timings):
+            _preprocess(tdata, tshards, size, dims, seed)
+            timings["transfer preprocess"] = time.perf_counter() - t
+        truns = {name: run_specs[name] for name in TRANSFER_RUNS}
+        tevaluated = [root / "runs" / "transfer" / n for n in TRANSFER_RUNS]
+        tevaluated.append(root / "runs" / "base")
+        section = _experiment(root, "transfer", tshards, truns, tevaluated, size, seed, timings)
+        section["demonstrations"] = {
+            k: tdemo[k] for k in ("episodes", "frames", "yield") if k in tdemo
+        } | {"distractors": size.distractors}
+        summary["transfer"] = section
     (root / "quickstart.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
-def print_table(summary: dict[str, Any]) -> None:
-    """The comparison: base vs LoRA-only vs Sigma on held-out episodes, with intervals."""
-    table = Table(title="held-out test episodes: MSE per window (normalized)", title_justify="left")
+def print_section(section: dict[str, Any], title: str, groups: tuple[str, ...]) -> None:
+    """One experiment's tables: offline MSE per group and differences, then the closed loop."""
+    table = Table(title=f"{title}: MSE per window (normalized)", title_justify="left")
     for col in ("group", "vector", "chunk", "trajectory", "trajectory (deg²)"):
         table.add_column(col, justify="left" if col == "group" else "right")
-    groups = summary["groups"]
-    for g in ("base", "lora-only", "sigma", "sigma:no-adapter"):
-        if g in groups:
-            m = groups[g]
+    for g in groups:
+        if g in section["groups"]:
+            m = section["groups"][g]
             table.add_row(
                 g, *(f"{m[k]:.4g}" for k in ("mse_vec", "mse_chk", "mse_trj", "mse_trj_units"))
             )
@@ -200,7 +288,7 @@ def print_table(summary: dict[str, Any]) -> None:
     for col in ("a", "b", "vector", "chunk", "trajectory"):
         diffs.add_column(col)
     pairs: dict[tuple[str, str], dict[str, str]] = {}
-    for c in summary["comparisons"]:
+    for c in section["comparisons"]:
         if c["metric"] in ("mse_vec", "mse_chk", "mse_trj"):
             d = c["difference"]
             text = f"{d['estimate']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
@@ -210,14 +298,28 @@ def print_table(summary: dict[str, Any]) -> None:
             a, b, cells.get("mse_vec", ""), cells.get("mse_chk", ""), cells.get("mse_trj", "")
         )
     out.print(diffs)
-    out.print(closed_loop_table(summary["closed_loop"]))
+    out.print(closed_loop_table(section["closed_loop"]))
     loop_diffs = [
         c
-        for c in summary.get("closed_loop_comparisons", [])
-        if c["metric"] in ("success", "lifted", "min_tcp_to_obj")
+        for c in section.get("closed_loop_comparisons", [])
+        if c["metric"] in ("success", "lifted", "wrong_object", "min_tcp_to_obj")
     ]
     if loop_diffs:
         out.print(closed_loop_diffs(loop_diffs))
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """The comparison: base vs LoRA-only vs Sigma on held-out episodes, with intervals."""
+    print_section(
+        summary, "held-out test episodes", ("base", "lora-only", "sigma", "sigma:no-adapter")
+    )
+    if "transfer" in summary:
+        k = summary["transfer"]["demonstrations"]["distractors"]
+        print_section(
+            summary["transfer"],
+            f"transfer: held-out scenes with {k} distractor cubes",
+            ("base", "base-longer", "lora-only", "sigma", "sigma:no-adapter"),
+        )
     seconds = sum(summary["seconds"].values())
     out.print(f"{seconds:.0f} s; report: {summary['report']}; runs under {summary['root']}/runs")
 
@@ -228,6 +330,13 @@ def quickstart(
         "quickstart"
     ),
     smoke: Annotated[bool, typer.Option(help="A one-minute run of every stage (CI).")] = False,
+    transfer: Annotated[
+        bool,
+        typer.Option(
+            help="Also the transfer setting: Sigma, LoRA-only and the base trained further"
+            " on distractor scenes, on top of the clean-scene base."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of demonstrations, split and training.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -236,7 +345,7 @@ def quickstart(
     No hub, no GPU: the SO-101 simulator makes the data, a small base stands in for
     π0.5. A rerun skips every finished stage (and resumes an interrupted one).
     """
-    summary = run_quickstart(out_dir, SMOKE if smoke else FULL, seed)
+    summary = run_quickstart(out_dir, SMOKE if smoke else FULL, seed, transfer)
     if as_json:
         out.print_json(json.dumps(summary))
         return

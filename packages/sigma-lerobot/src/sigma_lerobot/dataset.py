@@ -26,6 +26,28 @@ from sigma_core.data import Episode, SourceInfo, resize_with_pad
 ACTION, STATE = "action", "observation.state"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _DECODE_CHUNK = 64  # frames decoded at once: bounds memory for 480x640 video
+#: Written by a simulator that recorded the dataset (sigma_sim's journal): its ``source``
+#: and ``config`` are the scene's settings, which a closed-loop evaluation must rebuild.
+RECORDING_FILE = "meta/sigma_sim.json"
+
+
+def recording(root: Path) -> dict[str, Any] | None:
+    """``{"source", "config"}`` of the simulator that recorded ``root``, if one did.
+
+    Copied into the shards' ``meta.json`` (``source.recording``) so that the closed
+    loop evaluates in the scene the demonstrations came from (colours, spawn
+    region, distractors) even after the dataset is gone.
+    """
+    path = root / RECORDING_FILE
+    if not path.is_file():
+        return None
+    try:
+        journal = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SigmaUserError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(journal, dict) or not isinstance(journal.get("config"), dict):
+        return None
+    return {"source": journal.get("source"), "config": journal["config"]}
 
 
 def parse_camera_map(items: list[str] | None) -> dict[str, str]:
@@ -149,6 +171,7 @@ class LeRobotSource:
                     "total_frames": meta.total_frames,
                     "action_names": features[ACTION].get("names"),
                     "state_names": features[STATE].get("names"),
+                    "recording": recording(self.root),
                 },
             },
         )

@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from so101_nexus.mujoco.pick_and_place import PickAndPlaceEnv
 
     from sigma_core import SigmaPolicy
+    from sigma_sim.config import So101PickPlaceConfig
 
 ensure_gl_backend()  # before anything imports mujoco
 
@@ -113,6 +114,7 @@ class EpisodeResult:
         seconds_to_success: simulated time ``steps / fps`` when success was first
             reported, else ``None``.
         wrong_object: a distractor cube was moved or lifted (see the module docstring).
+        distractors: distractor cubes on the table in this episode.
         reached / grasped / lifted: progress stages reached at some step (see the
             module docstring).
         min_tcp_to_obj / min_obj_to_goal: closest approach (m) of the tool to the
@@ -131,6 +133,7 @@ class EpisodeResult:
     steps: int
     seconds_to_success: float | None
     wrong_object: bool
+    distractors: int = 0
     reached: bool = False
     grasped: bool = False
     lifted: bool = False
@@ -209,6 +212,44 @@ def sim_cameras(meta: dict[str, Any], cameras: list[str]) -> dict[str, str]:
             )
         out[cam] = SIM_CAMERAS[name]
     return out
+
+
+def scene_config(
+    meta: dict[str, Any], *, distractors: int | None, image_size: int, fps: int
+) -> So101PickPlaceConfig:
+    """The scene the shards' demonstrations were recorded in, for the closed loop.
+
+    ``meta["source"]["recording"]["config"]`` (copied by ``sigma preprocess`` from
+    the dataset's ``meta/sigma_sim.json``) gives the cube and disc colours, the
+    spawn region and the distractor count, so a policy is evaluated on the task
+    it was trained for; ``image_size``, ``fps`` and (when not ``None``)
+    ``distractors`` override it. Shards without a recording (another dataset)
+    get the default scene, with a message.
+
+    Raises:
+        SigmaUserError: settings the simulator refuses (e.g. more distractors than
+            the recording has other cube colours).
+    """
+    from sigma_sim.config import So101PickPlaceConfig
+    from sigma_sim.record import SOURCE
+
+    recording = (meta.get("source") or {}).get("recording") or {}
+    settings: dict[str, Any] = {}
+    if recording.get("source") == SOURCE and isinstance(recording.get("config"), dict):
+        known = set(So101PickPlaceConfig.model_fields)
+        settings = {k: v for k, v in recording["config"].items() if k in known}
+    else:
+        print(
+            "sigma_sim.rollout: meta.json records no so101-pickplace recording settings; "
+            "evaluating in the default scene"
+        )
+    settings |= {"image_size": image_size, "fps": fps}
+    if distractors is not None:
+        settings["distractors"] = distractors
+    try:  # the recorder's max_seconds is unused here
+        return So101PickPlaceConfig(**settings)
+    except ValueError as exc:
+        raise SigmaUserError(f"bad simulator settings: {exc}") from None
 
 
 def _fps(meta: dict[str, Any]) -> int:
@@ -352,7 +393,7 @@ def rollout(
     episodes: int,
     *,
     seed: int = 10_000,
-    distractors: int = 0,
+    distractors: int | None = None,
     max_seconds: float = 15.0,
     n_action_steps: int | None = None,
     video_dir: Path | None = None,
@@ -373,7 +414,8 @@ def rollout(
         episodes: how many episodes to run.
         seed: evaluation seed; episode ``i`` uses ``seed + i`` (reset seed
             ``2**32 + seed + i``, disjoint from every recording; see the module docstring).
-        distractors: extra cubes of other colours on the table (0-4).
+        distractors: extra cubes of other colours on the table (0-4); default the
+            recording's (see :func:`scene_config`).
         max_seconds: simulated seconds before an episode counts as failed.
         n_action_steps: actions executed from each plan before replanning
             (default: the spec's replanning stride, see ``SigmaPolicy.reset``).
@@ -399,7 +441,6 @@ def rollout(
     from tqdm.auto import tqdm
 
     from sigma_core.data import check_dims, shard_dims
-    from sigma_sim.config import So101PickPlaceConfig
     from sigma_sim.scene import make_env
 
     if episodes < 0:
@@ -417,10 +458,7 @@ def rollout(
     cameras = sim_cameras(meta, list(dims.cameras))
     fps = _fps(meta)
     size = int(have["image_size"])
-    try:  # the recorder's scene; its max_seconds is the recorder's and unused here
-        cfg = So101PickPlaceConfig(image_size=render_size or size, fps=fps, distractors=distractors)
-    except ValueError as exc:
-        raise SigmaUserError(f"bad simulator settings: {exc}") from None
+    cfg = scene_config(meta, distractors=distractors, image_size=render_size or size, fps=fps)
     limit = max(1, math.floor(max_seconds * fps + 1e-9))
     action_norm = Normalizer(meta["stats"]["action"])
     state_norm = Normalizer(meta["stats"]["observation.state"])
@@ -545,6 +583,7 @@ def _episode(
         steps=steps,
         seconds_to_success=seconds_to_success,
         wrong_object=wrong,
+        distractors=len(distractors.bodies),
         reached=progress.min_tcp_to_obj <= REACH_DISTANCE,
         grasped=progress.grasped,
         lifted=progress.max_lift >= LIFT_HEIGHT,
@@ -595,7 +634,8 @@ def summarize(results: list[EpisodeResult], level: float = 0.95) -> dict[str, An
         ``{"episodes", "successes", "success_rate": {estimate, low, high, level, n}``
         (Wilson score interval, :func:`sigma_core.eval.wilson`), ``"stages"``
         (``{stage: Wilson interval}`` for reached / grasped / lifted / success),
-        ``"wrong_object_rate", "mean_seconds_to_success"`` (over successful
+        ``"wrong_object_rate"``, ``"distractors"`` (the most distractor cubes any
+        episode had), ``"mean_seconds_to_success"`` (over successful
         episodes; ``None`` without any), ``"mean_min_tcp_to_obj"``,
         ``"mean_min_obj_to_goal"`` (m), ``"steps"`` (total), ``"latency_ms"``
         (p50 / p99 / mean / max over every control step, replanning steps
@@ -625,6 +665,7 @@ def summarize(results: list[EpisodeResult], level: float = 0.95) -> dict[str, An
             for stage in STAGES
         },
         "wrong_object_rate": sum(r.wrong_object for r in results) / n,
+        "distractors": max(r.distractors for r in results),
         "mean_seconds_to_success": sum(times) / len(times) if times else None,
         "mean_min_tcp_to_obj": float(np.mean([r.min_tcp_to_obj for r in results])),
         "mean_min_obj_to_goal": float(np.mean([r.min_obj_to_goal for r in results])),
@@ -648,6 +689,7 @@ __all__ = [
     "dataset_to_sim",
     "eval_env_seed",
     "rollout",
+    "scene_config",
     "sim_cameras",
     "sim_to_dataset",
     "summarize",

@@ -17,6 +17,13 @@ class ResamplerConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     theta_t_init: float = Field(0.0, description="initial log-scale gate theta_t on tau")
     theta_mod_init: float = Field(0.0, description="initial log-scale gate theta_mod on FiLM")
+    state_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="training only: zero a sample's state tokens with this probability, so"
+        " the policy cannot lean on proprioception alone and must read the images",
+    )
     film: bool = Field(
         True,
         description="modulate V_base by tau (FiLM); false: V_mod = V_base, the modulator"
@@ -28,6 +35,11 @@ class PerceiverVisionConfig(ResamplerConfig):
     """Conv patch embedding, then the resampler stack."""
 
     patch_size: PositiveInt = Field(16, description="conv patch side; must divide image_size")
+    stem_channels: list[PositiveInt] = Field(
+        default_factory=list,
+        description="a CNN stem before the patch embedding: one 3x3 stride-2 conv + GELU per"
+        " entry (its channels); 2**len must divide patch_size. Empty: the linear patch conv",
+    )
 
 
 class TowerVisionConfig(ResamplerConfig):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -39,7 +40,8 @@ class ResamplerVision(VisionWorkspace, abstract=True):
 
     ``X = MLP2(patches)`` (projector); ``V_base = LN(FFN(CrossAttn(Q_v, X)))`` with
     N_v learnable queries Q_v (perceiver resampler); state tokens
-    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens); with tau,
+    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens; in training zeroed per sample
+    with probability ``state_dropout``); with tau,
     ``V_mod = VisionModulator(V_base, tau)``; finally a self-attention block over
     the (modulated) tokens. ``tau = None`` returns the block applied to V_base.
     """
@@ -83,6 +85,14 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         v_base = self.resampler_norm(self.resampler(queries, patches))
         state_tokens = self.state_expander(self.state_encoder(state))
         state_tokens = state_tokens.unflatten(1, (self.config.num_state_tokens, -1))
+        if self.training and self.config.state_dropout > 0:
+            # proprioception dropout: joint angles predict the next joint targets so well
+            # that a policy trained with them learns to ignore the cameras (it then never
+            # finds the cube); without them for some samples, the images must carry it
+            keep = (
+                torch.rand(state.shape[0], 1, 1, device=state.device) >= self.config.state_dropout
+            )
+            state_tokens = state_tokens * keep
         out = VisionOutput(self.block(v_base), state_tokens, reuse=v_base)
         return out if tau is None else self.modulate(out, images, state, tau)
 
@@ -105,8 +115,13 @@ class ResamplerVision(VisionWorkspace, abstract=True):
 class PerceiverVision(ResamplerVision):
     """Vision workspace of the paper, with its own conv patch embedding.
 
-    Per camera c and frame f: ``X = Conv_p(image) + e_cam[c] + e_frame[f] + e_pos``
-    (shared conv, patch p), then the :class:`ResamplerVision` stack.
+    Per camera c and frame f: ``X = Conv_p(stem(image)) + e_cam[c] + e_frame[f] + e_pos``
+    (shared conv, patch p), then the :class:`ResamplerVision` stack. ``stem`` is the
+    identity, or with ``stem_channels`` ``[c_1 .. c_n]`` n blocks
+    ``GELU(Conv3x3_stride2(x))`` and the patch conv of side ``p / 2^n``, so the
+    token grid is the same. Why a stem: a linear patch conv sees a 2 cm cube as a
+    few percent of a 16 px patch's pixels; the non-linear stem can turn "a red
+    blob here" into a feature the resampler can find.
     """
 
     name = "perceiver"
@@ -119,7 +134,17 @@ class PerceiverVision(ResamplerVision):
                 f"vision.patch_size={p} must divide model.dims.image_size={dims.image_size}"
             )
         n_patches = (dims.image_size // p) ** 2
-        self.patch = nn.Conv2d(3, d, kernel_size=p, stride=p)
+        widths = [3, *self.config.stem_channels]
+        scale = 2 ** (len(widths) - 1)
+        if p % scale:
+            raise ValueError(
+                f"vision.patch_size={p} must be divisible by 2**len(stem_channels)={scale}"
+            )
+        stem: list[nn.Module] = []
+        for c_in, c_out in itertools.pairwise(widths):
+            stem += [nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1), nn.GELU()]
+        self.stem = nn.Sequential(*stem)
+        self.patch = nn.Conv2d(widths[-1], d, kernel_size=p // scale, stride=p // scale)
         self.camera_embed = nn.Parameter(torch.randn(len(dims.cameras), d) * 0.02)
         self.frame_embed = nn.Parameter(torch.randn(dims.frame_history, d) * 0.02)
         self.pos_embed = nn.Parameter(torch.randn(n_patches, d) * 0.02)
@@ -127,7 +152,7 @@ class PerceiverVision(ResamplerVision):
 
     def patch_features(self, images: Tensor) -> Tensor:
         b, c, f = images.shape[:3]
-        x = self.patch(images.flatten(0, 2))  # (B*C*F, D, h, w)
+        x = self.patch(self.stem(images.flatten(0, 2)))  # (B*C*F, D, h, w)
         x = x.flatten(2).transpose(1, 2).unflatten(0, (b, c, f))  # (B, C, F, N, D)
         x = x + self.pos_embed + self.frame_embed[:, None] + self.camera_embed[:, None, None]
         return x.flatten(1, 3)
