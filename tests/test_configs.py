@@ -38,7 +38,12 @@ def test_controls_and_ablations_change_one_thing():
     assert diff("ablation-identity-adapter.yaml") == {"model.adapter": {"type": "identity"}}
     base = load_spec(REPO / "configs" / "base-tiny.yaml").model_dump(mode="json")
     longer = load_spec(REPO / "configs" / "control-base-longer.yaml").model_dump(mode="json")
-    assert longer["train"] == base["train"] | {"init_from": "runs/base-tiny/policy"}
+    sigma = load_spec(REPO / "configs" / "sigma-tiny.yaml").model_dump(mode="json")
+    # compute-matched: the base continued for as many steps as Sigma trains on top of it
+    assert longer["train"] == base["train"] | {
+        "init_from": "runs/base-tiny/policy",
+        "steps": sigma["train"]["steps"],
+    }
 
 
 def test_quickstart_trains_what_the_shipped_configs_say(tmp_path):

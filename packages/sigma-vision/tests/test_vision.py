@@ -78,6 +78,8 @@ def test_state_dropout_zeroes_whole_samples_in_training_only():
     kept = vis.eval()(images, state).state_tokens
     torch.testing.assert_close(tokens[~dropped], kept[~dropped])  # the rest untouched
     assert (kept.abs().sum((1, 2)) > 0).all()  # never at inference
+    vis.train().requires_grad_(False)  # frozen, as in stage sigma: the base's own tokens
+    torch.testing.assert_close(vis(images, state).state_tokens, kept)
     with pytest.raises(ValueError):
         PerceiverVisionConfig(state_dropout=1.0)
 

@@ -60,14 +60,14 @@ class Size:
 
 
 FULL = Size(
-    episodes=50,
+    episodes=80,
     image_size=96,
-    base_steps=300,
+    base_steps=2000,
     sigma_steps=300,
     batch_size=8,
     run_length=4,
     split=0.1,
-    sim_episodes=8,
+    sim_episodes=10,
     sim_seconds=10.0,
     transfer_episodes=50,
     distractors=2,
@@ -86,8 +86,26 @@ SMOKE = Size(
     distractors=2,
 )
 #: The calibrated default task (README, "Calibration"): the simulator settings every
-#: quickstart demonstration and closed-loop episode uses.
-TASK: dict[str, Any] = {}
+#: quickstart demonstration and closed-loop episode uses. Cube and disc 7-12 cm from
+#: the spawn centre within ±30° (the full annulus left the tiny base 4-5 cm off the
+#: cube); three cube colours, so the transfer scenes have distractors of other colours.
+TASK: dict[str, Any] = {
+    "cube_colors": ["red", "green", "blue"],
+    "target_colors": ["blue"],
+    "spawn_min_radius": 0.07,
+    "spawn_max_radius": 0.12,
+    "spawn_angle_deg": 30.0,
+}
+#: The tiny default's vision (configs/base-tiny.yaml): a CNN stem and proprioception
+#: dropout, without which the base learns to ignore its cameras (README, "Calibration").
+VISION: dict[str, Any] = {
+    "type": "perceiver",
+    "patch_size": 16,
+    "num_queries": 16,
+    "num_state_tokens": 4,
+    "stem_channels": [16, 32],
+    "state_dropout": 0.5,
+}
 #: The runs of each experiment, in evaluation order (the first is the reference).
 RUNS = ("sigma", "lora-only", "base")
 TRANSFER_RUNS = ("sigma", "lora-only", "base-longer")
@@ -103,14 +121,14 @@ def specs(size: Size, root: Path, base: Path | None = None) -> dict[str, SigmaSp
     data = {"batch_size": size.batch_size}
     base_policy = base or root / "runs" / "base" / "policy"
     base_run = {
-        "model": {"dims": dims},
+        "model": {"dims": dims, "vision": VISION},
         "base_policy": {"type": "internal"},
         "data": data,
         "train": {"stage": "base", "steps": size.base_steps, "lr": 1e-3, "warmup_steps": 20},
     }
     on_base = {"type": "checkpoint", "path": str(base_policy)}
     sigma = {
-        "model": {"dims": dims},
+        "model": {"dims": dims, "vision": VISION},
         "base_policy": on_base,
         "data": data | {"run_length": size.run_length},
         "train": {"stage": "sigma", "steps": size.sigma_steps, "lr": 3e-4, "warmup_steps": 20},
@@ -118,7 +136,12 @@ def specs(size: Size, root: Path, base: Path | None = None) -> dict[str, SigmaSp
     zero = {"start": 0.0, "target": 0.0}
     lora = {
         **sigma,
-        "model": {"dims": dims, "telepathy": False, "memory": {"type": "none"}},
+        "model": {
+            "dims": dims,
+            "vision": VISION,
+            "telepathy": False,
+            "memory": {"type": "none"},
+        },
         "train": sigma["train"] | {"losses": {"w_sem": zero, "w_intent": zero, "w_tau": zero}},
     }
     longer = {

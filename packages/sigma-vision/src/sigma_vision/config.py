@@ -21,8 +21,9 @@ class ResamplerConfig(StrictModel):
         0.0,
         ge=0,
         lt=1,
-        description="training only: zero a sample's state tokens with this probability, so"
-        " the policy cannot lean on proprioception alone and must read the images",
+        description="while the vision is trained (stage base): zero a sample's state tokens"
+        " with this probability, so the policy cannot lean on proprioception alone and must"
+        " read the images; never at inference or when the vision is frozen (stage sigma)",
     )
     film: bool = Field(
         True,

@@ -40,8 +40,8 @@ class ResamplerVision(VisionWorkspace, abstract=True):
 
     ``X = MLP2(patches)`` (projector); ``V_base = LN(FFN(CrossAttn(Q_v, X)))`` with
     N_v learnable queries Q_v (perceiver resampler); state tokens
-    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens; in training zeroed per sample
-    with probability ``state_dropout``); with tau,
+    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens; while the state encoder is
+    trained, zeroed per sample with probability ``state_dropout``); with tau,
     ``V_mod = VisionModulator(V_base, tau)``; finally a self-attention block over
     the (modulated) tokens. ``tau = None`` returns the block applied to V_base.
     """
@@ -85,7 +85,7 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         v_base = self.resampler_norm(self.resampler(queries, patches))
         state_tokens = self.state_expander(self.state_encoder(state))
         state_tokens = state_tokens.unflatten(1, (self.config.num_state_tokens, -1))
-        if self.training and self.config.state_dropout > 0:
+        if self.config.state_dropout > 0 and self.training and self._state_trained():
             # proprioception dropout: joint angles predict the next joint targets so well
             # that a policy trained with them learns to ignore the cameras (it then never
             # finds the cube); without them for some samples, the images must carry it
@@ -95,6 +95,11 @@ class ResamplerVision(VisionWorkspace, abstract=True):
             state_tokens = state_tokens * keep
         out = VisionOutput(self.block(v_base), state_tokens, reuse=v_base)
         return out if tau is None else self.modulate(out, images, state, tau)
+
+    def _state_trained(self) -> bool:
+        """The state encoder is being trained (stage base), not frozen (stage sigma):
+        only then does ``state_dropout`` apply, so a frozen tau = 0 path stays the base's."""
+        return any(p.requires_grad for p in self.state_encoder.parameters())
 
     def modulate(
         self, base: VisionOutput, images: Tensor, state: Tensor, tau: Tensor
