@@ -335,3 +335,34 @@ def test_rollout_checks_meta_against_the_policy(meta, policy) -> None:
         rollout(policy, real, 1)
     with pytest.raises(ValueError, match="n_action_steps"):
         rollout(policy, meta, 1, n_action_steps=99)
+
+
+def test_the_closed_loop_rebuilds_the_recorded_scene(meta, policy, capsys) -> None:
+    """preprocess copies the recorder's settings into meta.json; the rollout uses them
+    (here edited to one cube and one disc colour: the task text must name them)."""
+    from sigma_sim.rollout import rollout, scene_config
+
+    recorded = meta["source"]["recording"]
+    assert recorded["source"] == "so101-pickplace"
+    assert recorded["config"]["cube_colors"] == So101PickPlaceConfig().cube_colors
+    cfg = scene_config(meta, distractors=None, image_size=32, fps=30)
+    assert cfg.model_dump(exclude={"image_size"}) == So101PickPlaceConfig(
+        **recorded["config"]
+    ).model_dump(exclude={"image_size"})
+    narrow = {"cube_colors": ["green"], "target_colors": ["purple"], "spawn_max_radius": 0.1}
+    edited = {
+        **meta,
+        "source": {
+            **meta["source"],
+            "recording": {**recorded, "config": {**recorded["config"], **narrow}},
+        },
+    }
+    [result] = rollout(policy, edited, 1, max_seconds=0.1)
+    assert result.task == "Pick up the green cube and place it on the purple circle."
+    assert scene_config(edited, distractors=None, image_size=32, fps=30).spawn_max_radius == 0.1
+    with pytest.raises(SigmaUserError, match="distractors=1 needs at least 2 cube_colors"):
+        scene_config(edited, distractors=1, image_size=32, fps=30)
+    bare = {**meta, "source": {k: v for k, v in meta["source"].items() if k != "recording"}}
+    default = scene_config(bare, distractors=2, image_size=32, fps=30)
+    assert default.distractors == 2 and default.cube_colors == So101PickPlaceConfig().cube_colors
+    assert "records no so101-pickplace recording settings" in capsys.readouterr().out

@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from sigma_core import SigmaUserError
 from sigma_core.data import Normalizer
+from sigma_core.eval import CLOSED_LOOP_EPISODE_FIELDS
 from sigma_sim.render import ensure_gl_backend
 
 if TYPE_CHECKING:
@@ -610,19 +611,8 @@ def _percentiles_ms(values: list[float]) -> dict[str, float | None]:
     }
 
 
-#: Per-episode fields of :func:`summarize`'s ``episodes`` list (paired comparisons use them).
-EPISODE_FIELDS = (
-    "seed",
-    "success",
-    "reached",
-    "grasped",
-    "lifted",
-    "wrong_object",
-    "min_tcp_to_obj",
-    "min_obj_to_goal",
-    "steps",
-    "seconds_to_success",
-)
+#: Per-episode fields of :func:`summarize`'s ``episodes_detail`` (paired comparisons use them).
+EPISODE_FIELDS = CLOSED_LOOP_EPISODE_FIELDS
 #: The progress stages, in task order, each with a rate in :func:`summarize`.
 STAGES = ("reached", "grasped", "lifted", "success")
 

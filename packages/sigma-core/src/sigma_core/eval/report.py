@@ -54,6 +54,9 @@ CLOSED_LOOP_COMPARED = (
     "min_tcp_to_obj",
     "min_obj_to_goal",
 )
+#: The per-episode outcome record a closed-loop evaluator returns in ``episodes_detail``
+#: (``sigma_sim.rollout.summarize`` writes these; the comparisons pair them by seed).
+CLOSED_LOOP_EPISODE_FIELDS = ("seed", *CLOSED_LOOP_COMPARED, "steps", "seconds_to_success")
 
 
 def check_a(source: Source) -> dict[str, Any]:
