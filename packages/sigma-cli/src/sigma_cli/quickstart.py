@@ -219,7 +219,8 @@ def _experiment(
     for name, spec in runs.items():
         run = root / "runs" / tag / name if tag else root / "runs" / name
         if (t := _stage(f"{prefix}train {name}", (run / "policy").is_dir(), timings)) is not None:
-            trainer = Trainer(spec, shards, run, checkpoint_every=50)
+            # validation over the val split is most of a tiny step's cost: every 250 steps
+            trainer = Trainer(spec, shards, run, checkpoint_every=100, val_every=250)
             trainer.train(resume=(run / "last").exists())
             timings[f"{prefix}train {name}"] = time.perf_counter() - t
     report_dir = root / (f"eval-{tag}" if tag else "eval")
