@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from sigma_core.errors import SigmaUserError
 from sigma_core.eval import CLOSED_LOOP_COMPARED, SCHEMA, evaluate, paired_bootstrap, wilson
@@ -209,3 +210,21 @@ def test_eval_bad_input_is_clear(trained, tmp_path):
         evaluate([root / "sigma"], resplit, tmp_path / "r4")
     trained_on = json.loads((root / "sigma" / "policy" / "sigma.json").read_text())["trained_on"]
     assert trained_on["meta_sha256"] and trained_on["train_episodes"]
+
+
+def test_image_reliance_is_zero_exactly_when_the_plan_ignores_the_cameras(trained, tmp_path):
+    """A copy of the base whose patch embedding is zeroed cannot see its images: its
+    image_reliance is 0; the trained base's is positive."""
+    from sigma_core.model.policy import SigmaPolicy
+
+    root, shards = trained
+    blind = SigmaPolicy.from_pretrained(root / "base" / "policy")
+    with torch.no_grad():
+        for p in blind.vision.patch.parameters():
+            p.zero_()
+    blind.save_pretrained(tmp_path / "blind")
+    report = evaluate([root / "base", tmp_path / "blind"], shards, tmp_path / "r", plots=False)
+    assert report["groups"]["blind"]["metrics"]["image_reliance"] == 0.0
+    assert report["groups"]["base"]["metrics"]["image_reliance"] > 0.0
+    rows = [json.loads(r) for r in (tmp_path / "r" / "windows.jsonl").read_text().splitlines()]
+    assert all(r["image_reliance"] >= 0 for r in rows)

@@ -70,11 +70,11 @@ def evaluate(
         out.print_json(json.dumps(report))
         return
     table = Table(title=f"{out_dir} ({report['split']} split)", title_justify="left")
-    for col in ("group", "mse_vec", "mse_chk", "mse_trj", "tau_l2", "scale"):
+    for col in ("group", "mse_vec", "mse_chk", "mse_trj", "tau_l2", "scale", "image_reliance"):
         table.add_column(col, justify="left" if col == "group" else "right", overflow="fold")
     for g, info in report["groups"].items():
         m = info["metrics"]
-        keys = ("mse_vec", "mse_chk", "mse_trj", "tau_l2", "adapter_scale")
+        keys = ("mse_vec", "mse_chk", "mse_trj", "tau_l2", "adapter_scale", "image_reliance")
         table.add_row(g, *(f"{m[k]:.4g}" for k in keys))
     out.print(table)
     diffs = Table(title="a − b, 95% paired bootstrap over episodes", title_justify="left")

@@ -13,12 +13,18 @@ stride), with the semantic memory carried from plan to plan as
 * ``tau_l2 = ‖τ‖``; ``sem_align = cos(z_pool, c_text + c_env)``, the alignment of the
   pooled semantic factor with its text-and-scene key (the positive pair of L_sem's
   InfoNCE); both are 0 for a base group;
-* ``adapter_scale``: the adapter's residual scale (1 without adapter, 0 for a base).
+* ``adapter_scale``: the adapter's residual scale (1 without adapter, 0 for a base);
+* ``image_reliance``: does the group look at its cameras? ``mean((a'_trj − a_trj)²)``
+  (normalized) where ``a'`` is the same group's trajectory with the window's images
+  replaced by those of another held-out episode at the same step (the next episode
+  in order, or with a single held-out episode the same one half its length later;
+  same state, text, memory and sampler noise). 0 means the plan ignores the
+  images; compare it with ``mse_trj``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,7 @@ from sigma_core.data import ShardDataset, collate
 from sigma_core.errors import SigmaUserError
 from sigma_core.model.checkpoint import META
 from sigma_core.model.policy import SigmaPolicy
-from sigma_core.types import ActionSet, SigmaBatch
+from sigma_core.types import ActionSet, SigmaBatch, SigmaOutput
 
 METRICS = (
     "mse_vec",
@@ -41,6 +47,7 @@ METRICS = (
     "tau_l2",
     "sem_align",
     "adapter_scale",
+    "image_reliance",
 )
 #: the pathway's columns of a group that has none (a base)
 NO_PATHWAY = {"tau_l2": 0.0, "sem_align": 0.0, "adapter_scale": 0.0}
@@ -111,28 +118,43 @@ def replay(
     episodes = ds.episode_runs(stride)
     if not episodes:
         raise SigmaUserError(f"{ds.root}: the split has no episodes to replay")
+    order = list(episodes)
     for source in sources:
         p = source.policy
-        for episode, windows in episodes.items():
+        for e, (episode, windows) in enumerate(episodes.items()):
+            other = episodes[order[(e + 1) % len(order)]]
             m = None
             for k, i in enumerate(windows):
                 batch = collate([ds[i]])
                 torch.manual_seed(seed + k)  # the same sampler noise for every group
                 out = p(batch, m, telepathy=source.telepathy)
+                # the images of another episode at the same step (of this one, half its
+                # length later, when it is the only held-out episode)
+                j = (k + len(other) // 2) % len(other) if other is windows else k
+                seen = replace(batch, images=collate([ds[other[min(j, len(other) - 1)]]]).images)
+                torch.manual_seed(seed + k)
+                swapped = _groups(p, p(seen, m, telepathy=source.telepathy), source)
                 m = out.intent.m_t
                 where = {"episode": episode, "frame": k, "window": i}
-                if not source.telepathy:
-                    found = _metrics(out.actions, batch, ds, NO_PATHWAY)
-                    rows.append(where | {"group": source.name} | found)
-                    continue
-                it = out.intent
-                sem = F.cosine_similarity(it.z_pool, it.c_text + it.c_env, dim=-1).item()
-                tel = {"tau_l2": out.tau.norm(dim=-1).item(), "sem_align": sem}
-                adapted, diag = p.adapt(out)
-                for group, actions, extra in (
-                    (source.name, adapted, tel | {"adapter_scale": diag.scale.item()}),
-                    (f"{source.name}:no-adapter", out.actions, tel | {"adapter_scale": 1.0}),
-                    (f"{source.name}:base", out.base, NO_PATHWAY),
-                ):
-                    rows.append(where | {"group": group} | _metrics(actions, batch, ds, extra))
+                for group, (actions, extra) in _groups(p, out, source).items():
+                    reliance = _mse(swapped[group][0].trajectory, actions.trajectory)
+                    found = _metrics(actions, batch, ds, extra | {"image_reliance": reliance})
+                    rows.append(where | {"group": group} | found)
     return rows
+
+
+def _groups(
+    p: SigmaPolicy, out: SigmaOutput, source: Source
+) -> dict[str, tuple[ActionSet, dict[str, float]]]:
+    """group -> (its actions, its pathway columns) for one forward's output."""
+    if not source.telepathy:
+        return {source.name: (out.actions, NO_PATHWAY)}
+    it = out.intent
+    sem = F.cosine_similarity(it.z_pool, it.c_text + it.c_env, dim=-1).item()
+    tel = {"tau_l2": out.tau.norm(dim=-1).item(), "sem_align": sem}
+    adapted, diag = p.adapt(out)
+    return {
+        source.name: (adapted, tel | {"adapter_scale": diag.scale.item()}),
+        f"{source.name}:no-adapter": (out.actions, tel | {"adapter_scale": 1.0}),
+        f"{source.name}:base": (out.base, NO_PATHWAY),
+    }

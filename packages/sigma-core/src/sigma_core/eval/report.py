@@ -288,9 +288,8 @@ def markdown(report: dict[str, Any], checks_a: dict[str, Any]) -> str:
         f" {report['stride']} frames with the memory carried; MSE per window, normalized"
         " units (`*_units`: the dataset's units, degrees and gripper 0-100).",
         "",
-        "| group | mse_vec | mse_chk | mse_trj | mse_vec_units | mse_chk_units | mse_trj_units"
-        " | tau_l2 | sem_align | adapter_scale |",
-        "|---|" + "---|" * 9,
+        "| group | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
     ]
     for g, info in report["groups"].items():
         m = info["metrics"]
