@@ -228,3 +228,18 @@ def test_image_reliance_is_zero_exactly_when_the_plan_ignores_the_cameras(traine
     assert report["groups"]["base"]["metrics"]["image_reliance"] > 0.0
     rows = [json.loads(r) for r in (tmp_path / "r" / "windows.jsonl").read_text().splitlines()]
     assert all(r["image_reliance"] >= 0 for r in rows)
+
+
+def test_image_reliance_swaps_in_the_next_episode_at_the_same_step():
+    from sigma_core.eval.replay import swapped_windows
+
+    # episode 2 is shorter: its last window stands in; the last episode wraps to the first
+    assert swapped_windows({0: [10, 11, 12], 2: [20, 21], 5: [30]}) == {
+        10: 20,
+        11: 21,
+        12: 21,
+        20: 30,
+        21: 30,
+        30: 10,
+    }
+    assert swapped_windows({3: [1, 2, 3, 4]}) == {1: 3, 2: 4, 3: 1, 4: 2}  # alone: half later

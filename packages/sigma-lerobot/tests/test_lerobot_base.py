@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -84,6 +85,17 @@ def spec_file(path: Path, policy_dir: Path, **train) -> Path:
     return path
 
 
+def act_twice(base: LeRobotBase, n: int) -> tuple[torch.Tensor, SigmaBatch, Any]:
+    """A seeded random batch of ``n``, the base's actions on it, checked to be the same
+    on a second call (a fixed seed makes even a stochastic policy deterministic)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 2, 1, 3, 32, 32, generator=g)
+    batch = SigmaBatch(images, torch.randn(n, 6, generator=g), [TASK] * n)
+    a = base(batch)
+    assert a.trajectory.shape == (n, 16, 6) and torch.equal(a.trajectory, base(batch).trajectory)
+    return images, batch, a
+
+
 def test_a_base_equals_the_act_policy_through_its_saved_processors(act_run):
     _, policy_dir = act_run
     base = LeRobotBase(LeRobotBaseConfig(path=str(policy_dir), camera_map=CAMERAS), D)
@@ -94,11 +106,7 @@ def test_a_base_equals_the_act_policy_through_its_saved_processors(act_run):
         for key in ("observation.state", "action")
     }
     base.set_data_stats(stats)
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(3, 2, 1, 3, 32, 32, generator=g)
-    batch = SigmaBatch(images, torch.randn(3, 6, generator=g), [TASK] * 3)
-    a = base(batch)
-    assert a.trajectory.shape == (3, 16, 6) and torch.equal(a.trajectory, base(batch).trajectory)
+    images, batch, a = act_twice(base, 3)
 
     from lerobot.policies.factory import make_pre_post_processors
 
@@ -166,11 +174,7 @@ def test_a_diffusion_policy_is_a_deterministic_base_equal_to_its_own_chunk(act_r
     root, _ = act_run
     policy_dir = train_policy("diffusion", root / "ds", root / "diffusion" / "pretrained_model")
     base = LeRobotBase(LeRobotBaseConfig(path=str(policy_dir), camera_map=CAMERAS), D)
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(2, 2, 1, 3, 32, 32, generator=g)
-    batch = SigmaBatch(images, torch.randn(2, 6, generator=g), [TASK] * 2)
-    a = base(batch)
-    assert a.trajectory.shape == (2, 16, 6) and torch.equal(a.trajectory, base(batch).trajectory)
+    images, batch, a = act_twice(base, 2)
 
     from lerobot.policies.factory import make_pre_post_processors
 

@@ -108,17 +108,18 @@ def closed_loop_table(loops: dict[str, dict[str, Any]]) -> Table:
     table = Table(
         title="closed loop in the simulator (held-out seeds, 95% Wilson)", title_justify="left"
     )
-    cols = ("policy", "episodes", "reached", "grasped", "lifted", "success", "wrong object")
-    for col in (*cols, "step p50 / p99 ms"):
+    from sigma_core.eval import STAGES
+
+    for col in ("policy", "episodes", *STAGES, "wrong object", "step p50 / p99 ms"):
         table.add_column(col, overflow="fold")
     for name, c in loops.items():
-        stages = c.get("stages", {})
+        # a report written before the progress stages existed has the success rate only
+        stages = c.get("stages") or {"success": c["success_rate"]}
         lat = c["latency_ms"]
         table.add_row(
             name,
             str(c["episodes"]),
-            *(_rate(stages[k]) if k in stages else "" for k in ("reached", "grasped", "lifted")),
-            _rate(c["success_rate"]),
+            *(_rate(stages[k]) if k in stages else "" for k in STAGES),
             f"{c['wrong_object_rate']:.0%}",
             f"{lat['p50']:.1f} / {lat['p99']:.1f}",
         )

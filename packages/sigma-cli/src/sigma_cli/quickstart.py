@@ -111,15 +111,13 @@ RUNS = ("sigma", "lora-only", "base")
 TRANSFER_RUNS = ("sigma", "lora-only", "base-longer")
 
 
-def specs(size: Size, root: Path, base: Path | None = None) -> dict[str, SigmaSpec]:
+def specs(size: Size, root: Path) -> dict[str, SigmaSpec]:
     """The runs' specs: base, Sigma on it, the LoRA-only control on it, and the base
-    trained further for Sigma's budget (the compute-matched control, ``base-longer``).
-
-    ``base``: the frozen base policy the others start from (default ``root/runs/base``).
-    """
+    trained further for Sigma's budget (the compute-matched control, ``base-longer``);
+    all but the base start from ``root/runs/base``."""
     dims = {"image_size": size.image_size}
     data = {"batch_size": size.batch_size}
-    base_policy = base or root / "runs" / "base" / "policy"
+    base_policy = root / "runs" / "base" / "policy"
     base_run = {
         "model": {"dims": dims, "vision": VISION},
         "base_policy": {"type": "internal"},
@@ -281,7 +279,8 @@ def run_quickstart(root: Path, size: Size, seed: int = 0, transfer: bool = False
             tdata, size.transfer_episodes, size.image_size, seed + 1, size.distractors
         )
         timings["transfer demonstrations"] = time.perf_counter() - t
-        if t := _stage("transfer preprocess", (tshards / "meta.json").is_file(), timings):
+        done = (tshards / "meta.json").is_file()
+        if (t := _stage("transfer preprocess", done, timings)) is not None:
             _preprocess(tdata, tshards, size, dims, seed)
             timings["transfer preprocess"] = time.perf_counter() - t
         truns = {name: run_specs[name] for name in TRANSFER_RUNS}

@@ -22,13 +22,11 @@ import torch
 
 from sigma_core import SigmaUserError
 from sigma_core.data import Episode, SourceInfo, resize_with_pad
+from sigma_lerobot.schema import RECORDING_FILE
 
 ACTION, STATE = "action", "observation.state"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _DECODE_CHUNK = 64  # frames decoded at once: bounds memory for 480x640 video
-#: Written by a simulator that recorded the dataset (sigma_sim's journal): its ``source``
-#: and ``config`` are the scene's settings, which a closed-loop evaluation must rebuild.
-RECORDING_FILE = "meta/sigma_sim.json"
 
 
 def recording(root: Path) -> dict[str, Any] | None:

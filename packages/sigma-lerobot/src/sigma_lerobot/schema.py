@@ -19,6 +19,10 @@ JOINTS = (
 )
 FPS = 30
 ROBOT_TYPE = "so100_follower"
+#: Written next to LeRobot's metadata by a simulator that recorded the dataset (sigma_sim's
+#: journal): its ``source`` and ``config`` are the scene's settings, which a closed-loop
+#: evaluation must rebuild (``sigma_lerobot.dataset.recording``).
+RECORDING_FILE = "meta/sigma_sim.json"
 
 
 def so101_features(cameras: dict[str, tuple[int, int]], use_videos: bool = True) -> dict[str, Any]:

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from sigma_core import SigmaUserError
+from sigma_lerobot.schema import RECORDING_FILE
 
-JOURNAL_PATH = "meta/sigma_sim.json"
+JOURNAL_PATH = RECORDING_FILE  # sigma preprocess copies its config into meta.json
 FORMAT = 1
 #: Folders whose files belong to committed episodes (anything else there is stray).
 _DATA_DIRS = ("data", "meta/episodes", "videos", "images")

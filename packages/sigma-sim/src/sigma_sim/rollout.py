@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from sigma_core import SigmaUserError
 from sigma_core.data import Normalizer
-from sigma_core.eval import CLOSED_LOOP_EPISODE_FIELDS
+from sigma_core.eval import CLOSED_LOOP_EPISODE_FIELDS, STAGES
 from sigma_sim.render import ensure_gl_backend
 
 if TYPE_CHECKING:
@@ -613,8 +613,6 @@ def _percentiles_ms(values: list[float]) -> dict[str, float | None]:
 
 #: Per-episode fields of :func:`summarize`'s ``episodes_detail`` (paired comparisons use them).
 EPISODE_FIELDS = CLOSED_LOOP_EPISODE_FIELDS
-#: The progress stages, in task order, each with a rate in :func:`summarize`.
-STAGES = ("reached", "grasped", "lifted", "success")
 
 
 def summarize(results: list[EpisodeResult], level: float = 0.95) -> dict[str, Any]:

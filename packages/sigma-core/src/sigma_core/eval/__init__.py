@@ -5,6 +5,7 @@ from sigma_core.eval.report import (
     CLOSED_LOOP_COMPARED,
     CLOSED_LOOP_EPISODE_FIELDS,
     SCHEMA,
+    STAGES,
     evaluate,
 )
 from sigma_core.eval.stats import Interval, paired_bootstrap, wilson
@@ -14,6 +15,7 @@ __all__ = [
     "CLOSED_LOOP_EPISODE_FIELDS",
     "METRICS",
     "SCHEMA",
+    "STAGES",
     "Interval",
     "Source",
     "evaluate",

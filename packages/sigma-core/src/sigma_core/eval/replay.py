@@ -118,20 +118,16 @@ def replay(
     episodes = ds.episode_runs(stride)
     if not episodes:
         raise SigmaUserError(f"{ds.root}: the split has no episodes to replay")
-    order = list(episodes)
+    swap = swapped_windows(episodes)
     for source in sources:
         p = source.policy
-        for e, (episode, windows) in enumerate(episodes.items()):
-            other = episodes[order[(e + 1) % len(order)]]
+        for episode, windows in episodes.items():
             m = None
             for k, i in enumerate(windows):
                 batch = collate([ds[i]])
                 torch.manual_seed(seed + k)  # the same sampler noise for every group
                 out = p(batch, m, telepathy=source.telepathy)
-                # the images of another episode at the same step (of this one, half its
-                # length later, when it is the only held-out episode)
-                j = (k + len(other) // 2) % len(other) if other is windows else k
-                seen = replace(batch, images=collate([ds[other[min(j, len(other) - 1)]]]).images)
+                seen = replace(batch, images=collate([ds[swap[i]]]).images)
                 torch.manual_seed(seed + k)
                 swapped = _groups(p, p(seen, m, telepathy=source.telepathy), source)
                 m = out.intent.m_t
@@ -141,6 +137,20 @@ def replay(
                     found = _metrics(actions, batch, ds, extra | {"image_reliance": reliance})
                     rows.append(where | {"group": group} | found)
     return rows
+
+
+def swapped_windows(episodes: dict[int, list[int]]) -> dict[int, int]:
+    """window -> the window whose images ``image_reliance`` puts in its place: the next
+    episode's (in order, wrapping) at the same step, its last one if it is shorter; with
+    a single episode, the same episode half its length later (wrapping)."""
+    order = list(episodes)
+    out = {}
+    for e, windows in enumerate(episodes.values()):
+        other = episodes[order[(e + 1) % len(order)]]
+        shift = len(windows) // 2 if len(order) == 1 else 0
+        for k, i in enumerate(windows):
+            out[i] = other[min((k + shift) % len(windows), len(other) - 1)]
+    return out
 
 
 def _groups(

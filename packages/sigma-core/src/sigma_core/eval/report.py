@@ -44,12 +44,11 @@ from sigma_core.train.stages import telepathy_parameter_names
 
 SCHEMA = "sigma-eval/1"
 COMPARED = ("mse_vec", "mse_chk", "mse_trj", "mse_vec_units", "mse_chk_units", "mse_trj_units")
+#: The closed-loop progress stages, in task order (each a rate in the rollout summary).
+STAGES = ("reached", "grasped", "lifted", "success")
 #: Per-episode closed-loop outcomes compared between policies (booleans count as 0/1).
 CLOSED_LOOP_COMPARED = (
-    "success",
-    "reached",
-    "grasped",
-    "lifted",
+    *STAGES,
     "wrong_object",
     "min_tcp_to_obj",
     "min_obj_to_goal",
@@ -341,7 +340,7 @@ def closed_loop_markdown(report: dict[str, Any]) -> list[str]:
     ]
     for name, c in loops.items():
         stages = c.get("stages") or {"success": c["success_rate"]}
-        cells = [rate(stages[k]) if k in stages else "" for k in STAGE_COLUMNS]
+        cells = [rate(stages[k]) if k in stages else "" for k in STAGES]
         lat = c["latency_ms"]
         lines.append(
             f"| {name} | {c['episodes']} | "
@@ -366,10 +365,6 @@ def closed_loop_markdown(report: dict[str, Any]) -> list[str]:
                 f" [{d['low']:+.3g}, {d['high']:+.3g}] | {c['episodes']} |"
             )
     return lines
-
-
-#: The closed-loop stage columns of report.md and the plot, in task order.
-STAGE_COLUMNS = ("reached", "grasped", "lifted", "success")
 
 
 def write_plots(
@@ -427,17 +422,15 @@ def write_plots(
         width = 0.8 / len(loops)
         for i, (name, c) in enumerate(loops.items()):
             stages = c.get("stages") or {"success": c["success_rate"]}
-            rates = [stages.get(k) for k in STAGE_COLUMNS]
+            rates = [stages.get(k) for k in STAGES]
             est = [r["estimate"] if r else 0.0 for r in rates]
             errs = [
                 [r["estimate"] - r["low"], r["high"] - r["estimate"]] if r else [0, 0]
                 for r in rates
             ]
-            xs = np.arange(len(STAGE_COLUMNS)) + i * width
+            xs = np.arange(len(STAGES)) + i * width
             ax.bar(xs, est, width, yerr=np.array(errs).T, label=name, capsize=3)
-        ax.set_xticks(
-            np.arange(len(STAGE_COLUMNS)) + width * (len(loops) - 1) / 2, list(STAGE_COLUMNS)
-        )
+        ax.set_xticks(np.arange(len(STAGES)) + width * (len(loops) - 1) / 2, list(STAGES))
         ax.set_ylim(0, 1)
         ax.set_ylabel("rate over episodes, 95% Wilson interval")
         ax.set_title("closed loop in the simulator")
