@@ -227,6 +227,46 @@ def test_rollout_fields_latencies_video_and_determinism(meta, policy, tmp_path) 
     assert len(other[0].replan_latencies) == 3
 
 
+def test_an_oracle_policy_reads_the_scene_state(meta, policy) -> None:
+    """A spec with dims.environment_state_dim gets observation.environment_state in closed
+    loop, normalized with the shards' statistics; other policies get none."""
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_core.data import environment_normalizer
+    from sigma_sim.rollout import eval_env_seed, rollout, scene_config
+    from sigma_sim.scene import make_env, reset_episode
+
+    width = len(meta["stats"]["observation.environment_state"]["mean"])
+    dims = DIMS | {"environment_state_dim": width}
+    spec = validate_spec({"model": {"dims": dims}}, get_registry())
+    oracle = Seen(build_policy(spec).eval())
+    rollout(oracle, meta, 1, max_seconds=0.2)
+    first = oracle.batches[0].environment_state
+    assert first is not None and first.shape == (1, width)
+    cfg = scene_config(meta, distractors=None, image_size=32, fps=30)
+    env = make_env(cfg)
+    try:
+        _, _, episode = reset_episode(env, eval_env_seed(10_000, 0), list(cfg.cube_colors))
+    finally:
+        env.close()
+    raw = environment_normalizer(meta, "meta", width).denormalize(first[0])
+    np.testing.assert_allclose(raw[:3].numpy(), episode.cube_pos, atol=1e-5)
+    plain = Seen(policy)
+    rollout(plain, meta, 1, max_seconds=0.1)
+    assert plain.batches[0].environment_state is None
+
+
+class Seen(Recording):
+    """A policy proxy that keeps every batch ``step`` was given."""
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__(policy)
+        self.batches: list[Any] = []
+
+    def step(self, batch: Any) -> torch.Tensor:
+        self.batches.append(batch)
+        return super().step(batch)
+
+
 def test_rollout_with_distractors(meta, policy) -> None:
     from sigma_sim.rollout import rollout, summarize
 

@@ -7,7 +7,7 @@ how a run file is laid out. Imports pydantic only.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 
 class StrictModel(BaseModel):
@@ -29,6 +29,17 @@ class Dims(StrictModel):
     )
     image_size: PositiveInt = Field(96, description="[P] square image side in pixels")
     frame_history: PositiveInt = Field(1, description="[F] frames per camera (history)")
+    environment_state_dim: NonNegativeInt = Field(
+        0,
+        description="[S_env] privileged scene state the vision's state encoder also reads "
+        "(LeRobot's observation.environment_state; 0: none; oracle specs only)",
+    )
+
+    @property
+    def vision_state_dim(self) -> int:
+        """[S_v] what the vision workspace's state encoder reads: the robot state, then
+        the privileged scene state (``S + S_env``)."""
+        return self.state_dim + self.environment_state_dim
 
     def symbols(self) -> dict[str, int]:
         """Shape symbols -> sizes, as used by component ``inputs``/``outputs`` declarations."""
@@ -36,6 +47,7 @@ class Dims(StrictModel):
             "D": self.d_model,
             "A": self.action_dim,
             "S": self.state_dim,
+            "S_v": self.vision_state_dim,
             "H": self.chunk_horizon,
             "T": self.horizon,
             # tau lives in the action-condition space: L_tau and the adapter's

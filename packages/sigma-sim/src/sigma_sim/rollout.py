@@ -269,9 +269,12 @@ class Observer:
         state_norm: Normalizer,
         gripper_limits: tuple[float, float],
         device: torch.device,
+        environment_norm: Normalizer | None = None,
     ) -> None:
         self.cameras, self.size, self.frames = cameras, image_size, frames
         self.state_norm, self.gripper_limits, self.device = state_norm, gripper_limits, device
+        #: set when the policy reads the privileged scene state (an oracle spec)
+        self.environment_norm = environment_norm
         self.history: deque[torch.Tensor] = deque(maxlen=frames)
 
     def reset(self) -> None:
@@ -286,7 +289,11 @@ class Observer:
         hwc = torch.stack([torch.from_numpy(obs[key].copy()) for key in self.cameras.values()])
         return resize_with_pad(hwc.permute(0, 3, 1, 2), self.size)
 
-    def batch(self, obs: dict[str, np.ndarray], task: str) -> Any:
+    def batch(
+        self, obs: dict[str, np.ndarray], task: str, environment: np.ndarray | None = None
+    ) -> Any:
+        """The policy's input; ``environment`` is :func:`sigma_sim.scene.environment_state`
+        (needed when :attr:`environment_norm` is set, else ignored)."""
         import torch
 
         from sigma_core import SigmaBatch
@@ -298,10 +305,17 @@ class Observer:
             self.history.append(frame)
         images = torch.stack(list(self.history), dim=1)  # (C, F, 3, P, P)
         state = torch.from_numpy(sim_to_dataset(obs["state"], self.gripper_limits))
+        env_state = None
+        if self.environment_norm is not None:
+            if environment is None:
+                raise ValueError("this policy reads the environment state; pass it")
+            env_state = self.environment_norm.normalize(torch.from_numpy(environment))
+            env_state = env_state[None].to(self.device)
         return SigmaBatch(
             images=images[None].to(self.device).float().div_(255),
             state=self.state_norm.normalize(state)[None].to(self.device),
             texts=[task],
+            environment_state=env_state,
         )
 
 
@@ -441,7 +455,7 @@ def rollout(
     import torch
     from tqdm.auto import tqdm
 
-    from sigma_core.data import check_dims, shard_dims
+    from sigma_core.data import check_dims, environment_normalizer, shard_dims
     from sigma_sim.scene import make_env
 
     if episodes < 0:
@@ -463,6 +477,9 @@ def rollout(
     limit = max(1, math.floor(max_seconds * fps + 1e-9))
     action_norm = Normalizer(meta["stats"]["action"])
     state_norm = Normalizer(meta["stats"]["observation.state"])
+    env_norm = None
+    if dims.environment_state_dim:
+        env_norm = environment_normalizer(meta, "meta.json", dims.environment_state_dim)
     device = next(policy.parameters()).device
     n_steps = n_action_steps or policy.spec.run_stride()
     policy.reset(n_steps)  # validates n_action_steps before the scene is built
@@ -475,7 +492,9 @@ def rollout(
         low = env.action_space.low.astype(np.float64)
         high = env.action_space.high.astype(np.float64)
         gripper = (float(low[-1]), float(high[-1]))
-        observer = Observer(cameras, size, dims.frame_history, state_norm, gripper, device)
+        observer = Observer(
+            cameras, size, dims.frame_history, state_norm, gripper, device, env_norm
+        )
         colors = list(cfg.cube_colors)
         for i in tqdm(range(episodes), desc="rollout", unit="ep", disable=not progress):
             env_seed = eval_env_seed(seed, i)
@@ -536,7 +555,7 @@ def _episode(
 ) -> EpisodeResult:
     import numpy as np
 
-    from sigma_sim.scene import reset_episode
+    from sigma_sim.scene import environment_state, reset_episode
 
     low, high, gripper = bounds
     obs, info, episode = reset_episode(env, env_seed, colors)
@@ -555,7 +574,10 @@ def _episode(
         for _ in range(limit):
             if video is not None:
                 video.add(obs["overhead_camera"])
-            batch = observer.batch(obs, episode.task)
+            scene = None
+            if observer.environment_norm is not None:
+                scene = environment_state(env, colors)
+            batch = observer.batch(obs, episode.task, scene)
             t0 = time.perf_counter()
             action = policy.step(batch)
             latencies.append(time.perf_counter() - t0)

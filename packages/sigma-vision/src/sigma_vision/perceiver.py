@@ -40,7 +40,8 @@ class ResamplerVision(VisionWorkspace, abstract=True):
 
     ``X = MLP2(patches)`` (projector); ``V_base = LN(FFN(CrossAttn(Q_v, X)))`` with
     N_v learnable queries Q_v (perceiver resampler); state tokens
-    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens; while the state encoder is
+    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens; ``state`` is (B, S_v), the
+    privileged scene state appended where the spec asks for it; while the state encoder is
     trained, zeroed per sample with probability ``state_dropout``); with tau,
     ``V_mod = VisionModulator(V_base, tau)``; finally a self-attention block over
     the (modulated) tokens. ``tau = None`` returns the block applied to V_base.
@@ -60,7 +61,7 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         self.queries = nn.Parameter(torch.randn(config.num_queries, d) / math.sqrt(d))
         self.resampler = CrossAttentionBlock(d, config.num_heads, config.ffn_mult, config.dropout)
         self.resampler_norm = nn.LayerNorm(d)
-        self.state_encoder = mlp(dims.state_dim, d, d)
+        self.state_encoder = mlp(dims.vision_state_dim, d, d)
         self.state_expander = nn.Linear(d, config.num_state_tokens * d)
         self.modulator = VisionModulator(d, d, config.theta_t_init, config.theta_mod_init)
         if not config.film:

@@ -12,11 +12,13 @@ from sigma_core.data.dims import DATA_DIMS, check_dims, shard_dims
 from sigma_core.data.episodes import Episode, EpisodeSource, InMemorySource, SourceInfo
 from sigma_core.data.images import resize_with_pad
 from sigma_core.data.loader import (
+    ENVIRONMENT_STATE,
     EpochSampler,
     RunDataset,
     ShardDataset,
     collate,
     collate_runs,
+    environment_normalizer,
     make_loader,
 )
 from sigma_core.data.paper import PaperShards, import_paper_shards
@@ -28,6 +30,7 @@ from sigma_core.data.windows import WindowRule, action_l2, cut_windows
 
 __all__ = [
     "DATA_DIMS",
+    "ENVIRONMENT_STATE",
     "Episode",
     "EpisodeSource",
     "EpochSampler",
@@ -46,6 +49,7 @@ __all__ = [
     "collate",
     "collate_runs",
     "cut_windows",
+    "environment_normalizer",
     "import_paper_shards",
     "make_loader",
     "paper_chunk",

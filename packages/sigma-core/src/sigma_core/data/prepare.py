@@ -30,6 +30,7 @@ from sigma_core.config import Dims
 from sigma_core.data.dims import check_dims
 from sigma_core.data.episodes import EpisodeSource, SourceInfo
 from sigma_core.data.shards import (
+    ENVIRONMENT_STATE_KEY,
     Shard,
     concat_columns,
     file_record,
@@ -138,6 +139,7 @@ def build_shard(
                 vector=traj[:, 0],
                 avg_action_l2=win.avg_action_l2,
                 max_action_l2=win.max_action_l2,
+                environment_state=ep.environment_state,
             )
         )
         rows += n
@@ -284,10 +286,14 @@ def _finish(
             f"{len(short)} episodes shorter than T={opts.horizon}); nothing was written"
         )
     frames: dict[str, list[np.ndarray]] = {"action": [], "state": [], "episode": []}
+    opened = [Shard(out / g["file"]) for g in shards]
+    # privileged scene state: statistics only when every shard carries the column
+    environment = all(ENVIRONMENT_STATE_KEY in shard.tensors for shard in opened)
+    if environment:
+        frames["environment_state"] = []
     windows_per_episode: dict[int, int] = {}
     tasks: list[str] = []
-    for g in shards:
-        shard = Shard(out / g["file"])
+    for shard in opened:
         for k in frames:
             frames[k].append(shard[f"frame.{k}"].numpy())
         eps, n = np.unique(shard["window.episode"].numpy(), return_counts=True)
@@ -300,7 +306,12 @@ def _finish(
     train = np.isin(ep_of_frame, split["train"])
     stats = {
         key: feature_stats(np.concatenate(frames[name])[train])
-        for key, name in (("action", "action"), ("observation.state", "state"))
+        for key, name in (
+            ("action", "action"),
+            ("observation.state", "state"),
+            ("observation.environment_state", "environment_state"),
+        )
+        if name in frames
     }
     meta = {
         "format": META_FORMAT,

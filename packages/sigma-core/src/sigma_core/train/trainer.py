@@ -136,8 +136,13 @@ class Trainer:
                 stacklevel=2,
             )
         pre = self.precomputed
-        self.dataset = ShardDataset(data, split="train", frame_history=f, base_actions=pre)
-        self.val = ShardDataset(data, "val", frame_history=f, verify=False, base_actions=pre)
+        env = spec.model.dims.environment_state_dim
+        self.dataset = ShardDataset(
+            data, split="train", frame_history=f, base_actions=pre, environment_state=env
+        )
+        self.val = ShardDataset(
+            data, "val", frame_history=f, verify=False, base_actions=pre, environment_state=env
+        )
         self._check_data()
         k, stride = spec.data.run_length, spec.run_stride()
         self.runs = RunDataset(self.dataset, self.dataset.runs(k, stride))
