@@ -361,3 +361,19 @@ def test_a_head_the_stage_freezes_is_warned_about_and_train_head_trains_it(shard
     moved = [n for n in before if not torch.equal(before[n], after[n])]
     print(f"{len(moved)} of {len(before)} trajectory tensors moved")
     assert len(moved) > len(before) / 2  # the head trains (adaLN-zero gates start at 0)
+
+
+def test_a_policy_builds_only_on_a_base_of_its_action_representation(tmp_path):
+    """data.actions: a relative base under an absolute residual (or the reverse) is refused."""
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_core.train.trainer import check_same_actions
+
+    registry = get_registry()
+    dims = {"d_model": 32, "image_size": 32}
+    base = validate_spec({"model": {"dims": dims}, "data": {"actions": "relative"}}, registry)
+    build_policy(base).save_pretrained(tmp_path / "base")
+    on_top = validate_spec({"model": {"dims": dims}}, registry)
+    with pytest.raises(SigmaUserError, match="predicts relative actions.*data.actions: relative"):
+        check_same_actions(on_top, str(tmp_path / "base"))
+    check_same_actions(base, str(tmp_path / "base"))  # same representation: fine
+    check_same_actions(on_top, None)

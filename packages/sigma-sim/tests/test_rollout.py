@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from sigma_core import SigmaUserError
+from sigma_core.data import ActionSpace
 from sigma_sim.config import So101PickPlaceConfig
 
 CAMERAS = ["overhead", "wrist"]
@@ -321,26 +322,31 @@ class ExpertReplay(torch.nn.Module):
         rows = np.stack([sim_to_dataset(q, limits) for q in plan])
         self.targets = norm.normalize(torch.from_numpy(rows))
         self.state_norm = Normalizer(meta["stats"]["observation.state"])
-        self.t = 0
+        self.space = ActionSpace(spec.data.actions, meta["stats"])
+        self.t, self.n = 0, spec.run_stride()
 
     @property
     def dims(self) -> Any:
         return self.spec.model.dims
 
     def reset(self, n_action_steps: int | None = None) -> None:
-        self.t = 0
+        self.t, self.n = 0, n_action_steps or self.spec.run_stride()
 
     def step(self, batch: Any) -> torch.Tensor:
         assert batch.images.shape == (1, 2, 1, 3, 32, 32) and batch.texts[0].startswith("Pick")
         assert batch.images.min() >= 0.0 and batch.images.max() <= 1.0
+        if self.t % self.n == 0:  # a plan: relative actions are relative to its state
+            self.anchor = batch.state
         action = self.targets[min(self.t, len(self.targets) - 1)][None]
         self.t += 1
-        return action
+        return self.space.encode(action, self.anchor)
 
 
-def test_expert_actions_through_rollout_succeed(meta, policy) -> None:
+@pytest.mark.parametrize("actions", ["absolute", "relative"])
+def test_expert_actions_through_rollout_succeed(meta, policy, actions) -> None:
     """Dataset-unit actions -> sim joint targets is the right conversion: the expert's
-    own plan, sent through it, completes the task in closed loop."""
+    own plan, sent through it, completes the task in closed loop; as deltas from the
+    state of each plan (data.actions: relative) too."""
     from sigma_sim.expert import PickPlaceExpert, Style
     from sigma_sim.rollout import eval_env_seed, rollout
     from sigma_sim.scene import make_env, reset_episode
@@ -354,7 +360,10 @@ def test_expert_actions_through_rollout_succeed(meta, policy) -> None:
         plan = np.clip(expert.plan(episode, obs["state"], Style()).actions, low, high)
     finally:
         env.close()
-    replay = ExpertReplay(policy.spec, plan, meta, (float(low[-1]), float(high[-1])))
+    spec = policy.spec.model_copy(
+        update={"data": policy.spec.data.model_copy(update={"actions": actions})}
+    )
+    replay = ExpertReplay(spec, plan, meta, (float(low[-1]), float(high[-1])))
     [result] = rollout(replay, meta, 1, seed=0, max_seconds=len(plan) / cfg.fps + 1.0)
     assert result.task == episode.task
     assert result.success, f"expert replay failed after {result.steps} steps"

@@ -124,6 +124,12 @@ class DataSpec(config.StrictModel):
         description="frames between the windows of a run: the replanning stride (default"
         " model.dims.chunk_horizon, what SigmaPolicy.step executes per plan); at most H_c",
     )
+    actions: Literal["absolute", "relative"] = Field(
+        "absolute",
+        description="what the policy predicts: absolute joint targets (the paper's), or"
+        " relative = targets minus the observation's state, normalized by their own"
+        " statistics (sigma_core.data.actions); executed actions are absolute either way",
+    )
 
 
 class Ramp(config.StrictModel):

@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sigma_core import SigmaUserError
-from sigma_core.data import Normalizer
+from sigma_core.data import ActionSpace, Normalizer
 from sigma_core.eval import CLOSED_LOOP_EPISODE_FIELDS, STAGES
 from sigma_sim.render import ensure_gl_backend
 
@@ -476,6 +476,7 @@ def rollout(
     cfg = scene_config(meta, distractors=distractors, image_size=render_size or size, fps=fps)
     limit = max(1, math.floor(max_seconds * fps + 1e-9))
     action_norm = Normalizer(meta["stats"]["action"])
+    space = ActionSpace(policy.spec.data.actions, meta["stats"])
     state_norm = Normalizer(meta["stats"]["observation.state"])
     env_norm = None
     if dims.environment_state_dim:
@@ -508,7 +509,7 @@ def rollout(
                     env,
                     policy,
                     observer,
-                    action_norm,
+                    (action_norm, space),
                     colors,
                     env_seed,
                     limit,
@@ -544,7 +545,7 @@ def _episode(
     env: PickAndPlaceEnv,
     policy: SigmaPolicy,
     observer: Observer,
-    action_norm: Normalizer,
+    actions: tuple[Normalizer, ActionSpace],
     colors: list[str],
     env_seed: int,
     limit: int,
@@ -558,6 +559,7 @@ def _episode(
     from sigma_sim.scene import environment_state, reset_episode
 
     low, high, gripper = bounds
+    action_norm, space = actions
     obs, info, episode = reset_episode(env, env_seed, colors)
     distractors = Distractors(env, colors)
     policy.reset(n_steps)
@@ -578,8 +580,10 @@ def _episode(
             if observer.environment_norm is not None:
                 scene = environment_state(env, colors)
             batch = observer.batch(obs, episode.task, scene)
+            if steps % n_steps == 0:  # a replanning step: the plan is relative to this state
+                anchor = batch.state
             t0 = time.perf_counter()
-            action = policy.step(batch)
+            action = space.decode(policy.step(batch), anchor)
             latencies.append(time.perf_counter() - t0)
             row = action_norm.denormalize(action[0].float().cpu()).numpy()
             target = np.clip(dataset_to_sim(row, gripper), low, high)

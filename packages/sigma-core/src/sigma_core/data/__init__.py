@@ -5,6 +5,7 @@ datasets (LeRobot, the paper's shards) produce :class:`Episode` objects or shard
 tensors and reuse everything here. This facade is what other packages import.
 """
 
+from sigma_core.data.actions import ActionMode, ActionSpace
 from sigma_core.data.base_actions import check_sources as check_base_sources
 from sigma_core.data.base_actions import matches as base_actions_match
 from sigma_core.data.base_actions import read_record as read_base_actions
@@ -30,6 +31,8 @@ from sigma_core.data.windows import WindowRule, action_l2, cut_windows
 
 __all__ = [
     "DATA_DIMS",
+    "ActionMode",
+    "ActionSpace",
     "ENVIRONMENT_STATE",
     "Episode",
     "EpisodeSource",

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from sigma_core.data.actions import ActionMode, ActionSpace
 from sigma_core.data.base_actions import load_base_actions, read_record
 from sigma_core.data.prepare import read_meta
 from sigma_core.data.shards import ENVIRONMENT_STATE_KEY, Shard, verify_shard
@@ -48,6 +49,9 @@ class ShardDataset(Dataset):
             have this width; normalized with a std floor of :data:`ENVIRONMENT_STATE_EPS`;
             batches ``environment_state``). Specs that read it pass
             ``model.dims.environment_state_dim``; 0 (default) does not read it.
+        actions: the representation of the targets (and base actions) when
+            ``normalize``: ``absolute`` or ``relative`` to the window's state
+            (:mod:`sigma_core.data.actions`; :attr:`action_space` converts back).
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class ShardDataset(Dataset):
         verify: bool = True,
         base_actions: bool = False,
         environment_state: int = 0,
+        actions: ActionMode = "absolute",
     ) -> None:
         self.root = Path(root)
         self.meta = meta = read_meta(self.root)
@@ -76,6 +81,7 @@ class ShardDataset(Dataset):
         self.normalize = normalize
         self.action_norm = Normalizer(meta["stats"]["action"])
         self.state_norm = Normalizer(meta["stats"]["observation.state"])
+        self.action_space = ActionSpace(actions, meta["stats"], str(self.root))
         self.environment_norm: Normalizer | None = None
         if environment_state:
             self.environment_norm = environment_normalizer(meta, self.root, environment_state)
@@ -189,7 +195,9 @@ class ShardDataset(Dataset):
                     item["environment_state"]
                 )
             for k in scales:
-                item[k] = self.action_norm.normalize(item[k])
+                item[k] = self.action_space.encode(
+                    self.action_norm.normalize(item[k]), item["state"]
+                )
         return item
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sigma_core._fileio import atomic_write_text
 from sigma_core.config import Dims
+from sigma_core.data.actions import RELATIVE_STATS, relative_stats
 from sigma_core.data.dims import check_dims
 from sigma_core.data.episodes import EpisodeSource, SourceInfo
 from sigma_core.data.shards import (
@@ -286,6 +287,8 @@ def _finish(
             f"{len(short)} episodes shorter than T={opts.horizon}); nothing was written"
         )
     frames: dict[str, list[np.ndarray]] = {"action": [], "state": [], "episode": []}
+    # each window's targets and observation state (the relative actions' statistics)
+    windows: dict[str, list[np.ndarray]] = {"trajectory": [], "state": [], "episode": []}
     opened = [Shard(out / g["file"]) for g in shards]
     # privileged scene state: statistics only when every shard carries the column
     environment = all(ENVIRONMENT_STATE_KEY in shard.tensors for shard in opened)
@@ -296,6 +299,10 @@ def _finish(
     for shard in opened:
         for k in frames:
             frames[k].append(shard[f"frame.{k}"].numpy())
+        rows = shard["window.frame"].numpy()
+        windows["trajectory"].append(shard["window.trajectory"].numpy())
+        windows["state"].append(shard["frame.state"].numpy()[rows])
+        windows["episode"].append(shard["window.episode"].numpy())
         eps, n = np.unique(shard["window.episode"].numpy(), return_counts=True)
         windows_per_episode |= dict(zip(eps.tolist(), n.tolist(), strict=True))
         tasks += [t for t in shard.tasks if t not in tasks]
@@ -313,6 +320,11 @@ def _finish(
         )
         if name in frames
     }
+    train_windows = np.isin(np.concatenate(windows["episode"]), split["train"])
+    stats[RELATIVE_STATS] = relative_stats(
+        np.concatenate(windows["trajectory"])[train_windows],
+        np.concatenate(windows["state"])[train_windows],
+    )
     meta = {
         "format": META_FORMAT,
         "params": params,
