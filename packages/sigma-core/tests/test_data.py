@@ -171,7 +171,7 @@ def test_relative_actions_are_deltas_from_the_state_in_their_own_units(tmp_path,
     same = ActionSpace("absolute", meta["stats"])
     assert same.encode(want, batch.state[0]) is want
     old = {k: v for k, v in meta["stats"].items() if k != RELATIVE_STATS}
-    with pytest.raises(SigmaUserError, match="predate data.actions: relative"):
+    with pytest.raises(SigmaUserError, match=r"predate data.actions: relative"):
         ActionSpace("relative", old, "shards/")
 
 

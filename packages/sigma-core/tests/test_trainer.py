@@ -373,7 +373,7 @@ def test_a_policy_builds_only_on_a_base_of_its_action_representation(tmp_path):
     base = validate_spec({"model": {"dims": dims}, "data": {"actions": "relative"}}, registry)
     build_policy(base).save_pretrained(tmp_path / "base")
     on_top = validate_spec({"model": {"dims": dims}}, registry)
-    with pytest.raises(SigmaUserError, match="predicts relative actions.*data.actions: relative"):
+    with pytest.raises(SigmaUserError, match=r"predicts relative actions.*data.actions: relative"):
         check_same_actions(on_top, str(tmp_path / "base"))
     check_same_actions(base, str(tmp_path / "base"))  # same representation: fine
     check_same_actions(on_top, None)

@@ -31,9 +31,9 @@ from sigma_core.data.windows import WindowRule, action_l2, cut_windows
 
 __all__ = [
     "DATA_DIMS",
+    "ENVIRONMENT_STATE",
     "ActionMode",
     "ActionSpace",
-    "ENVIRONMENT_STATE",
     "Episode",
     "EpisodeSource",
     "EpochSampler",
