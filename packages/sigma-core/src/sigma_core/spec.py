@@ -189,6 +189,13 @@ class LossConfig(config.StrictModel):
         description="stage base: weight of L_fuse = MSE(fusion(sg(a)), a*_chunk), which fits"
         " the fusion weights on the detached branch outputs (the branches' losses are unchanged)",
     )
+    lambda_state: float = Field(
+        1.0,
+        ge=0,
+        description="stage base, with model.dims.auxiliary_state_dim > 0: weight of L_state ="
+        " MSE(head(mean V_base), s_env), the privileged scene state predicted from the vision"
+        " tokens (normalized)",
+    )
     base_loss: Literal["mse", "native"] = Field(
         "mse",
         description="stage base: mse = TRAF on the decoded actions (the paper); native ="

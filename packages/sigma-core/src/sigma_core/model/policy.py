@@ -121,6 +121,17 @@ class SigmaPolicy(nn.Module):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(slot_seed(spec.train.seed, slot))
                     self.add_module(slot, build_component(kind, ref, dims, registry, **context))
+        if dims.auxiliary_state_dim:
+            # privileged supervision (stage base only): the scene state from V_base
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(slot_seed(spec.train.seed, "auxiliary_state"))
+                d = dims.d_model
+                self.auxiliary_state = nn.Sequential(
+                    nn.LayerNorm(d),
+                    nn.Linear(d, d),
+                    nn.GELU(),
+                    nn.Linear(d, dims.auxiliary_state_dim),
+                )
         #: Parameters trainable when built (frozen-by-construction ones, e.g. a backbone's
         #: base weights or a frozen base policy, are not): the only ones a stage may train.
         self.trainable_at_build = frozenset(
@@ -351,6 +362,9 @@ class SigmaPolicy(nn.Module):
             c_act = q0.c_act
         actions = a_base + delta
         plan = self.controller(self.fusion(actions.vector, actions.chunk, actions.trajectory))
+        extras = {}
+        if self.dims.auxiliary_state_dim:
+            extras["auxiliary_state"] = self.auxiliary_state(vis_base.tokens.mean(dim=1))
         return SigmaOutput(
             actions=actions,
             base=a_base,
@@ -360,6 +374,7 @@ class SigmaPolicy(nn.Module):
             c_act=c_act,
             c_act_base=q0.c_act,
             intent=intent,
+            extras=extras,
         )
 
 

@@ -139,7 +139,7 @@ class Trainer:
         inputs = {
             "frame_history": f,
             "base_actions": pre,
-            "environment_state": spec.model.dims.environment_state_dim,
+            "environment_state": spec.model.dims.scene_state_dim,
             "actions": spec.data.actions,
         }
         self.dataset = ShardDataset(data, split="train", **inputs)
