@@ -162,14 +162,19 @@ def resolve(
 
 
 def _check_names(cls: type[Any]) -> type[BaseModel]:
-    """Check ``name`` and ``config_class`` of a component or data source class."""
+    """Check ``name`` and ``config_class`` of a component or data source class.
+
+    ``name`` must be set on the class itself (every registered class has its own);
+    ``config_class`` may be inherited, so a subclass made only to rename a
+    component keeps its parent's config.
+    """
     where = f"{cls.__module__}.{cls.__qualname__}"
     name = cls.__dict__.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ComponentDefinitionError(
             f"{where}: set `name` to a lowercase registered name (letters, digits, - _ .)"
         )
-    config = cls.__dict__.get("config_class")
+    config = getattr(cls, "config_class", None)
     if not (isinstance(config, type) and issubclass(config, BaseModel)):
         raise ComponentDefinitionError(f"{where}: set `config_class` to a pydantic model class")
     if config.model_config.get("extra") != "forbid":
@@ -278,9 +283,17 @@ MemoryFn = Callable[[Tensor, Tensor], Tensor]
 
 
 class SemanticMemory(Component, kind="memory", abstract=True):
-    """Semantic memory (paper §2): ``m_t = f(z_pool (B,D), m_{t-1} (B,D))``."""
+    """Semantic memory (paper §2): ``m_t = f(z_pool (B,D), m_{t-1} (B,D))``.
+
+    The contract kit holds a memory to its promise: ``m_t`` depends on ``m_prev``
+    and gradients flow through time, it is finite from :meth:`initial_state`
+    and bounded over many steps. A memory without recurrence (an ablation)
+    declares ``recurrent = False`` and is then checked to ignore ``m_prev``.
+    """
 
     telepathy_params = ("",)
+    #: ``m_t`` depends on ``m_prev`` (checked either way by the contract kit).
+    recurrent: ClassVar[bool] = True
 
     inputs = {"z_pool": ("B", "D"), "m_prev": ("B", "D")}
     outputs = {"return": ("B", "D")}
