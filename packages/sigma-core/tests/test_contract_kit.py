@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from sigma_core.components import Fusion, ResidualHead, SemanticMemory
+from sigma_core.components import Fusion, IntentWorkspace, ResidualHead, SemanticMemory
 from sigma_core.config import StrictModel
 from sigma_core.plugins.registry import ComponentInfo
 from sigma_core.testing import ComponentContract
-from sigma_core.types import ActionSet
+from sigma_core.types import ActionSet, IntentOutput
 
 
 class Cfg(StrictModel):
@@ -273,6 +273,93 @@ def test_residual_large_tau_check_catches_overflow():
         kit.test_residual_is_finite_for_large_tau(info(ExpTau))
 
 
+# -- intent workspaces -------------------------------------------------------------
+class IntentCfg(StrictModel):
+    num_factors: int = 2
+
+
+class Intent(IntentWorkspace):
+    """z_pool = masked mean of the hidden states; tau = P([m_t; z_pool]): sound."""
+
+    name = "t-intent"
+    config_class = IntentCfg
+    shape_symbols = {"K": "num_factors"}
+
+    def __init__(self, config: IntentCfg, dims, backbone_width=None) -> None:
+        super().__init__(config, dims, backbone_width)
+        d = dims.d_model
+        self.read = nn.Linear(self.backbone_width, d)
+        self.tau_head = nn.Linear(2 * d, d)
+
+    def tau_of(self, m_t, z_pool):
+        return self.tau_head(torch.cat([m_t, z_pool], dim=-1))
+
+    def forward(self, hidden, mask, m_prev, memory):
+        w = mask[..., None].float()
+        z_pool = (self.read(hidden) * w).sum(1) / w.sum(1).clamp(min=1)
+        m_t = self.step(memory, z_pool, m_prev)
+        tau = self.tau_of(m_t, z_pool)
+        k = self.config.num_factors
+        return IntentOutput(
+            z_sem=z_pool[:, None].expand(-1, k, -1),
+            z_pool=z_pool,
+            m_t=m_t,
+            c_env=z_pool,
+            c_beh=z_pool,
+            c_text=z_pool,
+            z_intent=m_t,
+            tau=tau,
+            high_level_rep=z_pool + tau,
+        )
+
+    def step(self, memory, z_pool, m_prev):
+        return memory(z_pool, m_prev)
+
+
+class SkipsMemory(Intent):
+    name = "t-skips-memory"
+
+    def step(self, memory, z_pool, m_prev):
+        return 0.5 * (z_pool + m_prev)
+
+
+class TauIgnoresMemory(Intent):
+    name = "t-tau-ignores-memory"
+
+    def tau_of(self, m_t, z_pool):
+        return self.tau_head(torch.cat([z_pool, z_pool], dim=-1))
+
+
+class TauIgnoresText(Intent):
+    name = "t-tau-ignores-text"
+
+    def tau_of(self, m_t, z_pool):
+        return self.tau_head(torch.cat([m_t, m_t], dim=-1))
+
+
+def intent_info(cls: type) -> ComponentInfo:
+    return ComponentInfo("intent", cls.name, IntentCfg, f"{__name__}:{cls.__name__}", "test")
+
+
+def test_a_sound_intent_passes():
+    kit = ComponentContract()
+    kit.test_intent_tau_depends_on_memory_and_text(intent_info(Intent))
+    kit.test_forward_shapes_and_dtypes(intent_info(Intent))
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (SkipsMemory, r"t-skips-memory at B=2, D=32: calls the memory 0 times"),
+        (TauIgnoresMemory, r"tau does not depend on the memory state m_t"),
+        (TauIgnoresText, r"tau does not depend on the hidden sequence \(text\)"),
+    ],
+)
+def test_intent_check_catches(cls, message):
+    with pytest.raises(AssertionError, match=message):
+        ComponentContract().test_intent_tau_depends_on_memory_and_text(intent_info(cls))
+
+
 # -- every kind: batch sizes, widths, zero gradients ----------------------------------
 class Batch2(Fusion):
     """Hard-wired to a batch of 2."""
@@ -329,5 +416,6 @@ def test_kind_checks_without_a_component_of_their_kind_are_not_collected(pyteste
     result = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:cacheprovider")
     collected = [line for line in result.outlines if "::" in line]
     assert any("test_residual_depends_on_tau_and_high_level_rep" in c for c in collected)
-    assert not [c for c in collected if "branch" in c or "modulate" in c or "memory" in c]
+    dropped = ("branch", "modulate", "memory", "intent")
+    assert not [c for c in collected if any(word in c for word in dropped)]
     assert "empty parameter set" not in result.stdout.str()

@@ -21,7 +21,7 @@ trainable parameter gets a nonzero gradient on some batch; a safetensors
 save/load round trip into a differently seeded instance reproduces the outputs;
 building + running twice under one seed is bit-identical. Each kind's own
 promise is checked too (:class:`MemoryChecks`, :class:`ResidualChecks`,
-:class:`BranchChecks`, :class:`VisionChecks`); a check of a kind the class
+:class:`IntentChecks`, :class:`BranchChecks`, :class:`VisionChecks`); a check of a kind the class
 selects no component of is not collected at all.
 
 "Depends on x" means a nonzero gradient of the output with respect to x (under
@@ -384,12 +384,59 @@ class ResidualChecks:
             )
 
 
-class ComponentContract(BranchChecks, VisionChecks, MemoryChecks, ResidualChecks):
+def _probed_memory(probe: Any, returned: list[Any]) -> Any:
+    """A memory ``m_t = (sg(z_pool) + m_prev) / 2 + probe`` that records what it returns."""
+
+    def memory(z_pool: Any, m_prev: Any) -> Any:
+        m_t = 0.5 * (z_pool.detach() + m_prev) + probe  # text reaches tau only directly
+        returned.append(m_t)
+        return m_t
+
+    return memory
+
+
+class IntentChecks:
+    """Checks of an intent workspace's promise (mixed into :class:`ComponentContract`).
+
+    At every batch size and width: ``m_t`` is what the memory it is given
+    returned, and ``tau`` depends on that memory state and on the hidden
+    sequence (the text, read through the backbone) directly: the check's memory
+    stops the gradient of ``z_pool``, so the text cannot count through ``m_t``.
+    """
+
+    def test_intent_tau_depends_on_memory_and_text(self, sigma_intent: ComponentInfo) -> None:
+        import torch
+
+        for b, dims in self._grid():  # type: ignore[attr-defined]
+            where = f"{sigma_intent.kind}:{sigma_intent.name} at B={b}, D={dims.d_model}"
+            module = self._build(sigma_intent, dims=dims).train()  # type: ignore[attr-defined]
+            perturbed(module, self.seed, self.perturb_scale)  # type: ignore[attr-defined]
+            inputs = example_inputs(module, self.seed, b)  # type: ignore[attr-defined]
+            probe = torch.zeros(b, dims.d_model, requires_grad=True)
+            returned: list[Any] = []
+            inputs["memory"] = _probed_memory(probe, returned)
+            inputs["hidden"].requires_grad_(True)
+            out = run(module, inputs, self.seed)  # type: ignore[attr-defined]
+            assert len(returned) == 1, f"{where}: calls the memory {len(returned)} times, not once"
+            assert out.m_t is returned[0] or torch.equal(out.m_t, returned[0]), (
+                f"{where}: m_t is not what the memory returned"
+            )
+            g_memory, g_text = torch.autograd.grad(
+                (out.tau * torch.randn_like(out.tau)).sum(),
+                [probe, inputs["hidden"]],
+                allow_unused=True,
+            )
+            assert _nonzero(g_memory), f"{where}: tau does not depend on the memory state m_t"
+            assert _nonzero(g_text), f"{where}: tau does not depend on the hidden sequence (text)"
+
+
+class ComponentContract(BranchChecks, VisionChecks, MemoryChecks, ResidualChecks, IntentChecks):
     """The contract every Sigma component must pass; subclass it and set ``components``.
 
     Action branches also pass :class:`BranchChecks` (their own ``loss()``), vision
     workspaces :class:`VisionChecks` (pass 2 from pass 1), memories
-    :class:`MemoryChecks` and residual heads :class:`ResidualChecks`.
+    :class:`MemoryChecks`, residual heads :class:`ResidualChecks` and intent
+    workspaces :class:`IntentChecks`.
     """
 
     #: "all" registered components, or a list of (kind, name).
@@ -652,7 +699,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 #: the fixtures of the kind-specific checks -> the kind they run over
-KIND_FIXTURES = {"sigma_vision": "vision", "sigma_memory": "memory", "sigma_residual": "residual"}
+KIND_FIXTURES = {
+    "sigma_vision": "vision",
+    "sigma_memory": "memory",
+    "sigma_residual": "residual",
+    "sigma_intent": "intent",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
