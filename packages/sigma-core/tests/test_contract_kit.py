@@ -12,11 +12,17 @@ import pytest
 import torch
 from torch import nn
 
-from sigma_core.components import Fusion, IntentWorkspace, ResidualHead, SemanticMemory
+from sigma_core.components import (
+    Fusion,
+    IntentWorkspace,
+    ResidualHead,
+    SemanticMemory,
+    VisionWorkspace,
+)
 from sigma_core.config import StrictModel
 from sigma_core.plugins.registry import ComponentInfo
 from sigma_core.testing import ComponentContract
-from sigma_core.types import ActionSet, IntentOutput
+from sigma_core.types import ActionSet, IntentOutput, VisionOutput
 
 
 class Cfg(StrictModel):
@@ -358,6 +364,73 @@ def test_a_sound_intent_passes():
 def test_intent_check_catches(cls, message):
     with pytest.raises(AssertionError, match=message):
         ComponentContract().test_intent_tau_depends_on_memory_and_text(intent_info(cls))
+
+
+# -- vision workspaces --------------------------------------------------------------
+class VisionCfg(StrictModel):
+    num_queries: int = 2
+    num_state_tokens: int = 1
+    film: bool = True
+
+
+class Vision(VisionWorkspace):
+    """V_base = a linear read of the pixels; V_mod = V_base + film(tau) when FiLM is on."""
+
+    name = "t-vision"
+    config_class = VisionCfg
+    telepathy_params = ("film.",)
+
+    def __init__(self, config: VisionCfg, dims) -> None:
+        super().__init__(config, dims)
+        d, n_v, n_s = dims.d_model, config.num_queries, config.num_state_tokens
+        pixels = len(dims.cameras) * dims.frame_history * 3 * dims.image_size**2
+        self.read = nn.Linear(pixels, n_v * d)
+        self.state_read = nn.Linear(dims.state_dim, n_s * d)
+        self.film = nn.Linear(d, d)
+        self.film.requires_grad_(config.film)
+
+    def forward(self, images, state, tau=None):
+        b, d = images.shape[0], self.dims.d_model
+        tokens = self.read(images.flatten(1)).view(b, -1, d)
+        if tau is not None and self.config.film:
+            tokens = tokens + self.apply_tau(tau)[:, None]
+        return VisionOutput(tokens, self.state_read(state).view(b, -1, d))
+
+    def apply_tau(self, tau):
+        return self.film(tau)
+
+
+class NoFilmVision(Vision):
+    name = "t-no-film"
+
+    @classmethod
+    def contract_config(cls, workdir=None, dims=None):
+        return VisionCfg(film=False)
+
+
+class FilmIgnoresTau(Vision):
+    """Trains its FiLM weights, yet tau never reaches the tokens."""
+
+    name = "t-film-ignores-tau"
+
+    def apply_tau(self, tau):
+        return self.film(torch.zeros_like(tau))
+
+
+def vision_info(cls: type) -> ComponentInfo:
+    return ComponentInfo("vision", cls.name, VisionCfg, f"{__name__}:{cls.__name__}", "test")
+
+
+@pytest.mark.parametrize("cls", [Vision, NoFilmVision])
+def test_sound_visions_pass(cls):
+    kit = ComponentContract()
+    kit.test_tau_modulates_the_vision_tokens(vision_info(cls))
+    kit.test_modulate_equals_forward_with_tau(vision_info(cls))
+
+
+def test_vision_check_catches_a_tau_path_that_does_not_modulate():
+    with pytest.raises(AssertionError, match=r"modulate\(tau\) does not change the vision"):
+        ComponentContract().test_tau_modulates_the_vision_tokens(vision_info(FilmIgnoresTau))
 
 
 # -- every kind: batch sizes, widths, zero gradients ----------------------------------

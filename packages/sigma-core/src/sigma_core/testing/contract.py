@@ -224,7 +224,8 @@ class VisionChecks:
 
     ``modulate(forward(x, None), x, tau)`` must equal ``forward(x, tau)``: the
     policy computes V_mod through ``modulate`` so that a workspace can reuse its
-    tau-free encoding, which must not change the result.
+    tau-free encoding, which must not change the result. Where the workspace has
+    a trainable tau path (``telepathy_params``; FiLM on), V_mod depends on tau.
     """
 
     def test_modulate_equals_forward_with_tau(self, sigma_vision: ComponentInfo) -> None:
@@ -238,6 +239,32 @@ class VisionChecks:
             got = module.modulate(module(images, state, None), images, state, tau)
         torch.testing.assert_close(got.tokens, want.tokens, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(got.state_tokens, want.state_tokens, rtol=1e-5, atol=1e-5)
+
+    def test_tau_modulates_the_vision_tokens(self, sigma_vision: ComponentInfo) -> None:
+        """Where the tau path is on (trainable ``telepathy_params``), V_mod depends on tau."""
+        import torch
+
+        for b, dims in self._grid():  # type: ignore[attr-defined]
+            where = f"{sigma_vision.kind}:{sigma_vision.name} at B={b}, D={dims.d_model}"
+            module = self._build(sigma_vision, dims=dims).train()  # type: ignore[attr-defined]
+            prefixes = type(module).telepathy_params
+            if not any(
+                p.requires_grad and any(n.startswith(x) for x in prefixes)
+                for n, p in module.named_parameters()
+            ):
+                continue  # no tau path (FiLM off): V_mod = V_base by design
+            perturbed(module, self.seed, self.perturb_scale)  # type: ignore[attr-defined]
+            inputs = example_inputs(module, self.seed, b)  # type: ignore[attr-defined]
+            images, state, tau = inputs["images"], inputs["state"], inputs["tau"]
+            tau.requires_grad_(True)
+            tokens = module.modulate(module(images, state, None), images, state, tau).tokens
+            (g,) = torch.autograd.grad(
+                (tokens * torch.randn_like(tokens)).sum(), [tau], allow_unused=True
+            )
+            assert _nonzero(g), (
+                f"{where}: its telepathy parameters train, but modulate(tau) does not change "
+                "the vision tokens"
+            )
 
 
 class MemoryChecks:
