@@ -3,7 +3,8 @@ author outside this workspace would, and use the example plugins there.
 
 The environment holds ``sigma-vla-cli[models]`` (core, cli and the model components,
 built as wheels from this checkout, pinned to the lock; no LeRobot, no MuJoCo), the
-two example plugins and a plugin fixture that raises on import. Normal and editable
+three example plugins (the GRU memory from its wheel) and plugin fixtures that raise
+on import or clash. Normal and editable
 installs are both checked, and the examples' own tests (the shipped contract kit, a
 short training run of the DDIM head) run there.
 """
@@ -22,6 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "sigma-example-chunk"
 DDIM = REPO / "examples" / "sigma-example-ddim"
+GRU = REPO / "examples" / "sigma-example-gru"
 BROKEN = REPO / "tests" / "fixtures" / "sigma-broken-plugin"
 CLASH = REPO / "tests" / "fixtures" / "sigma-clash-plugin"
 
@@ -72,6 +74,9 @@ def venv(tmp_path_factory) -> Path:
     others.append(files["sigma_vla_action"])
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, cli, *others)
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, EXAMPLE, DDIM)
+    run(uv(), "build", "--quiet", "--wheel", "--out-dir", wheels / "gru", GRU)
+    (gru,) = (wheels / "gru").glob("*.whl")
+    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, gru)
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, BROKEN, CLASH)
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, "pytest")
     return root
@@ -158,3 +163,15 @@ def test_a_stochastic_head_passes_the_kit_and_trains(venv):
         venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", DDIM / "tests"
     )
     assert "8 passed" in res.stdout  # 7 kit checks + a training run
+
+
+def test_a_memory_plugin_installs_from_its_wheel_passes_the_kit_and_trains(venv):
+    data = sigma_json(venv, "plugins", "--json")
+    gru = next(c for c in data["components"] if (c["kind"], c["name"]) == ("memory", "gru"))
+    assert gru["distribution"] == "sigma-example-gru"
+    built = sigma_json(venv, "build", str(GRU / "spec.yaml"), "--dry-run", "--json")
+    assert built["spec"]["model"]["memory"]["type"] == "gru"
+    res = run(
+        venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", GRU / "tests"
+    )
+    assert "8 passed" in res.stdout  # 7 kit checks (2 of a memory's own) + stage sigma training
