@@ -272,6 +272,11 @@ def test_residual_dependence_check_catches(cls, message):
         ComponentContract().test_residual_depends_on_tau_and_high_level_rep(info(cls))
 
 
+def test_a_tuple_from_a_residual_is_named_by_the_shape_check():
+    with pytest.raises(AssertionError, match=r"residual:t-tuple forward returned a tuple; "):
+        ComponentContract().test_forward_shapes_and_dtypes(info(TupleResidual))
+
+
 def test_residual_large_tau_check_catches_overflow():
     kit = ComponentContract()
     kit.test_residual_depends_on_tau_and_high_level_rep(info(ExpTau))  # fine at tau ~ 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -133,6 +134,11 @@ class Component(nn.Module, metaclass=ABCMeta):
     def check_outputs(self, out: Any, batch_size: int, seq_len: int | None = None) -> None:
         """Raise ``AssertionError`` unless ``out`` matches the declared ``outputs`` shapes."""
         sizes = self.symbols(batch_size) | ({"L": seq_len} if seq_len is not None else {})
+        assert out is None or isinstance(out, Tensor) or is_dataclass(out), (
+            f"{self.kind}:{self.name} forward returned a {type(out).__name__}; "
+            f"{_BASES[self.kind].__name__}.forward's docstring names the type to return"
+            " (e.g. a residual returns sigma_core.ActionSet(vector, chunk, trajectory))"
+        )
         got = tensors_of(out)
         for key, shape in self.outputs.items():
             assert key in got, f"{self.kind}:{self.name} output lacks {key!r}"
