@@ -10,8 +10,6 @@ from pydantic import ConfigDict
 from sigma_core.config import StrictModel
 from sigma_core.plugins.hookspecs import hookimpl
 
-pytest_plugins = ["pytester"]
-
 
 class FakeConfig(StrictModel):
     width: int = 3
