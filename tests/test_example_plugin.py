@@ -3,7 +3,8 @@ author outside this workspace would, and use the example plugins there.
 
 The environment holds ``sigma-vla-cli[models]`` (core, cli and the model components,
 built as wheels from this checkout, pinned to the lock; no LeRobot, no MuJoCo), the
-two example plugins and a plugin fixture that raises on import. Normal and editable
+three example plugins (the GRU memory from its wheel) and plugin fixtures that raise
+on import or clash. Normal and editable
 installs are both checked, and the examples' own tests (the shipped contract kit, a
 short training run of the DDIM head) run there.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,8 +24,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "sigma-example-chunk"
 DDIM = REPO / "examples" / "sigma-example-ddim"
+GRU = REPO / "examples" / "sigma-example-gru"
 BROKEN = REPO / "tests" / "fixtures" / "sigma-broken-plugin"
 CLASH = REPO / "tests" / "fixtures" / "sigma-clash-plugin"
+#: docs/plugins.md §0, installing from a checkout (checked to be there, then run)
+DOC_EXPORT = "uv export --frozen --no-hashes --no-emit-workspace --all-packages > constraints.txt"
+DOC_INSTALL = 'pip install -c constraints.txt --find-links dist "sigma-vla-cli[models]"'
 
 
 def uv() -> str:
@@ -32,13 +38,16 @@ def uv() -> str:
     return found
 
 
-def run(*cmd: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *cmd: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
         [str(c) for c in cmd],
         capture_output=True,
         text=True,
         timeout=600,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=cwd,
     )
     assert res.returncode == 0, f"{cmd} failed:\n{res.stdout}\n{res.stderr}"
     return res
@@ -49,29 +58,37 @@ def venv(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("plugin-env") / "venv"
     run(uv(), "venv", "--quiet", "--python", sys.executable, root)
     py = root / "bin" / "python"
-    # Resolve against the same lock as the workspace so nothing new is downloaded.
-    constraints = root.parent / "constraints.txt"
-    exported = run(
+    # The commands docs/plugins.md §0 gives for an install from a checkout, as written
+    # (uv's pip for pip): constraints from the lock (so nothing new is downloaded),
+    # every wheel built into dist/, and [models] resolved from them.
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    assert f"#   {DOC_EXPORT}" in docs and f"#   {DOC_INSTALL}" in docs
+    assert "uv build\n--all-packages --wheel" in docs
+    export, target = DOC_EXPORT.split(" > ")
+    constraints = root.parent / target
+    exported = run(uv(), *shlex.split(export)[1:], "--quiet", "--directory", REPO).stdout
+    constraints.write_text(exported)
+    wheels = root.parent / "dist"
+    run(
         uv(),
-        "export",
+        "build",
         "--quiet",
-        "--no-hashes",
-        "--frozen",
-        "--no-emit-workspace",
         "--all-packages",
+        "--wheel",
+        "--out-dir",
+        wheels,
         "--directory",
         REPO,
-    ).stdout
-    constraints.write_text(exported)
-    wheels = root.parent / "wheels"
-    for pkg in ("sigma-core", "sigma-vision", "sigma-intent", "sigma-action", "sigma-cli"):
-        run(uv(), "build", "--quiet", "--wheel", "--out-dir", wheels, REPO / "packages" / pkg)
-    files = {w.name.split("-")[0]: w for w in wheels.glob("*.whl")}
-    cli = f"sigma-vla-cli[models] @ {files['sigma_vla_cli'].as_uri()}"
-    others = [files[n] for n in ("sigma_vla_core", "sigma_vla_vision", "sigma_vla_intent")]
-    others.append(files["sigma_vla_action"])
-    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, cli, *others)
+    )
+    install = shlex.split(DOC_INSTALL)[2:]
+    install = [
+        str(constraints) if a == target else str(wheels) if a == "dist" else a for a in install
+    ]
+    run(uv(), "pip", "install", "--quiet", "--python", py, *install, cwd=root.parent)
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, EXAMPLE, DDIM)
+    run(uv(), "build", "--quiet", "--wheel", "--out-dir", root.parent / "gru", GRU)
+    (gru,) = (root.parent / "gru").glob("*.whl")
+    run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, gru)
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, BROKEN, CLASH)
     run(uv(), "pip", "install", "--quiet", "--python", py, "-c", constraints, "pytest")
     return root
@@ -158,3 +175,15 @@ def test_a_stochastic_head_passes_the_kit_and_trains(venv):
         venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", DDIM / "tests"
     )
     assert "8 passed" in res.stdout  # 7 kit checks + a training run
+
+
+def test_a_memory_plugin_installs_from_its_wheel_passes_the_kit_and_trains(venv):
+    data = sigma_json(venv, "plugins", "--json")
+    gru = next(c for c in data["components"] if (c["kind"], c["name"]) == ("memory", "gru"))
+    assert gru["distribution"] == "sigma-example-gru"
+    built = sigma_json(venv, "build", str(GRU / "spec.yaml"), "--dry-run", "--json")
+    assert built["spec"]["model"]["memory"]["type"] == "gru"
+    res = run(
+        venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", GRU / "tests"
+    )
+    assert "8 passed" in res.stdout  # 7 kit checks (2 of a memory's own) + stage sigma training

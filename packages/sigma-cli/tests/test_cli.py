@@ -230,3 +230,65 @@ def test_eval_sim_without_the_simulator_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sigma_sim.rollout", None)  # as if not installed
     with pytest.raises(SigmaUserError, match=r"--sim needs the SO-101 simulator: pip install"):
         simulator(2, 0, 0, 5.0, None)
+
+
+def _fixture_dist(root, module: str, dist: str, ep: str, body: str) -> None:
+    """An installed-looking distribution on ``root`` (PYTHONPATH): module + dist-info."""
+    (root / f"{module}.py").write_text(body)
+    info = root / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[sigma]\n{ep} = {module}\n")
+
+
+_PLUGIN_HEAD = (
+    "from sigma_core import StrictModel, hookimpl\n"
+    "class Cfg(StrictModel):\n    pass\n"
+    "@hookimpl\ndef sigma_register_components(register):\n"
+)
+
+
+def test_clash_rules_out_of_process(tmp_path):
+    """A third party that sorts first and claims `memory: gated` does not change what a
+    stock config builds; a pin or SIGMA_PREFER_PLUGINS selects it; strict mode exits 2;
+    a name registered twice in one plugin skips only that name."""
+    _fixture_dist(
+        tmp_path,
+        "aaa_gated",
+        "aaa-gated",
+        "aaa",
+        _PLUGIN_HEAD
+        + "    register(kind='memory', name='gated', config=Cfg, impl='aaa_gated:X')\n",
+    )
+    _fixture_dist(
+        tmp_path,
+        "twice_plugin",
+        "twice-plugin",
+        "twice",
+        _PLUGIN_HEAD
+        + "    register(kind='fusion', name='twice-a', config=Cfg, impl='twice_plugin:A')\n"
+        + "    register(kind='fusion', name='twice-a', config=Cfg, impl='twice_plugin:B')\n"
+        + "    register(kind='fusion', name='twice-b', config=Cfg, impl='twice_plugin:C')\n",
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    res = sigma("build", str(DEFAULT), "--dry-run", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["spec"]["model"]["memory"] == {
+        "type": "gated",
+        "from": "sigma-vla-intent",
+    }
+    assert "name clash: memory 'gated' is provided by sigma-vla-intent" in res.stderr
+    assert "(Sigma's own, used by default) and by aaa-gated 1.0" in res.stderr
+    preferred = sigma(
+        "build", str(DEFAULT), "--dry-run", "--json", env={**env, "SIGMA_PREFER_PLUGINS": "aaa"}
+    )
+    assert json.loads(preferred.stdout)["spec"]["model"]["memory"]["from"] == "aaa-gated"
+    listed = json.loads(sigma("plugins", "--json", env=env).stdout)
+    twice = next(p for p in listed["plugins"] if p["name"] == "twice")
+    assert twice["status"] == "ok" and twice["skipped"] == ["fusion:twice-a"]
+    assert twice["components"] == ["fusion:twice-a", "fusion:twice-b"]
+    (clash,) = [c for c in listed["clashes"] if (c["kind"], c["name"]) == ("memory", "gated")]
+    assert clash["used"].startswith("sigma-vla-intent ") and clash["other"] == "aaa-gated 1.0"
+    strict = sigma("plugins", env={**env, "SIGMA_STRICT_PLUGINS": "1"})
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert "name clash" in strict.stderr and "aaa-gated" in strict.stderr

@@ -36,6 +36,24 @@ def test_name_and_config_are_checked_at_class_definition():
                 return chunk
 
 
+def test_a_subclass_made_to_rename_inherits_config_class():
+    class Base(Fusion):
+        name = "base-fusion"
+        config_class = Cfg
+
+        def forward(self, vector, chunk, trajectory):
+            return chunk
+
+    class Renamed(Base):
+        name = "renamed-fusion"
+
+    assert Renamed.config_class is Cfg
+    with pytest.raises(ComponentDefinitionError, match="set `name`"):
+
+        class Unnamed(Base):  # the name is never inherited: each class registers its own
+            pass
+
+
 def test_undeclared_shape_symbols_are_rejected():
     with pytest.raises(ComponentDefinitionError, match="undeclared shape symbols"):
 
@@ -173,7 +191,7 @@ def chunk_info(cls) -> ComponentInfo:
 
 
 def test_contract_kit_draws_free_shape_symbols_at_more_than_one_size():
-    with pytest.raises(RuntimeError, match="shape"):  # N_q = 3 first: the reshape fails
+    with pytest.raises(AssertionError, match=r"forward fails at .*'N_q': 3.*shape"):
         ComponentContract().test_forward_shapes_and_dtypes(chunk_info(FourQueries))
     ComponentContract().test_forward_shapes_and_dtypes(chunk_info(Pooled))
 

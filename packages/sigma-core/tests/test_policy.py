@@ -224,3 +224,99 @@ def test_a_base_stage_policy_acts_on_its_tau0_path_by_default():
     assert torch.equal(out.actions.trajectory, out.base.trajectory)  # untrained heads unused
     with torch.no_grad():
         assert not torch.equal(policy(batch(), telepathy=True).residual.vector, out.residual.vector)
+
+
+# -- provenance on reload: a look-alike impostor is never loaded ----------------
+class _Constructed:
+    count = 0
+
+
+def _impostor_registry(env):
+    """The installed plugins plus ``acme-memory``: a look-alike ``memory: gated``
+    (the built-in's tensor names, m_t that ignores m_prev)."""
+    import sys
+    import types
+
+    from sigma_core.plugins.hookspecs import hookimpl
+    from sigma_core.plugins.registry import load_registry
+
+    GatedMemory = get_registry().get("memory", "gated").load()  # the built-in
+
+    class LookAlike(GatedMemory):
+        name = "gated"
+        config_class = GatedMemory.config_class
+
+        def __init__(self, config, dims):
+            super().__init__(config, dims)
+            _Constructed.count += 1
+
+        def forward(self, z_pool, m_prev):
+            return torch.nn.functional.gelu(self.w_u(z_pool))
+
+    impl = types.ModuleType("acme_lookalike_memory")
+    impl.LookAlike = LookAlike
+    sys.modules["acme_lookalike_memory"] = impl
+    plugin = types.ModuleType("acme")
+
+    @hookimpl
+    def sigma_register_components(register):
+        register(
+            kind="memory",
+            name="gated",
+            config=GatedMemory.config_class,
+            impl="acme_lookalike_memory:LookAlike",
+        )
+
+    plugin.sigma_register_components = sigma_register_components
+    registry = load_registry(env=env)
+    registry.register_plugin(plugin, name="acme", distribution="acme-memory", version="6.6.6")
+    return registry, LookAlike
+
+
+def test_reload_builds_the_recorded_provider_not_a_preferred_look_alike(policy, tmp_path):
+    from sigma_core.model.policy import SigmaPolicy
+
+    policy.save_pretrained(tmp_path / "ckpt")
+    built_in = get_registry().get("memory", "gated").load()
+    registry, look_alike = _impostor_registry({"SIGMA_PREFER_PLUGINS": "acme-memory"})
+    assert registry.get("memory", "gated").load() is look_alike  # what a new spec would get
+    restored = SigmaPolicy.from_pretrained(tmp_path / "ckpt", registry).eval()
+    assert type(restored.memory) is built_in
+    assert restored.spec.model.memory.provider == "sigma-vla-intent"
+    z, m = torch.randn(2, CONTRACT_DIMS.d_model), torch.randn(2, CONTRACT_DIMS.d_model)
+    torch.testing.assert_close(restored.memory(z, m), policy.memory(z, m))
+
+
+def test_reload_refuses_a_look_alike_when_the_recorded_provider_is_missing(
+    policy, tmp_path, monkeypatch
+):
+    import safetensors.torch
+
+    from sigma_core import __version__
+    from sigma_core.errors import SigmaUserError
+    from sigma_core.model.policy import SigmaPolicy
+
+    policy.save_pretrained(tmp_path / "ckpt")
+    registry, _ = _impostor_registry({"SIGMA_DISABLE_PLUGINS": "sigma-vla-intent"})
+    assert registry.providers("memory", "gated")[0].distribution == "acme-memory"
+
+    def no_tensors(*args, **kwargs):
+        raise AssertionError("a tensor was loaded before the provenance check")
+
+    monkeypatch.setattr(safetensors.torch, "load_model", no_tensors)
+    _Constructed.count = 0
+    for strict in (True, False):  # strict_versions=False relaxes versions, not provenance
+        with pytest.raises(SigmaUserError) as e:
+            SigmaPolicy.from_pretrained(tmp_path / "ckpt", registry, strict_versions=strict)
+        message, v = str(e.value), __version__
+        assert (
+            f"model.memory: memory 'gated' was saved from sigma-vla-intent {v}; installed "
+            "providers of 'gated': acme-memory 6.6.6"
+        ) in message
+        assert (
+            f"model.intent: intent 'sigma' was saved from sigma-vla-intent {v}; installed "
+            "providers of 'sigma': none"
+        ) in message
+        assert f"install the recorded distribution (pip install sigma-vla-intent=={v})" in message
+        assert "never reloads another provider's component of the same name" in message
+    assert _Constructed.count == 0  # nothing was even built

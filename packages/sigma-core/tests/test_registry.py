@@ -160,3 +160,104 @@ def test_env_allow_and_deny_lists():
 def test_trace_mode_logs_hook_calls(capsys):
     load_registry(env={"SIGMA_TRACE_PLUGINS": "1", "SIGMA_LOAD_PLUGINS": "core"})
     assert "sigma-trace:" in capsys.readouterr().err
+
+
+# -- clash rules: two fake distributions --------------------------------------
+def _two_dists(*, prefer=(), strict=False, third_first=True):
+    """A registry where ``acme-fusion`` (third party) and ``sigma-vla-action`` both
+    register ``fusion: avg``; the third party loads first (it sorts first)."""
+    reg = Registry(prefer=prefer)
+    third = (make_plugin("acme", [("fusion", "avg"), ("fusion", "acme-only")]), "acme-fusion")
+    own = (make_plugin("action", [("fusion", "avg")]), "sigma-vla-action")
+    for module, dist in (third, own) if third_first else (own, third):
+        reg.register_plugin(
+            module, name=module.__name__, distribution=dist, version="0.1.0", strict=strict
+        )
+    return reg
+
+
+@pytest.mark.parametrize("third_first", [True, False])
+def test_sigmas_own_distribution_keeps_a_clashed_name(third_first, capsys):
+    reg = _two_dists(third_first=third_first)
+    assert reg.get("fusion", "avg").distribution == "sigma-vla-action"  # whatever the order
+    assert reg.get("fusion", "avg", provider="acme-fusion").plugin == "acme"  # on a pin only
+    assert reg.get("fusion", "acme-only").distribution == "acme-fusion"  # the rest is there
+    assert [c.distribution for c in reg.providers("fusion", "avg")] == [
+        "sigma-vla-action",
+        "acme-fusion",
+    ]
+    (clash,) = reg.clashes
+    assert clash.message().startswith(
+        "fusion 'avg' is provided by sigma-vla-action 0.1.0 (Sigma's own, used by default)"
+        " and by acme-fusion 0.1.0; pin one in the spec with `from: acme-fusion`"
+    )
+    assert "SIGMA_PREFER_PLUGINS" in clash.message()
+    assert "name clash: fusion 'avg'" in capsys.readouterr().err
+
+
+def test_prefer_plugins_opts_in_to_a_third_party_globally():
+    for prefer in ({"acme-fusion"}, {"acme"}):  # distribution or plugin name
+        reg = _two_dists(prefer=prefer)
+        assert reg.get("fusion", "avg").distribution == "acme-fusion"
+        assert reg.get("fusion", "avg", provider="sigma-vla-action").plugin == "action"
+    loaded = load_registry(entry_points=False, env={"SIGMA_PREFER_PLUGINS": "acme-fusion, x"})
+    assert loaded.prefer == {"acme-fusion", "x"}
+
+
+def test_a_stock_spec_is_not_changed_by_a_clashing_third_party():
+    from sigma_core.spec import validate_spec
+
+    reg = load_registry(env={})
+    own = reg.get("memory", "gated")
+    reg.register_plugin(
+        make_plugin("aaa", [("memory", "gated")]),
+        name="aaa",
+        distribution="aaa-impostor",
+        version="1.0",
+    )
+    assert reg.get("memory", "gated") is own
+    spec = validate_spec({}, reg)
+    assert spec.model.memory.provider == "sigma-vla-intent"  # pinned in the resolved spec
+    pinned = validate_spec({"model": {"memory": {"type": "gated", "from": "aaa-impostor"}}}, reg)
+    assert pinned.model.memory.provider == "aaa-impostor"
+
+
+def test_strict_mode_makes_a_clash_an_error():
+    with pytest.raises(PluginLoadError, match=r"plugin 'action' failed to load: .*name clash") as e:
+        _two_dists(strict=True)
+    assert "SIGMA_STRICT_PLUGINS=1" in str(e.value) and "acme-fusion" in str(e.value)
+
+
+def test_a_duplicate_within_one_plugin_skips_only_that_name(capsys):
+    module = types.ModuleType("twice")
+
+    @hookimpl
+    def sigma_register_components(register):
+        register(kind="fusion", name="avg", config=FakeConfig, impl="twice_impl:A")
+        register(kind="fusion", name="avg", config=OpenConfig, impl="twice_impl:B")
+        register(kind="fusion", name="other", config=FakeConfig, impl="twice_impl:C")
+
+    module.sigma_register_components = sigma_register_components
+    reg = load_registry(entry_points=False, plugins=[module])
+    (info,) = reg.plugins
+    assert info.status == "ok" and info.skipped == ["fusion:avg"]
+    assert reg.get("fusion", "avg").impl == "twice_impl:A"  # the first is kept
+    assert reg.get("fusion", "other").impl == "twice_impl:C"  # the rest of the plugin loads
+    assert "plugin 'twice' registered fusion 'avg' twice; kept the first" in capsys.readouterr().err
+    with pytest.raises(PluginLoadError, match="registered fusion 'avg' twice"):
+        load_registry(entry_points=False, plugins=[module], strict=True)
+
+
+def test_register_override_has_no_effect_and_warns():
+    module = types.ModuleType("grabby")
+
+    @hookimpl
+    def sigma_register_components(register):
+        register(kind="fusion", name="avg", config=FakeConfig, impl="grabby:X", override=True)
+
+    module.sigma_register_components = sigma_register_components
+    reg = Registry()
+    reg.register_plugin(make_plugin("action", [("fusion", "avg")]), distribution="sigma-vla-a")
+    with pytest.warns(DeprecationWarning, match="override=True.*has no effect"):
+        reg.register_plugin(module, distribution="grabby-dist")
+    assert reg.get("fusion", "avg").plugin == "action"

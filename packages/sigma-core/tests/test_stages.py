@@ -142,3 +142,55 @@ def test_lora_only_control_is_residual_heads_on_c_text_at_tau_zero():
     assert any(n.startswith("residual.") for n in grads) and any("lora_" in n for n in grads)
     # no tau, no FiLM, no tau-conditioned queries: nothing else of the pathway learns
     assert not any(n.startswith(("vision.modulator", "intent.telepathy_projector")) for n in grads)
+
+
+_MLP_RESIDUAL = get_registry().get("residual", "mlp").load()
+
+
+class OutOfPathwayResidual(_MLP_RESIDUAL):
+    """A residual that (wrongly) declares no telepathy parameters."""
+
+    name = "out-of-pathway"
+    telepathy_params = ()
+
+
+class RenamedResidual(_MLP_RESIDUAL):
+    name = "renamed-residual"
+
+
+def test_untrained_slot_advice_follows_the_kind_and_the_pathway():
+    import types
+
+    from sigma_core.plugins.hookspecs import hookimpl
+    from sigma_core.plugins.registry import load_registry
+    from sigma_core.train.stages import untrained_slots
+
+    module = types.ModuleType("residuals")
+
+    @hookimpl
+    def sigma_register_components(register):
+        for cls in (OutOfPathwayResidual, RenamedResidual):
+            register(
+                kind="residual",
+                name=cls.name,
+                config=cls.config_class,
+                impl=f"{__name__}:{cls.__name__}",
+            )
+
+    module.sigma_register_components = sigma_register_components
+    registry = load_registry(env={})
+    registry.register_plugin(module, name="residuals", distribution="acme-residuals")
+
+    def advice(residual: str, stage: str) -> list[str]:
+        raw = {"model": {"dims": D.model_dump(), "residual": {"type": residual}}}
+        policy = build_policy(validate_spec(raw, registry), registry)
+        configure_stage(policy, stage)
+        return untrained_slots(policy, stage)
+
+    (sigma,) = advice("out-of-pathway", "sigma")
+    assert sigma.startswith("model.residual (out-of-pathway) has no trainable parameter in stage")
+    assert "A residual belongs to the telepathy pathway and trains only in stage sigma" in sigma
+    assert "OutOfPathwayResidual.telepathy_params = () leaves it out" in sigma
+    assert "train.stage: base" not in sigma  # the old, misleading advice
+    (base,) = advice("renamed-residual", "base")
+    assert "trains in stage sigma on a trained base: use train.stage: sigma" in base

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -133,6 +134,11 @@ class Component(nn.Module, metaclass=ABCMeta):
     def check_outputs(self, out: Any, batch_size: int, seq_len: int | None = None) -> None:
         """Raise ``AssertionError`` unless ``out`` matches the declared ``outputs`` shapes."""
         sizes = self.symbols(batch_size) | ({"L": seq_len} if seq_len is not None else {})
+        assert out is None or isinstance(out, Tensor) or is_dataclass(out), (
+            f"{self.kind}:{self.name} forward returned a {type(out).__name__}; "
+            f"{_BASES[self.kind].__name__}.forward's docstring names the type to return"
+            " (e.g. a residual returns sigma_core.ActionSet(vector, chunk, trajectory))"
+        )
         got = tensors_of(out)
         for key, shape in self.outputs.items():
             assert key in got, f"{self.kind}:{self.name} output lacks {key!r}"
@@ -162,14 +168,19 @@ def resolve(
 
 
 def _check_names(cls: type[Any]) -> type[BaseModel]:
-    """Check ``name`` and ``config_class`` of a component or data source class."""
+    """Check ``name`` and ``config_class`` of a component or data source class.
+
+    ``name`` must be set on the class itself (every registered class has its own);
+    ``config_class`` may be inherited, so a subclass made only to rename a
+    component keeps its parent's config.
+    """
     where = f"{cls.__module__}.{cls.__qualname__}"
     name = cls.__dict__.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ComponentDefinitionError(
             f"{where}: set `name` to a lowercase registered name (letters, digits, - _ .)"
         )
-    config = cls.__dict__.get("config_class")
+    config = getattr(cls, "config_class", None)
     if not (isinstance(config, type) and issubclass(config, BaseModel)):
         raise ComponentDefinitionError(f"{where}: set `config_class` to a pydantic model class")
     if config.model_config.get("extra") != "forbid":
@@ -280,9 +291,17 @@ MemoryFn = Callable[[Tensor, Tensor], Tensor]
 
 
 class SemanticMemory(Component, kind="memory", abstract=True):
-    """Semantic memory (paper §2): ``m_t = f(z_pool (B,D), m_{t-1} (B,D))``."""
+    """Semantic memory (paper §2): ``m_t = f(z_pool (B,D), m_{t-1} (B,D))``.
+
+    The contract kit holds a memory to its promise: ``m_t`` depends on ``m_prev``
+    and gradients flow through time, it is finite from :meth:`initial_state`
+    and bounded over many steps. A memory without recurrence (an ablation)
+    declares ``recurrent = False`` and is then checked to ignore ``m_prev``.
+    """
 
     telepathy_params = ("",)
+    #: ``m_t`` depends on ``m_prev`` (checked either way by the contract kit).
+    recurrent: ClassVar[bool] = True
 
     inputs = {"z_pool": ("B", "D"), "m_prev": ("B", "D")}
     outputs = {"return": ("B", "D")}

@@ -23,7 +23,11 @@ class UnknownComponentError(SigmaUserError):
 
 
 class DuplicateComponentError(SigmaUserError):
-    """Two plugins registered the same (kind, name) without ``override=True``."""
+    """A (kind, name) registered twice where that is an error.
+
+    Directly on a :class:`~sigma_core.plugins.Registry` without ``override=True``;
+    through plugins only in strict mode (``SIGMA_STRICT_PLUGINS=1``).
+    """
 
 
 class PluginLoadError(SigmaUserError):

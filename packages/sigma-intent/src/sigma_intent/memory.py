@@ -36,6 +36,7 @@ class NoMemory(SemanticMemory):
 
     name = "none"
     config_class = NoMemoryConfig
+    recurrent = False
 
     def forward(self, z_pool: Tensor, m_prev: Tensor) -> Tensor:
         return z_pool

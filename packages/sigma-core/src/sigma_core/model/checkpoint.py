@@ -31,7 +31,12 @@ META = "sigma.json"
 
 
 def component_versions(spec: SigmaSpec, registry: Registry) -> dict[str, dict[str, Any]]:
-    """slot -> {kind, type, distribution, version} of the components a spec uses."""
+    """slot -> {kind, type, distribution, version, plugin} of the components a spec uses.
+
+    ``distribution`` is the provenance a reload insists on (:func:`pin_providers`);
+    ``plugin`` (the entry-point name) stands in for it where a plugin has no
+    distribution (registered directly, as in hermetic tests).
+    """
     out = {}
     for slot, (kind, ref) in spec.slots().items():
         info = registry.get(kind, ref.type, ref.provider)
@@ -40,8 +45,65 @@ def component_versions(spec: SigmaSpec, registry: Registry) -> dict[str, dict[st
             "type": ref.type,
             "distribution": info.distribution,
             "version": info.version,
+            "plugin": info.plugin,
         }
     return out
+
+
+def _recorded_provider(saved: dict[str, Any]) -> str | None:
+    return saved.get("distribution") or saved.get("plugin")
+
+
+def _describe(name: str | None, version: str | None) -> str:
+    return f"{name} {version or ''}".strip() if name else "an unnamed plugin"
+
+
+def pin_providers(meta: dict[str, Any], registry: Registry, source: str) -> dict[str, Any]:
+    """The saved spec with every slot pinned (``from:``) to the provider recorded for it.
+
+    A checkpoint reloads exactly the components it was trained with: a plugin
+    that registers the same kind and name (a look-alike with the same tensor
+    names included) is never built in their place, whatever the clash rule or
+    ``SIGMA_PREFER_PLUGINS`` say. Runs on metadata only, before anything is built
+    or any tensor is read.
+
+    Raises:
+        SigmaUserError: a recorded provider is not installed (it names the slot,
+            the component, the recorded and the installed providers, and the fix).
+    """
+    spec = json.loads(json.dumps(meta["spec"]))  # a deep copy; the caller's meta is kept
+    problems, missing = [], set()
+    for slot, saved in meta["components"].items():
+        kind, name, want = saved["kind"], saved["type"], _recorded_provider(saved)
+        found = registry.providers(kind, name)
+        chosen = next((c for c in found if want in (c.distribution, c.plugin)), None)
+        if chosen is None:
+            offered = ", ".join(_describe(c.distribution or c.plugin, c.version) for c in found)
+            problems.append(
+                f"{slot}: {kind} {name!r} was saved from "
+                f"{_describe(want, saved.get('version'))}; installed providers of {name!r}: "
+                f"{offered or 'none'}"
+            )
+            if saved.get("distribution"):
+                version = saved.get("version")
+                missing.add(f"{want}=={version}" if version else want)
+            continue
+        *parents, last = slot.split(".")
+        container = spec
+        for part in parents:
+            container = container.setdefault(part, {})
+        entry = container.get(last)
+        if isinstance(entry, dict):
+            entry["from"] = chosen.distribution or chosen.plugin
+    if problems:
+        hint = f" (pip install {' '.join(sorted(missing))})" if missing else ""
+        raise SigmaUserError(
+            f"{source}: this checkpoint was trained with components whose provider is not "
+            "installed:\n  " + "\n  ".join(problems) + "\ninstall the recorded distribution"
+            f"{hint}; a checkpoint never reloads another provider's component of the same "
+            "name, even one with the same tensor names"
+        )
+    return spec
 
 
 def policy_meta(spec: SigmaSpec, registry: Registry | None = None) -> dict[str, Any]:

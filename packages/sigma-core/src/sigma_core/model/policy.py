@@ -50,6 +50,7 @@ from sigma_core.model.checkpoint import (
     WEIGHTS,
     check_pretrained,
     check_versions,
+    pin_providers,
     policy_meta,
     read_meta,
     weights_file,
@@ -191,10 +192,13 @@ class SigmaPolicy(nn.Module):
         """Rebuild a policy saved by :meth:`save_pretrained` from its resolved spec and weights.
 
         Pretrained weights are loaded by the build from the sources the spec names
-        and must have the fingerprint recorded at save time.
+        and must have the fingerprint recorded at save time. Each slot is built
+        from the distribution recorded in ``sigma.json`` (whatever the clash rule
+        would pick today), and ``strict_versions=False`` does not relax that.
 
         Raises:
-            SigmaUserError: not a checkpoint, a missing weights file, or (with
+            SigmaUserError: not a checkpoint, a recorded provider that is not
+                installed (before any tensor is read), a missing weights file, or (with
                 ``strict_versions``) components installed at other versions or
                 pretrained weights whose sha256 differs from the saved one.
         """
@@ -202,9 +206,10 @@ class SigmaPolicy(nn.Module):
 
         registry = registry or get_registry()
         meta = read_meta(directory)
+        pinned = pin_providers(meta, registry, str(directory))  # before any build or tensor
         if strict_versions:
             check_versions(meta, registry, str(directory))
-        spec = validate_spec(meta["spec"], registry, source=f"{directory}/{META}")
+        spec = validate_spec(pinned, registry, source=f"{directory}/{META}")
         policy = cls(spec, registry)
         if strict_versions:
             check_pretrained(meta, policy.pretrained_sources(), str(directory))

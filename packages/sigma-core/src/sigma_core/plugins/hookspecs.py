@@ -39,8 +39,9 @@ def sigma_register_components(register: RegisterFn) -> None:
             ``name`` (unique within the kind), ``config`` (a pydantic model class,
             registered eagerly and used to validate specs without importing the
             implementation), ``impl`` (``"package.module:Class"``, imported lazily
-            on first build) and ``override`` (replace an existing registration
-            instead of failing as a duplicate).
+            on first build). ``override`` is accepted for old plugins and has no
+            effect (a ``DeprecationWarning``; removed in 0.3): on a name clash the
+            host picks the default (``docs/plugins.md`` §6), never the plugin.
 
     Since: 0.1.0
     """

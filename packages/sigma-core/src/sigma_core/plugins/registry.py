@@ -8,10 +8,18 @@ plugin, so every component knows the distribution it came from.
 
 A plugin that fails to import, implements an unknown hook or raises while
 registering is skipped and reported with its error, and whatever it registered
-is rolled back. ``SIGMA_STRICT_PLUGINS=1`` turns that into an exception.
-``SIGMA_LOAD_PLUGINS=a,b`` loads only the named plugins (entry-point or
-distribution names), ``SIGMA_DISABLE_PLUGINS=a,b`` skips them and
+is rolled back. ``SIGMA_STRICT_PLUGINS=1`` turns that, and any name clash, into
+an exception. ``SIGMA_LOAD_PLUGINS=a,b`` loads only the named plugins
+(entry-point or distribution names), ``SIGMA_DISABLE_PLUGINS=a,b`` skips them and
 ``SIGMA_TRACE_PLUGINS=1`` logs every hook call to stderr.
+
+The clash rule (one, host-owned; a plugin cannot claim a name itself): when
+several plugins register the same (kind, name), every registration stays
+available on request (``from: <distribution>`` in a spec) and the default is
+chosen by :func:`default_rank`: a plugin named in ``SIGMA_PREFER_PLUGINS``
+first, then Sigma's own distributions (``sigma-vla-*``), then load order
+(entry points sorted by name). So a third-party plugin never takes over a
+built-in name unless a spec pins it or the user opts in globally.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import importlib.metadata as md
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -41,6 +50,8 @@ from sigma_core.kinds import KINDS
 from sigma_core.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "sigma"
+#: distributions whose names start with this are Sigma's own (they keep a clashed name).
+OWN_PREFIX = "sigma-vla-"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _IMPL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -112,6 +123,8 @@ class PluginInfo:
     status: str = "ok"  # ok | failed | disabled
     error: str | None = None
     components: list[tuple[str, str]] = field(default_factory=list)
+    #: registrations of this plugin that were skipped (a name it registered twice).
+    skipped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,7 +135,24 @@ class PluginInfo:
             "status": self.status,
             "error": self.error,
             "components": [f"{k}:{n}" for k, n in self.components],
+            "skipped": list(self.skipped),
         }
+
+
+def is_own(info: ComponentInfo) -> bool:
+    """Whether ``info`` comes from one of Sigma's own distributions (``sigma-vla-*``)."""
+    return (info.distribution or "").startswith(OWN_PREFIX)
+
+
+def default_rank(info: ComponentInfo, prefer: Iterable[str] = ()) -> int:
+    """Rank of a provider for the default of a clashed name (lowest wins, ties: load order).
+
+    0: named in ``SIGMA_PREFER_PLUGINS`` (by plugin or distribution name);
+    1: one of Sigma's own distributions; 2: any other plugin.
+    """
+    if {info.plugin, info.distribution} & set(prefer):
+        return 0
+    return 1 if is_own(info) else 2
 
 
 @dataclass(frozen=True)
@@ -130,7 +160,8 @@ class Clash:
     """Two plugins registered the same (kind, name): ``used`` by default, ``other`` on request.
 
     Only that name is affected: both plugins' other components load normally. A
-    spec picks a provider with ``from: <distribution>`` next to ``type:``.
+    spec picks a provider with ``from: <distribution>`` next to ``type:``; which
+    one is the default follows :func:`default_rank`.
     """
 
     kind: str
@@ -140,10 +171,12 @@ class Clash:
 
     def message(self) -> str:
         """``kind 'name' is provided by A (used) and by B (pin one with ...)``."""
+        why = "Sigma's own, " if is_own(self.used) and not is_own(self.other) else ""
         return (
-            f"{self.kind} {self.name!r} is provided by {_provider(self.used)} (used by default)"
-            f" and by {_provider(self.other)}; pin one in the spec with"
+            f"{self.kind} {self.name!r} is provided by {_provider(self.used)} "
+            f"({why}used by default) and by {_provider(self.other)}; pin one in the spec with"
             f" `from: {self.other.distribution or self.other.plugin}` next to `type: {self.name}`"
+            " (or set SIGMA_PREFER_PLUGINS to prefer a plugin everywhere)"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -178,13 +211,39 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def _check_registration(kind: str, name: str, config: type[BaseModel], impl: str) -> None:
+    """Raise :class:`SigmaUserError` for a malformed registration (kind, name, config, impl)."""
+    if kind not in KINDS:
+        raise UnknownKindError(
+            f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}"
+            + _suggest(kind, KINDS)
+        )
+    if not _NAME_RE.match(name):
+        raise SigmaUserError(
+            f"invalid component name {name!r}: use lowercase letters, digits, '-', '_', '.'"
+        )
+    if not (isinstance(config, type) and issubclass(config, BaseModel)):
+        raise SigmaUserError(f"{kind} {name!r}: config must be a pydantic BaseModel class")
+    if config.model_config.get("extra") != "forbid":
+        raise SigmaUserError(
+            f"{kind} {name!r}: config {config.__name__} must forbid unknown keys "
+            "(model_config = ConfigDict(extra='forbid'))"
+        )
+    if not _IMPL_RE.match(impl):
+        raise SigmaUserError(f"{kind} {name!r}: impl must look like 'pkg.module:Class'")
+
+
 class Registry:
     """Components by (kind, name), and the plugins that registered them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, prefer: Iterable[str] = ()) -> None:
+        #: the default provider of each (kind, name)
         self._components: dict[tuple[str, str], ComponentInfo] = {}
+        #: every provider of each (kind, name), in load order
+        self._providers: dict[tuple[str, str], list[ComponentInfo]] = {}
         self._plugins: dict[str, PluginInfo] = {}
-        self._clashes: list[Clash] = []
+        #: plugin or distribution names that win clashes (``SIGMA_PREFER_PLUGINS``)
+        self.prefer: frozenset[str] = frozenset(prefer)
         self.pm = pluggy.PluginManager("sigma")
         self.pm.add_hookspecs(hookspecs)
         #: log every hook call and registration to stderr (``SIGMA_TRACE_PLUGINS=1``).
@@ -214,24 +273,7 @@ class Registry:
             DuplicateComponentError: ``(kind, name)`` exists and ``override`` is false.
             SigmaUserError: a malformed name, config or impl string.
         """
-        if kind not in KINDS:
-            raise UnknownKindError(
-                f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}"
-                + _suggest(kind, KINDS)
-            )
-        if not _NAME_RE.match(name):
-            raise SigmaUserError(
-                f"invalid component name {name!r}: use lowercase letters, digits, '-', '_', '.'"
-            )
-        if not (isinstance(config, type) and issubclass(config, BaseModel)):
-            raise SigmaUserError(f"{kind} {name!r}: config must be a pydantic BaseModel class")
-        if config.model_config.get("extra") != "forbid":
-            raise SigmaUserError(
-                f"{kind} {name!r}: config {config.__name__} must forbid unknown keys "
-                "(model_config = ConfigDict(extra='forbid'))"
-            )
-        if not _IMPL_RE.match(impl):
-            raise SigmaUserError(f"{kind} {name!r}: impl must look like 'pkg.module:Class'")
+        _check_registration(kind, name, config, impl)
         key = (kind, name)
         if key in self._components and not override:
             prev = self._components[key]
@@ -241,7 +283,19 @@ class Registry:
             )
         info = ComponentInfo(kind, name, config, impl, plugin, distribution, version)
         self._components[key] = info
+        self._providers[key] = [info]
         return info
+
+    def _add_provider(self, info: ComponentInfo) -> Clash:
+        """Add another plugin's registration of a taken name; re-pick the default."""
+        key = (info.kind, info.name)
+        providers = [*self._providers[key], info]
+        self._providers[key] = providers
+        order = {id(c): i for i, c in enumerate(providers)}
+        ranked = sorted(providers, key=lambda c: (default_rank(c, self.prefer), order[id(c)]))
+        self._components[key] = ranked[0]
+        used, other = ranked[0], info if ranked[0] is not info else ranked[1]
+        return Clash(info.kind, info.name, used, other)
 
     def register_plugin(
         self,
@@ -261,29 +315,50 @@ class Registry:
         info = PluginInfo(name, getattr(plugin, "__name__", type(plugin).__name__))
         info.distribution, info.version = distribution, version
         self._plugins[name] = info
-        before, clashes = dict(self._components), list(self._clashes)
+        before = dict(self._components)
+        providers = {k: list(v) for k, v in self._providers.items()}
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()
-            self._call_hook(plugin, info)
+            self._call_hook(plugin, info, strict=strict)
         except Exception as exc:
-            self._components, self._clashes = before, clashes
+            self._components, self._providers = before, providers
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             self._fail(info, exc, strict)
         return info
 
-    def _call_hook(self, plugin: object, info: PluginInfo) -> None:
+    def _call_hook(self, plugin: object, info: PluginInfo, *, strict: bool = False) -> None:
         def register(
             *, kind: str, name: str, config: type[BaseModel], impl: str, override: bool = False
         ) -> None:
-            prev = self._components.get((kind, name))
-            if prev is not None and not override and prev.plugin != info.name:
-                other = ComponentInfo(
-                    kind, name, config, impl, info.name, info.distribution, info.version
+            if override:
+                warnings.warn(
+                    f"plugin {info.name!r}: register(override=True) for {kind} {name!r} has no "
+                    "effect (removed in 0.3): on a name clash Sigma's own components keep the "
+                    "name; users pick another provider with `from:` or SIGMA_PREFER_PLUGINS",
+                    DeprecationWarning,
+                    stacklevel=2,
                 )
-                clash = Clash(kind, name, prev, other)
-                self._clashes.append(clash)
+            prev = self._providers.get((kind, name), [])
+            if any(p.plugin == info.name for p in prev):
+                message = f"plugin {info.name!r} registered {kind} {name!r} twice; kept the first"
+                if strict:
+                    raise DuplicateComponentError(message)
+                info.skipped.append(f"{kind}:{name}")
+                print(f"sigma: {message}", file=sys.stderr)
+                return
+            if prev:
+                _check_registration(kind, name, config, impl)
+                clash = self._add_provider(
+                    ComponentInfo(
+                        kind, name, config, impl, info.name, info.distribution, info.version
+                    )
+                )
+                if strict:
+                    raise DuplicateComponentError(
+                        f"name clash (SIGMA_STRICT_PLUGINS=1 makes it an error): {clash.message()}"
+                    )
                 info.components.append((kind, name))
                 print(f"sigma: name clash: {clash.message()}", file=sys.stderr)
                 return
@@ -292,7 +367,6 @@ class Registry:
                 name=name,
                 config=config,
                 impl=impl,
-                override=override,
                 plugin=info.name,
                 distribution=info.distribution,
                 version=info.version,
@@ -371,18 +445,25 @@ class Registry:
         )
 
     def providers(self, kind: str, name: str) -> list[ComponentInfo]:
-        """Every plugin's registration of (kind, name): the default first, then clashes."""
-        first = [self._components[(kind, name)]] if (kind, name) in self._components else []
-        return first + [c.other for c in self._clashes if (c.kind, c.name) == (kind, name)]
+        """Every plugin's registration of (kind, name): the default first, then the others."""
+        if (kind, name) not in self._components:
+            return []
+        used = self._components[(kind, name)]
+        return [used] + [c for c in self._providers[(kind, name)] if c is not used]
 
     def clash(self, kind: str, name: str) -> Clash | None:
         """The first clash on (kind, name), if two plugins registered it."""
-        return next((c for c in self._clashes if (c.kind, c.name) == (kind, name)), None)
+        found = self.providers(kind, name)
+        return Clash(kind, name, found[0], found[1]) if len(found) > 1 else None
 
     @property
     def clashes(self) -> list[Clash]:
-        """Every name registered by more than one plugin."""
-        return list(self._clashes)
+        """Every name registered by more than one plugin (one entry per other provider)."""
+        out = []
+        for kind, name in self._providers:
+            used, *others = self.providers(kind, name)
+            out += [Clash(kind, name, used, other) for other in others]
+        return out
 
     def names(self, kind: str) -> list[str]:
         """Registered names of one kind, sorted."""
@@ -438,11 +519,15 @@ def load_registry(
         entry_points: discover plugins in the ``sigma`` entry-point group.
         plugins: extra plugin objects (modules or instances), e.g. for hermetic tests.
         env: environment to read ``SIGMA_*`` switches from (default ``os.environ``).
-        strict: re-raise plugin failures (default: ``SIGMA_STRICT_PLUGINS``).
+        strict: re-raise plugin failures and name clashes (default:
+            ``SIGMA_STRICT_PLUGINS``).
+
+    ``SIGMA_PREFER_PLUGINS=a,b`` (plugin or distribution names) opts in globally
+    to those plugins' registrations on a name clash, over Sigma's own.
     """
     env = os.environ if env is None else env
     strict = _truthy(env.get("SIGMA_STRICT_PLUGINS")) if strict is None else strict
-    registry = Registry()
+    registry = Registry(prefer=_env_list(env, "SIGMA_PREFER_PLUGINS") or ())
     registry.trace = _truthy(env.get("SIGMA_TRACE_PLUGINS"))
     if entry_points:
         registry.discover(

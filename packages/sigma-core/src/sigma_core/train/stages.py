@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from sigma_core.components import Component
 from sigma_core.model.policy import SigmaPolicy
 
 Stage = Literal["base", "sigma"]
@@ -74,9 +75,31 @@ def untrained_slots(policy: SigmaPolicy, stage: Stage) -> list[str]:
             continue
         params = list(component.parameters())
         if params and not any(p.requires_grad for p in params):
-            out.append(
-                f"model.{slot} ({component.name}) has no trainable parameter in stage {stage}:"
-                " it trains nothing. To train a new head, use train.stage: base (with"
-                " train.losses.base_loss: native for its own loss; see configs/train-head.yaml)"
-            )
+            head = f"model.{slot} ({component.name}) has no trainable parameter in stage {stage}:"
+            out.append(f"{head} it trains nothing. {_advice(component, stage)}")
     return out
+
+
+#: kinds that belong to the telepathy pathway whole (their ABC's ``telepathy_params``)
+PATHWAY_KINDS = ("memory", "residual")
+
+
+def _advice(component: Component, stage: Stage) -> str:
+    """What to change so that ``stage`` trains ``component`` (it trains nothing now)."""
+    cls = type(component)
+    if stage == "sigma" and cls.kind in PATHWAY_KINDS:
+        return (
+            f"A {cls.kind} belongs to the telepathy pathway and trains only in stage sigma, "
+            f"but {cls.__name__}.telepathy_params = {cls.telepathy_params!r} leaves it out: "
+            "keep the default telepathy_params = ('',) (or name its parameter prefixes)"
+        )
+    if stage == "base" and cls.telepathy_params:
+        return (
+            f"It belongs to the telepathy pathway (telepathy_params = {cls.telepathy_params!r}),"
+            " which trains in stage sigma on a trained base: use train.stage: sigma with a"
+            " base_policy checkpoint of stage base (see configs/sigma-tiny.yaml)"
+        )
+    return (
+        "To train a new head, use train.stage: base (with train.losses.base_loss: native"
+        " for its own loss; see configs/train-head.yaml)"
+    )
