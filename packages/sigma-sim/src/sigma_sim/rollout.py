@@ -565,15 +565,16 @@ class _Runner:
 _WORKER: _Runner | None = None
 
 
-def _start_worker(policy_bytes: bytes, plan: _Plan) -> None:
-    """Process-pool initializer: one torch thread, the policy unpickled, a simulator built."""
+def _start_worker(policy: SigmaPolicy | bytes, plan: _Plan) -> None:
+    """Process-pool initializer: one torch thread, the policy (unpickled), a simulator built."""
     import pickle
 
     import torch
 
     global _WORKER
     torch.set_num_threads(1)
-    policy = pickle.loads(policy_bytes)
+    if isinstance(policy, bytes):
+        policy = pickle.loads(policy)
     policy.eval()
     _WORKER = _Runner(policy, plan)
 
@@ -726,16 +727,32 @@ def _run_in_workers(
     workers: int,
     finished: Callable[[EpisodeResult], None],
 ) -> None:
-    """Run episodes ``todo`` in ``workers`` spawned processes; ``finished`` as each ends."""
+    """Run episodes ``todo`` in ``workers`` processes; ``finished`` as each ends.
+
+    Workers are forked from a clean server process (``forkserver``) that has
+    imported this module and the policy's modules once (torch, transformers and
+    peft take ~15 s on a loaded 2-core machine), and receive the policy pickled.
+    Not plain ``fork``: workers forked from a process that had rendered (EGL /
+    llvmpipe initialized) hung; not ``spawn``: every worker would pay the imports
+    again. Where there is no forkserver, spawn.
+    """
     import multiprocessing
     import pickle
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    blob = pickle.dumps(policy)
-    context = multiprocessing.get_context("spawn")  # no forked GL contexts or torch threads
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(blob, plan)
-    ) as pool:
+    modules = sorted({"sigma_sim.rollout"} | {type(m).__module__ for m in policy.modules()})
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(modules)  # no effect once the server runs
+    else:
+        context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(pickle.dumps(policy), plan),
+    )
+    with pool:
         pending = {pool.submit(_worker_episode, i) for i in todo}
         try:
             while pending:
