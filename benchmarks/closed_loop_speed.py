@@ -8,8 +8,8 @@ ratio to the reference:
   (``render_every_step=True, workers=1``: the closed loop before frames were
   rendered only when the policy reads them);
 * ``render on read``: frames rendered only for replanning batches, one process;
-* ``+ workers``: the same with ``--workers`` processes (their start-up, ~import
-  torch + build the simulator, is counted).
+* ``+ workers``: the same with ``--workers`` processes, run first so that they
+  are forked as in ``sigma eval`` (start-up counted).
 
 It also checks that all three give identical outcomes per seed (timing fields
 aside). Torch is pinned to ``--threads`` (default 1) in this process and to one
@@ -67,25 +67,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         policy, source = SigmaPolicy.from_pretrained(args.policy_dir).eval(), str(args.policy_dir)
     meta, meta_source = load_meta(args.meta, policy)
     common = {"max_seconds": args.max_seconds, "seed": args.seed}
-    rollout(policy, meta, 1, seed=args.seed + 1_000_000, max_seconds=0.5)  # warm-up
 
     runs = {
         "reference (every step, 1 process)": {"render_every_step": True, "workers": 1},
         "render on read, 1 process": {"workers": 1},
         f"render on read, {args.workers} workers": {"workers": args.workers},
     }
+    # The workers run first, as in `sigma eval` (this process has not rendered, so
+    # they are forked, start-up counted); then a warm-up episode for the others.
+    order = [*list(runs)[2:], "warm-up", *list(runs)[:2]]
     out: dict[str, Any] = {}
     results = {}
-    for name, kwargs in runs.items():
+    for name in order:
+        if name == "warm-up":
+            rollout(policy, meta, 1, seed=args.seed + 1_000_000, max_seconds=0.5)
+            continue
         t0 = time.perf_counter()
-        results[name] = rollout(policy, meta, args.episodes, **common, **kwargs)
+        results[name] = rollout(policy, meta, args.episodes, **common, **runs[name])
         wall = time.perf_counter() - t0
         out[name] = {"seconds": wall, "episodes_per_minute": args.episodes / wall * 60}
+    out = {name: out[name] for name in runs}
     outcomes = [[plain(r) for r in rs] for rs in results.values()]
     identical = all(o == outcomes[0] for o in outcomes)
 
     dims = policy.dims
-    steps = sum(r.steps for r in next(iter(results.values())))
+    first = results[next(iter(runs))]
+    steps = sum(r.steps for r in first)
     print(
         f"torch pinned to {torch.get_num_threads()} thread(s) here, 1 per worker "
         f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end), "
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"policy: {source}; stats: {meta_source}")
     print(
         f"P={dims.image_size}, cameras={list(dims.cameras)}, F={dims.frame_history}, "
-        f"n_action_steps={results[next(iter(results))][0].n_action_steps}; "
+        f"n_action_steps={first[0].n_action_steps}; "
         f"{args.episodes} episodes x {args.max_seconds:g} s ({steps} control steps per run)"
     )
     ref = next(iter(out.values()))["episodes_per_minute"]

@@ -729,31 +729,47 @@ def _run_in_workers(
 ) -> None:
     """Run episodes ``todo`` in ``workers`` processes; ``finished`` as each ends.
 
-    Workers are forked from a clean server process (``forkserver``) that has
-    imported this module and the policy's modules once (torch, transformers and
-    peft take ~15 s on a loaded 2-core machine), and receive the policy pickled.
-    Not plain ``fork``: workers forked from a process that had rendered (EGL /
-    llvmpipe initialized) hung; not ``spawn``: every worker would pay the imports
-    again. Where there is no forkserver, spawn.
+    A CPU policy in a process that has not rendered yet (``sigma eval``) goes to
+    forked workers, which start in about a second. Otherwise workers fork from a
+    clean server process (``forkserver``) that imports this module and the
+    policy's modules once (torch, transformers and peft: ~15 s on a loaded 2-core
+    machine) and get the policy pickled: a worker forked from a process that had
+    rendered hung in its first render (:func:`sigma_sim.scene.has_rendered`), and
+    CUDA does not survive a fork. Where neither exists, spawn.
     """
     import multiprocessing
     import pickle
+    import sys
+    import warnings
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    modules = sorted({"sigma_sim.rollout"} | {type(m).__module__ for m in policy.modules()})
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    import torch
+
+    from sigma_sim.scene import has_rendered
+
+    methods = multiprocessing.get_all_start_methods()
+    cpu = next(policy.parameters()).device.type == "cpu" and not torch.cuda.is_initialized()
+    sent: SigmaPolicy | bytes = policy
+    if sys.platform == "linux" and "fork" in methods and cpu and not has_rendered():
+        context = multiprocessing.get_context("fork")
+    elif "forkserver" in methods:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(modules)  # no effect once the server runs
+        modules = {"sigma_sim.rollout"} | {type(m).__module__ for m in policy.modules()}
+        context.set_forkserver_preload(sorted(modules))  # no effect once the server runs
+        sent = pickle.dumps(policy)
     else:
-        context = multiprocessing.get_context("spawn")
+        context, sent = multiprocessing.get_context("spawn"), pickle.dumps(policy)
     pool = ProcessPoolExecutor(
         workers,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(pickle.dumps(policy), plan),
+        initargs=(sent, plan),
     )
     with pool:
-        pending = {pool.submit(_worker_episode, i) for i in todo}
+        with warnings.catch_warnings():  # the workers start on the first submit
+            # Python 3.12 warns on fork() with threads (torch's); a worker runs one
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            pending = {pool.submit(_worker_episode, i) for i in todo}
         try:
             while pending:
                 ready, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Native physics step of the so101_nexus MuJoCo preset (``scene.MUJOCO_SCENE_OPTION_XML``).
 NATIVE_TIMESTEP = 0.005
+#: Processes (pids) that built an environment, i.e. created OpenGL renderers.
+_RENDERING_PIDS: set[int] = set()
 
 ensure_gl_backend()  # before anything imports mujoco
 
@@ -65,9 +67,19 @@ def physics_for_fps(fps: int) -> tuple[float, int]:
     return 1.0 / (fps * substeps), substeps
 
 
+def has_rendered() -> bool:
+    """Whether this process has built an environment (and so started OpenGL renderers).
+
+    A process forked after that hangs in its first render (llvmpipe's state does
+    not survive ``fork``), so :mod:`sigma_sim.rollout` forks workers only before.
+    """
+    return os.getpid() in _RENDERING_PIDS
+
+
 def make_env(cfg: So101PickPlaceConfig) -> PickAndPlaceEnv:
     """Build the recording environment for ``cfg`` (see the module docstring)."""
     ensure_gl_backend()
+    _RENDERING_PIDS.add(os.getpid())
     from so101_nexus import (
         CubeObject,
         JointPositions,
