@@ -499,3 +499,43 @@ def test_a_bad_journal_line_names_the_file(meta, policy, tmp_path) -> None:
     journal.write_text("not json\n\n")
     with pytest.raises(SigmaUserError, match="line 1"):
         rollout(policy, meta, 1, max_seconds=0.1, journal=journal)
+
+
+FORKED_WORKERS = """
+import json, pickle, sys
+import torch
+torch.set_num_threads(1)
+from sigma_sim import scene
+from sigma_sim.rollout import rollout
+policy = pickle.load(open(sys.argv[1], "rb"))
+meta = json.load(open(sys.argv[2]))
+results = rollout(policy, meta, 3, max_seconds=0.5, workers=2)
+assert not scene.has_rendered()  # the episodes ran in forked workers
+print(json.dumps([r.as_dict() for r in results]))
+"""
+
+
+def test_workers_fork_in_a_process_that_has_not_rendered(meta, policy, tmp_path) -> None:
+    """``sigma eval``'s path: no simulator in the parent yet, so the workers are forked."""
+    import pickle
+    import subprocess
+    import sys
+
+    from sigma_sim.rollout import rollout
+
+    (tmp_path / "policy.pkl").write_bytes(pickle.dumps(policy))
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    run = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKERS, tmp_path / "policy.pkl", tmp_path / "meta.json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    forked = json.loads(run.stdout.strip().splitlines()[-1])
+    here = rollout(policy, meta, 3, max_seconds=0.5)
+    drop = ("latencies", "sim_seconds")
+    assert [{k: v for k, v in d.items() if k not in drop} for d in forked] == [
+        _plain(r) for r in here
+    ]
