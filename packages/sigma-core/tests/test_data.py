@@ -20,6 +20,7 @@ from sigma_core.data import (
     ShardDataset,
     SourceInfo,
     WindowRule,
+    collate,
     cut_windows,
     make_loader,
     preprocess,
@@ -138,6 +139,40 @@ def test_loader_batches_are_normalized_and_seeded(tmp_path, eps):
     assert not torch.equal(a[0], c[0])
     all_t = torch.cat([x.targets.trajectory for x in make_loader(ds, 64, shuffle=False)])
     assert all_t.mean().abs() < 0.3  # train targets normalized with train statistics
+
+
+def test_relative_actions_are_deltas_from_the_state_in_their_own_units(tmp_path, eps):
+    """data.actions: relative. meta.json holds the deltas' train statistics; the loader's
+    targets are (a_{t+k} - s_t - mu_d) / sigma_d; ActionSpace.decode inverts exactly."""
+    from sigma_core.data import ActionSpace
+    from sigma_core.data.actions import RELATIVE_STATS
+
+    meta = preprocess(source(eps), tmp_path / "out", options())
+    raw = ShardDataset(tmp_path / "out", split="train", normalize=False)
+    rel = ShardDataset(tmp_path / "out", split="train", actions="relative")
+    absolute = ShardDataset(tmp_path / "out", split="train")
+    deltas = torch.stack(
+        [raw[i]["trajectory"] - raw[i]["state"][None, :6] for i in range(len(raw))]
+    ).reshape(-1, 6)
+    stats = meta["stats"][RELATIVE_STATS]
+    np.testing.assert_allclose(stats["mean"], deltas.double().mean(0).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(stats["std"], deltas.double().std(0, unbiased=False), rtol=1e-5)
+    i = 3
+    mean, std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
+    want = (raw[i]["trajectory"] - raw[i]["state"][None, :6] - mean) / std
+    torch.testing.assert_close(rel[i]["trajectory"], want.float())
+    torch.testing.assert_close(rel[i]["vector"], want[0].float())
+    space = rel.action_space
+    torch.testing.assert_close(space.decode(rel[i]["chunk"], rel[i]["state"]), absolute[i]["chunk"])
+    batch = collate([rel[j] for j in range(4)])  # batched shapes: (B, A) and (B, K, A)
+    back = batch.targets.map(lambda a: space.decode(a, batch.state))
+    want_abs = collate([absolute[j] for j in range(4)]).targets
+    back.zip(want_abs, lambda got, ref: torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5))
+    same = ActionSpace("absolute", meta["stats"])
+    assert same.encode(want, batch.state[0]) is want
+    old = {k: v for k, v in meta["stats"].items() if k != RELATIVE_STATS}
+    with pytest.raises(SigmaUserError, match=r"predate data.actions: relative"):
+        ActionSpace("relative", old, "shards/")
 
 
 def test_resume_after_failure_is_byte_identical_and_rerun_is_noop(tmp_path, eps, monkeypatch):

@@ -361,3 +361,56 @@ def test_a_head_the_stage_freezes_is_warned_about_and_train_head_trains_it(shard
     moved = [n for n in before if not torch.equal(before[n], after[n])]
     print(f"{len(moved)} of {len(before)} trajectory tensors moved")
     assert len(moved) > len(before) / 2  # the head trains (adaLN-zero gates start at 0)
+
+
+def test_a_policy_builds_only_on_a_base_of_its_action_representation(tmp_path):
+    """data.actions: a relative base under an absolute residual (or the reverse) is refused."""
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_core.train.trainer import check_same_actions
+
+    registry = get_registry()
+    dims = {"d_model": 32, "image_size": 32}
+    base = validate_spec({"model": {"dims": dims}, "data": {"actions": "relative"}}, registry)
+    build_policy(base).save_pretrained(tmp_path / "base")
+    on_top = validate_spec({"model": {"dims": dims}}, registry)
+    with pytest.raises(SigmaUserError, match=r"predicts relative actions.*data.actions: relative"):
+        check_same_actions(on_top, str(tmp_path / "base"))
+    check_same_actions(base, str(tmp_path / "base"))  # same representation: fine
+    check_same_actions(on_top, None)
+
+
+def test_the_auxiliary_scene_state_loss_trains_vision_in_stage_base_only():
+    """dims.auxiliary_state_dim: L_state = MSE(head(mean V_base), s_env) joins stage base's
+    loss (its gradient reaches the vision encoder); the head is frozen in stage sigma and
+    the vision never reads the scene state."""
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_core.testing.fakes import example_batch
+    from sigma_core.train.objective import StageObjective
+    from sigma_core.train.stages import configure_stage
+
+    dims = {"d_model": 32, "image_size": 32, "auxiliary_state_dim": 5}
+    spec = validate_spec({"model": {"dims": dims}, "train": {"stage": "base"}}, get_registry())
+    policy = build_policy(spec)
+    configure_stage(policy, "base")
+    batch = example_batch(spec.model.dims, batch_size=3)
+    assert batch.environment_state.shape == (3, 5)
+    grads = {}
+    for weight in (0.0, 1.0):
+        losses = spec.train.losses.model_copy(update={"lambda_state": weight})
+        objective = StageObjective(policy, "base", losses, 10)
+        policy.zero_grad()
+        torch.manual_seed(0)
+        loss, row = objective([batch], 0)
+        loss.backward()
+        grads[weight] = policy.vision.patch.weight.grad.clone()
+    predicted = policy(batch, telepathy=False).extras["auxiliary_state"]
+    assert predicted.shape == (3, 5)
+    want = (predicted - batch.environment_state).pow(2).mean().item()
+    assert row["L_state"] == pytest.approx(want, rel=1e-5)
+    assert not torch.allclose(grads[0.0], grads[1.0])  # L_state reaches the vision encoder
+    assert policy.auxiliary_state[1].weight.grad.abs().sum() > 0
+    configure_stage(policy, "sigma")
+    assert not any(p.requires_grad for p in policy.auxiliary_state.parameters())
+    assert policy.vision.state_encoder[0].in_features == 6  # not an input
+    with pytest.raises(SigmaUserError, match="must be equal"):
+        validate_spec({"model": {"dims": dims | {"environment_state_dim": 4}}}, get_registry())

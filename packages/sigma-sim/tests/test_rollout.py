@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from sigma_core import SigmaUserError
+from sigma_core.data import ActionSpace
 from sigma_sim.config import So101PickPlaceConfig
 
 CAMERAS = ["overhead", "wrist"]
@@ -227,6 +228,46 @@ def test_rollout_fields_latencies_video_and_determinism(meta, policy, tmp_path) 
     assert len(other[0].replan_latencies) == 3
 
 
+def test_an_oracle_policy_reads_the_scene_state(meta, policy) -> None:
+    """A spec with dims.environment_state_dim gets observation.environment_state in closed
+    loop, normalized with the shards' statistics; other policies get none."""
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_core.data import environment_normalizer
+    from sigma_sim.rollout import eval_env_seed, rollout, scene_config
+    from sigma_sim.scene import make_env, reset_episode
+
+    width = len(meta["stats"]["observation.environment_state"]["mean"])
+    dims = DIMS | {"environment_state_dim": width}
+    spec = validate_spec({"model": {"dims": dims}}, get_registry())
+    oracle = Seen(build_policy(spec).eval())
+    rollout(oracle, meta, 1, max_seconds=0.2)
+    first = oracle.batches[0].environment_state
+    assert first is not None and first.shape == (1, width)
+    cfg = scene_config(meta, distractors=None, image_size=32, fps=30)
+    env = make_env(cfg)
+    try:
+        _, _, episode = reset_episode(env, eval_env_seed(10_000, 0), list(cfg.cube_colors))
+    finally:
+        env.close()
+    raw = environment_normalizer(meta, "meta", width).denormalize(first[0])
+    np.testing.assert_allclose(raw[:3].numpy(), episode.cube_pos, atol=1e-5)
+    plain = Seen(policy)
+    rollout(plain, meta, 1, max_seconds=0.1)
+    assert plain.batches[0].environment_state is None
+
+
+class Seen(Recording):
+    """A policy proxy that keeps every batch ``step`` was given."""
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__(policy)
+        self.batches: list[Any] = []
+
+    def step(self, batch: Any) -> torch.Tensor:
+        self.batches.append(batch)
+        return super().step(batch)
+
+
 def test_rollout_with_distractors(meta, policy) -> None:
     from sigma_sim.rollout import rollout, summarize
 
@@ -281,26 +322,31 @@ class ExpertReplay(torch.nn.Module):
         rows = np.stack([sim_to_dataset(q, limits) for q in plan])
         self.targets = norm.normalize(torch.from_numpy(rows))
         self.state_norm = Normalizer(meta["stats"]["observation.state"])
-        self.t = 0
+        self.space = ActionSpace(spec.data.actions, meta["stats"])
+        self.t, self.n = 0, spec.run_stride()
 
     @property
     def dims(self) -> Any:
         return self.spec.model.dims
 
     def reset(self, n_action_steps: int | None = None) -> None:
-        self.t = 0
+        self.t, self.n = 0, n_action_steps or self.spec.run_stride()
 
     def step(self, batch: Any) -> torch.Tensor:
         assert batch.images.shape == (1, 2, 1, 3, 32, 32) and batch.texts[0].startswith("Pick")
         assert batch.images.min() >= 0.0 and batch.images.max() <= 1.0
+        if self.t % self.n == 0:  # a plan: relative actions are relative to its state
+            self.anchor = batch.state
         action = self.targets[min(self.t, len(self.targets) - 1)][None]
         self.t += 1
-        return action
+        return self.space.encode(action, self.anchor)
 
 
-def test_expert_actions_through_rollout_succeed(meta, policy) -> None:
+@pytest.mark.parametrize("actions", ["absolute", "relative"])
+def test_expert_actions_through_rollout_succeed(meta, policy, actions) -> None:
     """Dataset-unit actions -> sim joint targets is the right conversion: the expert's
-    own plan, sent through it, completes the task in closed loop."""
+    own plan, sent through it, completes the task in closed loop; as deltas from the
+    state of each plan (data.actions: relative) too."""
     from sigma_sim.expert import PickPlaceExpert, Style
     from sigma_sim.rollout import eval_env_seed, rollout
     from sigma_sim.scene import make_env, reset_episode
@@ -314,7 +360,10 @@ def test_expert_actions_through_rollout_succeed(meta, policy) -> None:
         plan = np.clip(expert.plan(episode, obs["state"], Style()).actions, low, high)
     finally:
         env.close()
-    replay = ExpertReplay(policy.spec, plan, meta, (float(low[-1]), float(high[-1])))
+    spec = policy.spec.model_copy(
+        update={"data": policy.spec.data.model_copy(update={"actions": actions})}
+    )
+    replay = ExpertReplay(spec, plan, meta, (float(low[-1]), float(high[-1])))
     [result] = rollout(replay, meta, 1, seed=0, max_seconds=len(plan) / cfg.fps + 1.0)
     assert result.task == episode.task
     assert result.success, f"expert replay failed after {result.steps} steps"

@@ -174,6 +174,60 @@ def test_dataset_reads_back_with_the_schema(recorded: dict) -> None:
     assert len(ds) == recorded["whole"]["frames"]
 
 
+def test_environment_state_is_recorded_and_reaches_the_shards(
+    recorded: dict, tmp_path: Path
+) -> None:
+    """observation.environment_state: the documented layout, the simulator's poses at the
+    reset, and carried by sigma preprocess into the shards, statistics and loader."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from sigma_core.data import ENVIRONMENT_STATE, PreprocessOptions, ShardDataset, preprocess
+    from sigma_lerobot.dataset import LeRobotSource
+    from sigma_sim.journal import Journal
+    from sigma_sim.record import attempt_seeds
+    from sigma_sim.scene import environment_state_names, make_env, reset_episode
+
+    cfg = recorded["cfg"]
+    colors = list(cfg.cube_colors)
+    names = environment_state_names(colors)
+    assert len(names) == 8 + 4 * len(colors) and names[:3] == ["cube.x", "cube.y", "cube.z"]
+    ds = LeRobotDataset(REPO_ID, root=recorded["oneshot"])
+    assert ds.features[ENVIRONMENT_STATE]["names"] == names
+    first = ds[0][ENVIRONMENT_STATE].numpy()
+    # the reset pose of the scene of episode 0's attempt
+    attempt = Journal.load(recorded["oneshot"]).episode_attempts[0]
+    env = make_env(cfg)
+    try:
+        _, _, episode = reset_episode(env, attempt_seeds(0, attempt)[0], colors)
+    finally:
+        env.close()
+    np.testing.assert_allclose(first[:3], episode.cube_pos, atol=1e-6)
+    np.testing.assert_allclose(first[5:8], episode.goal_pos, atol=1e-6)
+    block = names.index(f"{episode.cube_color}_cube.x")
+    np.testing.assert_allclose(first[block : block + 3], episode.cube_pos, atol=1e-6)
+    present = first[[names.index(f"{c}_cube.present") for c in colors]]
+    assert present.sum() == 1.0  # no distractors: only the named cube is on the table
+    np.testing.assert_allclose(np.hypot(first[3], first[4]), 1.0, atol=1e-5)
+
+    cams = ["overhead", "wrist"]
+    opts = PreprocessOptions(cameras=cams, image_size=32, val_fraction=0, test_fraction=0)
+    meta = preprocess(LeRobotSource(str(recorded["oneshot"]), cams), tmp_path / "s", opts)
+    assert len(meta["stats"][ENVIRONMENT_STATE]["mean"]) == len(names)
+    assert meta["source"]["environment_state_names"] == names
+    raw = ShardDataset(tmp_path / "s", "all", normalize=False, environment_state=len(names))
+    norm = ShardDataset(tmp_path / "s", "all", environment_state=len(names))
+    row = raw.window_frames()[0]
+    assert raw[0]["environment_state"].shape == (len(names),)
+    np.testing.assert_allclose(raw[0]["environment_state"].numpy(), ds[row[1]][ENVIRONMENT_STATE])
+    assert norm.environment_norm is not None
+    np.testing.assert_allclose(
+        norm[0]["environment_state"], norm.environment_norm.normalize(raw[0]["environment_state"])
+    )
+    assert "environment_state" not in ShardDataset(tmp_path / "s", "all")[0]
+    with pytest.raises(SigmaUserError, match=r"environment_state has 40 values.*is 7"):
+        ShardDataset(tmp_path / "s", "all", environment_state=7)
+
+
 def test_actions_are_within_the_joint_limits(recorded: dict) -> None:
     import mujoco
     import so101_nexus

@@ -149,3 +149,48 @@ def test_an_unknown_vision_attribute_is_a_clear_error(tmp_path):
     cfg = TowerVisionConfig(path=str(tmp_path / "m"), attribute="nothing_here")
     with pytest.raises(SigmaUserError, match=r"vision\.attribute: the model has no 'nothing_here'"):
         TowerVision(cfg, Dims(d_model=32))
+
+
+def test_random_shift_crops_the_replicate_padded_image_in_training_only():
+    from sigma_vision.perceiver import random_shift
+
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 8, 8)
+    y = random_shift(x, 2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    offsets = []
+    for i in range(16):  # every output is one 8x8 window of its padded input
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(padded[i, :, dy : dy + 8, dx : dx + 8], y[i])
+        ]
+        assert found, i
+        offsets.append(found[0])
+    assert len(set(offsets)) > 4  # shifts differ between images
+    assert torch.equal(random_shift(x, 0), x)
+    vis = PerceiverVision(PerceiverVisionConfig(random_shift=4), DIMS)
+    images = torch.rand(2, 2, 1, 3, 32, 32)
+    a, b = vis.patch_features(images), vis.patch_features(images)
+    assert not torch.equal(a, b)  # training: augmented
+    vis.eval()
+    torch.testing.assert_close(vis.patch_features(images), vis.patch_features(images))
+    vis.train().requires_grad_(False)  # frozen (stage sigma): the base's own features
+    torch.testing.assert_close(vis.patch_features(images), vis.eval().patch_features(images))
+
+
+def test_spatial_softmax_keypoints_are_expected_coordinates_and_tokens():
+    from sigma_vision.perceiver import spatial_softmax
+
+    maps = torch.full((1, 2, 4, 6), -1e9)
+    maps[0, 0, 0, 5] = 0.0  # all mass at the top-right cell
+    maps[0, 1] = 0.0  # uniform: the centre
+    torch.testing.assert_close(spatial_softmax(maps), torch.tensor([[[1.0, -1.0], [0.0, 0.0]]]))
+    torch.manual_seed(0)
+    cfg = PerceiverVisionConfig(stem_channels=[8, 16], spatial_softmax=3)
+    vis = PerceiverVision(cfg, DIMS)
+    images = torch.rand(2, 2, 1, 3, 32, 32)
+    assert vis.patch_features(images).shape == (2, 2 * (4 + 3), 32)  # 2x2 patches + 3 points
+    vis(images, torch.randn(2, 6)).tokens.square().mean().backward()
+    assert vis.keypoint_maps.weight.grad.abs().sum() > 0

@@ -23,6 +23,10 @@ def train(
     steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps [train.steps].")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint.")] = False,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 50,
+    val_every: Annotated[
+        int,
+        typer.Option(min=1, help="Steps between validations (val_L_act; costly on a CPU)."),
+    ] = 50,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     device: Annotated[
         str, typer.Option(help="auto (CUDA, then MPS, then CPU) | cpu | cuda | mps.")
@@ -54,6 +58,7 @@ def train(
         out_dir,
         steps=steps,
         checkpoint_every=checkpoint_every,
+        val_every=val_every,
         device=device,
         tensorboard=tensorboard,
     )

@@ -209,15 +209,17 @@ def component_base(kind: str) -> type[Any]:
 class VisionWorkspace(Component, kind="vision", abstract=True):
     """Vision workspace (paper §1): cameras + state (+ tau) -> vision and state tokens.
 
-    ``forward(images (B,C,F,3,P,P), state (B,S), tau (B,E) | None) -> VisionOutput``
-    where ``tau=None`` yields V_base and a tau yields V_mod.
+    ``forward(images (B,C,F,3,P,P), state (B,S_v), tau (B,E) | None) -> VisionOutput``
+    where ``tau=None`` yields V_base and a tau yields V_mod. ``state`` is the robot
+    state, followed by the privileged scene state when the spec's
+    ``dims.environment_state_dim`` > 0 (``S_v = S + S_env``, ``dims.vision_state_dim``).
     """
 
     shape_symbols: ClassVar[Mapping[str, str]] = {
         "N_v": "num_queries",
         "N_s": "num_state_tokens",
     }
-    inputs = {"images": ("B", "C", "F", 3, "P", "P"), "state": ("B", "S"), "tau": ("B", "E")}
+    inputs = {"images": ("B", "C", "F", 3, "P", "P"), "state": ("B", "S_v"), "tau": ("B", "E")}
     outputs = {"tokens": ("B", "N_v", "D"), "state_tokens": ("B", "N_s", "D")}
 
     @abstractmethod

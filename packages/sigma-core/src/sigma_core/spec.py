@@ -124,6 +124,12 @@ class DataSpec(config.StrictModel):
         description="frames between the windows of a run: the replanning stride (default"
         " model.dims.chunk_horizon, what SigmaPolicy.step executes per plan); at most H_c",
     )
+    actions: Literal["absolute", "relative"] = Field(
+        "absolute",
+        description="what the policy predicts: absolute joint targets (the paper's), or"
+        " relative = targets minus the observation's state, normalized by their own"
+        " statistics (sigma_core.data.actions); executed actions are absolute either way",
+    )
 
 
 class Ramp(config.StrictModel):
@@ -182,6 +188,13 @@ class LossConfig(config.StrictModel):
         ge=0,
         description="stage base: weight of L_fuse = MSE(fusion(sg(a)), a*_chunk), which fits"
         " the fusion weights on the detached branch outputs (the branches' losses are unchanged)",
+    )
+    lambda_state: float = Field(
+        1.0,
+        ge=0,
+        description="stage base, with model.dims.auxiliary_state_dim > 0: weight of L_state ="
+        " MSE(head(mean V_base), s_env), the privileged scene state predicted from the vision"
+        " tokens (normalized)",
     )
     base_loss: Literal["mse", "native"] = Field(
         "mse",

@@ -60,6 +60,8 @@ class SigmaBatch:
         texts: B task instructions.
         base_actions: optional external base actions a_base (e.g. pi0.5's, precomputed).
         targets: optional ground-truth actions for training and evaluation.
+        environment_state: optional (B, E_env) privileged scene state (normalized),
+            read only by specs with ``model.dims.environment_state_dim`` > 0.
     """
 
     images: Tensor
@@ -67,6 +69,7 @@ class SigmaBatch:
     texts: list[str]
     base_actions: ActionSet | None = None
     targets: ActionSet | None = None
+    environment_state: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 6:
@@ -90,6 +93,9 @@ class SigmaBatch:
             state=self.state.to(device),
             base_actions=self.base_actions.to(device) if self.base_actions else None,
             targets=self.targets.to(device) if self.targets else None,
+            environment_state=None
+            if self.environment_state is None
+            else self.environment_state.to(device),
         )
 
 

@@ -22,7 +22,7 @@ import torch
 
 from sigma_core import SigmaUserError
 from sigma_core.data import Episode, SourceInfo, resize_with_pad
-from sigma_lerobot.schema import RECORDING_FILE
+from sigma_lerobot.schema import ENVIRONMENT_STATE, RECORDING_FILE
 
 ACTION, STATE = "action", "observation.state"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -158,6 +158,9 @@ class LeRobotSource:
             state_dim=int(features[STATE]["shape"][0]),
             cameras=keys,
             fingerprint=_fingerprint(self.root),
+            environment_state_dim=int(features[ENVIRONMENT_STATE]["shape"][0])
+            if ENVIRONMENT_STATE in features
+            else 0,
             extra={
                 "packages": ["lerobot"],
                 "meta": {
@@ -169,11 +172,14 @@ class LeRobotSource:
                     "total_frames": meta.total_frames,
                     "action_names": features[ACTION].get("names"),
                     "state_names": features[STATE].get("names"),
+                    "environment_state_names": features.get(ENVIRONMENT_STATE, {}).get("names"),
                     "recording": recording(self.root),
                 },
             },
         )
         columns = [ACTION, STATE, "timestamp", "task_index"]
+        if ENVIRONMENT_STATE in features:
+            columns.append(ENVIRONMENT_STATE)
         columns += [k for k in keys.values() if k not in meta.video_keys]
         self._table = self.ds.hf_dataset.with_format("numpy", columns=columns)
 
@@ -221,6 +227,9 @@ class LeRobotSource:
             action=np.asarray(rows[ACTION], dtype=np.float32),
             state=np.asarray(rows[STATE], dtype=np.float32),
             frames=frames,
+            environment_state=np.asarray(rows[ENVIRONMENT_STATE], dtype=np.float32)
+            if ENVIRONMENT_STATE in rows
+            else None,
         )
 
     def _frames(self, index: int, key: str, rows: dict[str, Any], size: int) -> np.ndarray:

@@ -25,10 +25,25 @@ ROBOT_TYPE = "so100_follower"
 RECORDING_FILE = "meta/sigma_sim.json"
 
 
-def so101_features(cameras: dict[str, tuple[int, int]], use_videos: bool = True) -> dict[str, Any]:
-    """LeRobot ``features`` for SO-101 data with ``cameras`` name -> (height, width)."""
+#: LeRobot's key for privileged simulator state (object poses), as its gym envs use it.
+ENVIRONMENT_STATE = "observation.environment_state"
+
+
+def so101_features(
+    cameras: dict[str, tuple[int, int]],
+    use_videos: bool = True,
+    environment_state: list[str] | None = None,
+) -> dict[str, Any]:
+    """LeRobot ``features`` for SO-101 data with ``cameras`` name -> (height, width),
+    and a float32 ``observation.environment_state`` with these ``names`` when given."""
     joint = {"dtype": "float32", "shape": (len(JOINTS),), "names": list(JOINTS)}
     features: dict[str, Any] = {"action": dict(joint), "observation.state": dict(joint)}
+    if environment_state:
+        features[ENVIRONMENT_STATE] = {
+            "dtype": "float32",
+            "shape": (len(environment_state),),
+            "names": list(environment_state),
+        }
     for name, (h, w) in cameras.items():
         features[f"observation.images.{name}"] = {
             "dtype": "video" if use_videos else "image",

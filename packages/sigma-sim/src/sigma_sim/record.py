@@ -8,6 +8,11 @@ Schema (that of ``lerobot/svla_so101_pickplace`` for state and action):
   action is the joint target sent at that step (already within the limits).
 * ``observation.images.overhead`` / ``observation.images.wrist``: uint8
   ``(image_size, image_size, 3)``, PNG images in the parquet files or AV1 videos.
+* ``observation.environment_state``: float32[8 + 4 * len(cube_colors)], the privileged
+  scene state (named cube, goal disc, every cube by colour) before the step, layout in
+  :func:`sigma_sim.scene.environment_state`; LeRobot's key for simulator state. Only
+  training-time supervision and oracle specs read it. Datasets recorded before it
+  existed resume without it.
 * one task string per episode, the simulator's own, e.g. "Pick up the red cube
   and place it on the blue circle."
 
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sigma_core import SigmaUserError
+from sigma_lerobot.schema import ENVIRONMENT_STATE
 from sigma_sim.journal import Journal
 
 if TYPE_CHECKING:
@@ -60,8 +66,14 @@ def features(cfg: So101PickPlaceConfig) -> dict[str, dict[str, Any]]:
     from sigma_lerobot.schema import so101_features
 
     size = (cfg.image_size, cfg.image_size)
+    from sigma_sim.scene import environment_state_names
+
     cams = {key.removeprefix("observation.images."): size for key in CAMERAS}
-    return so101_features(cams, use_videos=cfg.use_videos)
+    return so101_features(
+        cams,
+        use_videos=cfg.use_videos,
+        environment_state=environment_state_names(list(cfg.cube_colors)),
+    )
 
 
 def attempt_seeds(seed: int, attempt: int) -> tuple[int, np.random.Generator]:
@@ -109,15 +121,24 @@ class Runner:
         )
         return row.astype("float32")
 
-    def run(self, seed: int, attempt: int, add_frame: Any | None = None) -> Attempt:
-        """Run attempt ``attempt``; every frame goes to ``add_frame(frame_dict)``."""
+    def run(
+        self,
+        seed: int,
+        attempt: int,
+        add_frame: Any | None = None,
+        environment: bool = True,
+    ) -> Attempt:
+        """Run attempt ``attempt``; every frame goes to ``add_frame(frame_dict)``, with
+        ``observation.environment_state`` when ``environment`` (a dataset recorded
+        before that feature existed resumes without it)."""
         import numpy as np
 
         from sigma_sim.expert import Style
-        from sigma_sim.scene import reset_episode
+        from sigma_sim.scene import environment_state, reset_episode
 
         env_seed, rng = attempt_seeds(seed, attempt)
-        obs, info, episode = reset_episode(self.env, env_seed, list(self.cfg.cube_colors))
+        colors = list(self.cfg.cube_colors)
+        obs, info, episode = reset_episode(self.env, env_seed, colors)
         plan = self.expert.plan(episode, obs["state"], Style.sample(rng))
         limit = math.floor(self.cfg.max_seconds * self.cfg.fps)
         settle = round(SETTLE_SECONDS * self.cfg.fps)
@@ -129,6 +150,8 @@ class Runner:
                 frame = {key: obs[cam] for key, cam in CAMERAS.items()}
                 frame["observation.state"] = self.to_row(obs["state"])
                 frame["action"] = self.to_row(action)
+                if environment:
+                    frame[ENVIRONMENT_STATE] = environment_state(self.env, colors)
                 frame["task"] = episode.task
                 add_frame(frame)
             obs, _, _, _, info = self.env.step(action)
@@ -326,7 +349,9 @@ class Recorder:
             and journal.episodes + len(saved) < self.episodes
             and attempt < self.max_attempts
         ):
-            result = self.runner.run(journal.seed, attempt, ds.add_frame)
+            result = self.runner.run(
+                journal.seed, attempt, ds.add_frame, ENVIRONMENT_STATE in ds.features
+            )
             attempt += 1
             if not result.success:
                 ds.clear_episode_buffer()

@@ -94,7 +94,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sigma_core import SigmaUserError
-from sigma_core.data import Normalizer
+from sigma_core.data import ActionSpace, Normalizer
 from sigma_core.eval import CLOSED_LOOP_EPISODE_FIELDS, STAGES
 from sigma_sim.render import ensure_gl_backend
 
@@ -310,9 +310,12 @@ class Observer:
         state_norm: Normalizer,
         gripper_limits: tuple[float, float],
         device: torch.device,
+        environment_norm: Normalizer | None = None,
     ) -> None:
         self.cameras, self.size, self.frames = cameras, image_size, frames
         self.state_norm, self.gripper_limits, self.device = state_norm, gripper_limits, device
+        #: set when the policy reads the privileged scene state (an oracle spec)
+        self.environment_norm = environment_norm
         self.history: deque[torch.Tensor | None] = deque(maxlen=frames)
         self.last_images: torch.Tensor | None = None
 
@@ -329,8 +332,17 @@ class Observer:
         hwc = torch.stack([torch.from_numpy(obs[key].copy()) for key in self.cameras.values()])
         return resize_with_pad(hwc.permute(0, 3, 1, 2), self.size)
 
-    def batch(self, obs: dict[str, np.ndarray], task: str, read: bool = True) -> Any:
+    def batch(
+        self,
+        obs: dict[str, np.ndarray],
+        task: str,
+        environment: np.ndarray | None = None,
+        read: bool = True,
+    ) -> Any:
         """The batch of this step; ``read=False`` on steps whose images the policy ignores.
+
+        ``environment`` is :func:`sigma_sim.scene.environment_state` (needed when
+        :attr:`environment_norm` is set, else ignored).
 
         A camera image may be ``None`` (not rendered, see
         :class:`sigma_sim.scene.CameraSwitch`); such a frame keeps its place in the
@@ -357,10 +369,17 @@ class Observer:
             images = torch.stack(list(self.history), dim=1)  # (C, F, 3, P, P)
             self.last_images = images[None].to(self.device).float().div_(255)
         state = torch.from_numpy(sim_to_dataset(obs["state"], self.gripper_limits))
+        env_state = None
+        if self.environment_norm is not None:
+            if environment is None:
+                raise ValueError("this policy reads the environment state; pass it")
+            env_state = self.environment_norm.normalize(torch.from_numpy(environment))
+            env_state = env_state[None].to(self.device)
         return SigmaBatch(
             images=self.last_images,
             state=self.state_norm.normalize(state)[None].to(self.device),
             texts=[task],
+            environment_state=env_state,
         )
 
 
@@ -483,11 +502,32 @@ class _Plan:
     limit: int
     n_steps: int
     seed: int
-    action_stats: dict[str, Any]
-    state_stats: dict[str, Any]
+    stats: dict[str, Any]
+    actions: str
+    environment_state_dim: int
     video_dir: Path | None
     video_episodes: int
     render_every_step: bool
+
+    def normalizers(self) -> tuple[Normalizer, ActionSpace, Normalizer, Normalizer | None]:
+        """(action, action space, state, environment state or ``None``) normalizers.
+
+        Raises:
+            SigmaUserError: statistics that lack what the policy's spec reads.
+        """
+        from sigma_core.data import environment_normalizer
+
+        env_norm = None
+        if self.environment_state_dim:
+            env_norm = environment_normalizer(
+                {"stats": self.stats}, "meta.json", self.environment_state_dim
+            )
+        return (
+            Normalizer(self.stats["action"]),
+            ActionSpace(self.actions, self.stats),  # type: ignore[arg-type]
+            Normalizer(self.stats["observation.state"]),
+            env_norm,
+        )
 
     def settings(self) -> dict[str, Any]:
         """Everything here that decides an episode's outcome (the journal's key)."""
@@ -501,7 +541,9 @@ class _Plan:
             "fps": self.fps,
             "steps": self.limit,
             "n_action_steps": self.n_steps,
-            "stats": {"action": self.action_stats, "observation.state": self.state_stats},
+            "stats": self.stats,
+            "actions": self.actions,
+            "environment_state_dim": self.environment_state_dim,
             "versions": {p: version(p) for p in ("so101-nexus", "mujoco")},
         }
 
@@ -521,15 +563,11 @@ class _Runner:
         low = self.env.action_space.low.astype(np.float64)
         high = self.env.action_space.high.astype(np.float64)
         self.bounds = (low, high, (float(low[-1]), float(high[-1])))
+        action_norm, space, state_norm, env_norm = plan.normalizers()
+        self.actions = (action_norm, space)
         self.observer = Observer(
-            plan.cameras,
-            plan.size,
-            plan.frames,
-            Normalizer(plan.state_stats),
-            self.bounds[2],
-            self.device,
+            plan.cameras, plan.size, plan.frames, state_norm, self.bounds[2], self.device, env_norm
         )
-        self.action_norm = Normalizer(plan.action_stats)
 
     def episode(self, i: int) -> EpisodeResult:
         import torch
@@ -546,7 +584,7 @@ class _Runner:
                 self.env,
                 self.policy,
                 self.observer,
-                self.action_norm,
+                self.actions,
                 list(plan.cfg.cube_colors),
                 env_seed,
                 plan.limit,
@@ -679,12 +717,14 @@ def rollout(
         limit=max(1, math.floor(max_seconds * fps + 1e-9)),
         n_steps=n_steps,
         seed=seed,
-        action_stats=meta["stats"]["action"],
-        state_stats=meta["stats"]["observation.state"],
+        stats=meta["stats"],
+        actions=policy.spec.data.actions,
+        environment_state_dim=dims.environment_state_dim or 0,
         video_dir=None if video_dir is None else Path(video_dir),
         video_episodes=video_episodes,
         render_every_step=render_every_step,
     )
+    plan.normalizers()  # refuses statistics the policy cannot use before any simulator starts
     book = None
     done: dict[int, EpisodeResult] = {}
     if journal is not None:
@@ -801,7 +841,7 @@ def _episode(
     env: PickAndPlaceEnv,
     policy: SigmaPolicy,
     observer: Observer,
-    action_norm: Normalizer,
+    actions: tuple[Normalizer, ActionSpace],
     colors: list[str],
     env_seed: int,
     limit: int,
@@ -814,9 +854,10 @@ def _episode(
 ) -> EpisodeResult:
     import numpy as np
 
-    from sigma_sim.scene import reset_episode
+    from sigma_sim.scene import environment_state, reset_episode
 
     low, high, gripper = bounds
+    action_norm, space = actions
     if switch is not None:
         switch.set(True)  # step 0 replans
     obs, info, episode = reset_episode(env, env_seed, colors)
@@ -835,12 +876,17 @@ def _episode(
         for _ in range(limit):
             if video is not None:
                 video.add(obs["overhead_camera"])
-            t = steps
-            batch = observer.batch(obs, episode.task, read=render_every_step or t % n_steps == 0)
+            scene = None
+            if observer.environment_norm is not None:
+                scene = environment_state(env, colors)
+            replan = steps % n_steps == 0
+            batch = observer.batch(obs, episode.task, scene, read=render_every_step or replan)
+            if replan:  # the plan is relative to this state
+                anchor = batch.state
             if switch is not None:
-                switch.set(render_every_step or frame_is_read(t + 1, n_steps, observer.frames))
+                switch.set(render_every_step or frame_is_read(steps + 1, n_steps, observer.frames))
             t0 = time.perf_counter()
-            action = policy.step(batch)
+            action = space.decode(policy.step(batch), anchor)
             latencies.append(time.perf_counter() - t0)
             row = action_norm.denormalize(action[0].float().cpu()).numpy()
             target = np.clip(dataset_to_sim(row, gripper), low, high)

@@ -17,6 +17,10 @@ carried cube's colour it resets again with the same seed and
 same random draws either way, so the layout stays the same), which keeps every
 instruction unambiguous.
 
+
+:func:`environment_state` reads the privileged scene state that recordings store
+as LeRobot's ``observation.environment_state`` (layout in its docstring).
+
 :class:`CameraSwitch` turns the env's camera rendering off and on between steps
 without touching physics, so a closed loop renders only the frames a policy reads.
 """
@@ -215,6 +219,52 @@ def active_distractors(env: PickAndPlaceEnv, colors: list[str]) -> list[str]:
         for i, color in enumerate(colors)
         if env.data.xpos[_body(env, f"distractor_slot_{i}")][2] > -1.0
     ]
+
+
+def environment_state_names(colors: list[str]) -> list[str]:
+    """Names of :func:`environment_state`'s entries (the LeRobot feature's ``names``)."""
+    names = ["cube.x", "cube.y", "cube.z", "cube.cos4yaw", "cube.sin4yaw"]
+    names += ["goal.x", "goal.y", "goal.z"]
+    for color in colors:
+        names += [f"{color}_cube.x", f"{color}_cube.y", f"{color}_cube.z", f"{color}_cube.present"]
+    return names
+
+
+def environment_state(env: PickAndPlaceEnv, colors: list[str]) -> np.ndarray:
+    """The privileged scene state now, float32 ``(8 + 4 * len(colors),)``, world frame, m.
+
+    Layout (:func:`environment_state_names`)::
+
+        cube.x, cube.y, cube.z             the named cube's centre (the one to move)
+        cube.cos4yaw, cube.sin4yaw         its yaw psi as (cos 4 psi, sin 4 psi): a cube
+                                           looks the same every 90 degrees, so this is
+                                           the orientation a grasp can see
+        goal.x, goal.y, goal.z             the goal disc's centre
+        <c>_cube.x, .y, .z, .present       for each colour c of ``colors`` in order: the
+                                           cube of that colour on the table (named or
+                                           distractor), or zeros and present = 0 if none
+
+    Args:
+        env: an environment from :func:`make_env`, after :func:`reset_episode`.
+        colors: the config's ``cube_colors`` (the order of the per-colour blocks).
+    """
+    import numpy as np
+
+    from sigma_sim.expert import yaw_of
+
+    cube = _body(env, f"pick_slot_{colors.index(env.cube_color_name)}")  # slot i: colors[i]
+    yaw = yaw_of(env.data.xquat[cube])
+    out = [*env.data.xpos[cube], math.cos(4 * yaw), math.sin(4 * yaw)]
+    out += list(env.data.xpos[_body(env, "target")])
+    slots = ["pick_slot", "distractor_slot"] if env.config.max_distractors else ["pick_slot"]
+    for i in range(len(colors)):
+        block = [0.0, 0.0, 0.0, 0.0]
+        for slot in slots:
+            pos = env.data.xpos[_body(env, f"{slot}_{i}")]
+            if pos[2] > -1.0:  # parked ones sit below the table
+                block = [*pos, 1.0]
+        out += block
+    return np.asarray(out, dtype=np.float32)
 
 
 def reset_episode(

@@ -41,6 +41,20 @@ class PerceiverVisionConfig(ResamplerConfig):
         description="a CNN stem before the patch embedding: one 3x3 stride-2 conv + GELU per"
         " entry (its channels); 2**len must divide patch_size. Empty: the linear patch conv",
     )
+    random_shift: int = Field(
+        0,
+        ge=0,
+        description="while the patch encoder is trained (stage base): shift each camera image"
+        " by a random whole number of pixels in [-k, k] in x and y, edges replicated (DrQ's"
+        " pad-and-crop, Diffusion Policy's random crop); never at inference or when frozen",
+    )
+    spatial_softmax: int = Field(
+        0,
+        ge=0,
+        description="K > 0: also K spatial-softmax keypoints per camera image (robomimic,"
+        " Diffusion Policy): the expected (x, y) of each of K feature maps over the stem's"
+        " grid, each keypoint a token (MLP of its coordinates + camera embedding)",
+    )
 
 
 class TowerVisionConfig(ResamplerConfig):

@@ -40,7 +40,8 @@ class ResamplerVision(VisionWorkspace, abstract=True):
 
     ``X = MLP2(patches)`` (projector); ``V_base = LN(FFN(CrossAttn(Q_v, X)))`` with
     N_v learnable queries Q_v (perceiver resampler); state tokens
-    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens; while the state encoder is
+    ``S_tok = reshape(W_exp MLP(state))`` (N_s tokens; ``state`` is (B, S_v), the
+    privileged scene state appended where the spec asks for it; while the state encoder is
     trained, zeroed per sample with probability ``state_dropout``); with tau,
     ``V_mod = VisionModulator(V_base, tau)``; finally a self-attention block over
     the (modulated) tokens. ``tau = None`` returns the block applied to V_base.
@@ -60,7 +61,7 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         self.queries = nn.Parameter(torch.randn(config.num_queries, d) / math.sqrt(d))
         self.resampler = CrossAttentionBlock(d, config.num_heads, config.ffn_mult, config.dropout)
         self.resampler_norm = nn.LayerNorm(d)
-        self.state_encoder = mlp(dims.state_dim, d, d)
+        self.state_encoder = mlp(dims.vision_state_dim, d, d)
         self.state_expander = nn.Linear(d, config.num_state_tokens * d)
         self.modulator = VisionModulator(d, d, config.theta_t_init, config.theta_mod_init)
         if not config.film:
@@ -121,7 +122,16 @@ class PerceiverVision(ResamplerVision):
     """Vision workspace of the paper, with its own conv patch embedding.
 
     Per camera c and frame f: ``X = Conv_p(stem(image)) + e_cam[c] + e_frame[f] + e_pos``
-    (shared conv, patch p), then the :class:`ResamplerVision` stack. ``stem`` is the
+    (shared conv, patch p), then the :class:`ResamplerVision` stack. With
+    ``spatial_softmax`` K, K keypoint tokens per image join the patch tokens
+    (robomimic's / Diffusion Policy's spatial softmax)::
+
+        h_k = Conv1x1_k(stem(image))                       (K maps on the stem's grid)
+        (x_k, y_k) = sum_ij softmax(h_k)_ij (u_j, v_i)      (u, v in [-1, 1])
+        token_k = MLP((x_k, y_k)) + e_kp[k] + e_cam[c] + e_frame[f]
+
+    With ``random_shift`` k (training only, while the encoder trains) every image
+    is first shifted by integers in [-k, k] (edges replicated). ``stem`` is the
     identity, or with ``stem_channels`` ``[c_1 .. c_n]`` n blocks
     ``GELU(Conv3x3_stride2(x))`` and the patch conv of side ``p / 2^n``, so the
     token grid is the same. Why a stem: a linear patch conv sees a 2 cm cube as a
@@ -153,11 +163,49 @@ class PerceiverVision(ResamplerVision):
         self.camera_embed = nn.Parameter(torch.randn(len(dims.cameras), d) * 0.02)
         self.frame_embed = nn.Parameter(torch.randn(dims.frame_history, d) * 0.02)
         self.pos_embed = nn.Parameter(torch.randn(n_patches, d) * 0.02)
+        k = self.config.spatial_softmax
+        if k:
+            self.keypoint_maps = nn.Conv2d(widths[-1], k, kernel_size=1)
+            self.keypoint_mlp = mlp(2, d, d)
+            self.keypoint_embed = nn.Parameter(torch.randn(k, d) * 0.02)
         return d
 
     def patch_features(self, images: Tensor) -> Tensor:
         b, c, f = images.shape[:3]
-        x = self.patch(self.stem(images.flatten(0, 2)))  # (B*C*F, D, h, w)
+        flat = images.flatten(0, 2)
+        if self.config.random_shift and self.training and self.patch.weight.requires_grad:
+            flat = random_shift(flat, self.config.random_shift)
+        features = self.stem(flat)
+        x = self.patch(features)  # (B*C*F, D, h, w)
         x = x.flatten(2).transpose(1, 2).unflatten(0, (b, c, f))  # (B, C, F, N, D)
-        x = x + self.pos_embed + self.frame_embed[:, None] + self.camera_embed[:, None, None]
+        x = x + self.pos_embed
+        if self.config.spatial_softmax:
+            points = self.keypoint_mlp(spatial_softmax(self.keypoint_maps(features)))
+            x = torch.cat([x, (points + self.keypoint_embed).unflatten(0, (b, c, f))], dim=3)
+        x = x + self.frame_embed[:, None] + self.camera_embed[:, None, None]
         return x.flatten(1, 3)
+
+
+def spatial_softmax(maps: Tensor) -> Tensor:
+    """(N, K, h, w) feature maps -> (N, K, 2) expected (x, y) of each map's softmax, in [-1, 1]."""
+    h, w = maps.shape[-2:]
+    weights = maps.flatten(2).softmax(dim=-1).unflatten(2, (h, w))  # (N, K, h, w)
+    xs = torch.linspace(-1.0, 1.0, w, device=maps.device, dtype=maps.dtype)
+    ys = torch.linspace(-1.0, 1.0, h, device=maps.device, dtype=maps.dtype)
+    x = (weights.sum(dim=2) * xs).sum(dim=-1)
+    y = (weights.sum(dim=3) * ys).sum(dim=-1)
+    return torch.stack([x, y], dim=-1)
+
+
+def random_shift(images: Tensor, pad: int) -> Tensor:
+    """DrQ's augmentation: (N, 3, P, P) images each shifted by integers in [-pad, pad] in x
+    and y (replicate-padded, then cropped back to P x P at a random offset)."""
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=images.device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channels, rows, cols]

@@ -5,6 +5,7 @@ datasets (LeRobot, the paper's shards) produce :class:`Episode` objects or shard
 tensors and reuse everything here. This facade is what other packages import.
 """
 
+from sigma_core.data.actions import ActionMode, ActionSpace
 from sigma_core.data.base_actions import check_sources as check_base_sources
 from sigma_core.data.base_actions import matches as base_actions_match
 from sigma_core.data.base_actions import read_record as read_base_actions
@@ -12,11 +13,13 @@ from sigma_core.data.dims import DATA_DIMS, check_dims, shard_dims
 from sigma_core.data.episodes import Episode, EpisodeSource, InMemorySource, SourceInfo
 from sigma_core.data.images import resize_with_pad
 from sigma_core.data.loader import (
+    ENVIRONMENT_STATE,
     EpochSampler,
     RunDataset,
     ShardDataset,
     collate,
     collate_runs,
+    environment_normalizer,
     make_loader,
 )
 from sigma_core.data.paper import PaperShards, import_paper_shards
@@ -28,6 +31,9 @@ from sigma_core.data.windows import WindowRule, action_l2, cut_windows
 
 __all__ = [
     "DATA_DIMS",
+    "ENVIRONMENT_STATE",
+    "ActionMode",
+    "ActionSpace",
     "Episode",
     "EpisodeSource",
     "EpochSampler",
@@ -46,6 +52,7 @@ __all__ = [
     "collate",
     "collate_runs",
     "cut_windows",
+    "environment_normalizer",
     "import_paper_shards",
     "make_loader",
     "paper_chunk",

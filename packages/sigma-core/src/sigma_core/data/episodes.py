@@ -22,6 +22,9 @@ class Episode:
         action: (N, A) float32 actions in dataset units.
         state: (N, S) float32 robot states in dataset units.
         frames: spec camera name -> (N, 3, P, P) uint8 images, already resized.
+        environment_state: (N, E_env) float32 privileged scene state (LeRobot's
+            ``observation.environment_state``: object poses in a simulator), or
+            ``None`` when the source has none.
     """
 
     index: int
@@ -29,10 +32,14 @@ class Episode:
     action: np.ndarray
     state: np.ndarray
     frames: dict[str, np.ndarray] = field(default_factory=dict)
+    environment_state: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.action)
-        for name, arr in {"observation.state": self.state, **self.frames}.items():
+        columns = {"observation.state": self.state, **self.frames}
+        if self.environment_state is not None:
+            columns["observation.environment_state"] = self.environment_state
+        for name, arr in columns.items():
             if len(arr) != n:
                 raise ValueError(
                     f"episode {self.index}: {name} has {len(arr)} frames, action has {n}"
@@ -48,6 +55,7 @@ class SourceInfo:
         dataset: the dataset id (hub repo id or local path).
         fps: frames per second.
         action_dim / state_dim: feature widths.
+        environment_state_dim: width of ``observation.environment_state`` (0: none).
         cameras: spec camera name -> source key.
         fingerprint: identifies the exact source content (hashes, sizes) for resume.
         extra: anything else worth recording in ``meta.json`` (revision, robot type...).
@@ -61,6 +69,7 @@ class SourceInfo:
     cameras: dict[str, str]
     fingerprint: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    environment_state_dim: int = 0
 
 
 class EpisodeSource(Protocol):

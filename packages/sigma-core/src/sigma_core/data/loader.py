@@ -11,14 +11,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from sigma_core.data.actions import ActionMode, ActionSpace
 from sigma_core.data.base_actions import load_base_actions, read_record
 from sigma_core.data.prepare import read_meta
-from sigma_core.data.shards import Shard, verify_shard
+from sigma_core.data.shards import ENVIRONMENT_STATE_KEY, Shard, verify_shard
 from sigma_core.data.stats import Normalizer
 from sigma_core.errors import SigmaUserError
 from sigma_core.types import ActionSet, SigmaBatch
 
 SPLITS = ("train", "val", "test", "all")
+#: LeRobot's key (and meta.json's statistics key) for privileged simulator state.
+ENVIRONMENT_STATE = "observation.environment_state"
 
 
 class ShardDataset(Dataset):
@@ -41,6 +44,14 @@ class ShardDataset(Dataset):
         base_actions: also return the precomputed base actions of ``sigma preprocess
             --base-policy`` (items gain ``base_vector``, ``base_chunk``,
             ``base_trajectory``, normalized like the targets; batches ``base_actions``).
+        environment_state: when > 0, also return the privileged scene state of each
+            window's observation frame (``observation.environment_state``, which must
+            have this width; normalized with a std floor of :data:`ENVIRONMENT_STATE_EPS`;
+            batches ``environment_state``). Specs that read it pass
+            ``model.dims.environment_state_dim``; 0 (default) does not read it.
+        actions: the representation of the targets (and base actions) when
+            ``normalize``: ``absolute`` or ``relative`` to the window's state
+            (:mod:`sigma_core.data.actions`; :attr:`action_space` converts back).
     """
 
     def __init__(
@@ -52,6 +63,8 @@ class ShardDataset(Dataset):
         normalize: bool = True,
         verify: bool = True,
         base_actions: bool = False,
+        environment_state: int = 0,
+        actions: ActionMode = "absolute",
     ) -> None:
         self.root = Path(root)
         self.meta = meta = read_meta(self.root)
@@ -68,6 +81,10 @@ class ShardDataset(Dataset):
         self.normalize = normalize
         self.action_norm = Normalizer(meta["stats"]["action"])
         self.state_norm = Normalizer(meta["stats"]["observation.state"])
+        self.action_space = ActionSpace(actions, meta["stats"], str(self.root))
+        self.environment_norm: Normalizer | None = None
+        if environment_state:
+            self.environment_norm = environment_normalizer(meta, self.root, environment_state)
         for rec in meta["shards"]:
             verify_shard(self.root / rec["file"], rec["sha256"] if verify else None, rec["bytes"])
         episodes = None if split == "all" else meta["split"][split]["episodes"]
@@ -164,6 +181,8 @@ class ShardDataset(Dataset):
             "trajectory": shard["window.trajectory"][w].clone(),
             "episode": int(shard["window.episode"][w]),
         }
+        if self.environment_norm is not None:
+            item["environment_state"] = shard[ENVIRONMENT_STATE_KEY][row].clone()
         scales = ["vector", "chunk", "trajectory"]
         if self.base_actions is not None:
             for k in list(scales):
@@ -171,9 +190,41 @@ class ShardDataset(Dataset):
                 scales.append(f"base_{k}")
         if self.normalize:
             item["state"] = self.state_norm.normalize(item["state"])
+            if self.environment_norm is not None:
+                item["environment_state"] = self.environment_norm.normalize(
+                    item["environment_state"]
+                )
             for k in scales:
-                item[k] = self.action_norm.normalize(item[k])
+                item[k] = self.action_space.encode(
+                    self.action_norm.normalize(item[k]), item["state"]
+                )
         return item
+
+
+#: Privileged scene state is in metres: its std is floored at 1 mm, so that a column
+#: that is constant in training (a goal's height) stays 0 instead of amplifying noise.
+ENVIRONMENT_STATE_EPS = 1e-3
+
+
+def environment_normalizer(meta: dict[str, Any], source: str | Path, width: int) -> Normalizer:
+    """The normalizer of ``observation.environment_state`` from a shard directory's meta.
+
+    Raises:
+        SigmaUserError: the shards carry no environment state, or not ``width`` values.
+    """
+    stats = meta["stats"].get(ENVIRONMENT_STATE)
+    if stats is None:
+        raise SigmaUserError(
+            f"{source}: the shards have no {ENVIRONMENT_STATE} (the spec's "
+            "model.dims.environment_state_dim asks for it); record the data with this "
+            "version of sigma data sim and run sigma preprocess again"
+        )
+    if len(stats["mean"]) != width:
+        raise SigmaUserError(
+            f"{source}: {ENVIRONMENT_STATE} has {len(stats['mean'])} values, the spec's "
+            f"model.dims.environment_state_dim is {width}"
+        )
+    return Normalizer(stats, eps=ENVIRONMENT_STATE_EPS)
 
 
 def _episode_first_row(episode: np.ndarray) -> np.ndarray:
@@ -200,6 +251,9 @@ def collate(items: list[dict[str, Any]]) -> SigmaBatch:
         texts=[it["text"] for it in items],
         targets=stack(""),
         base_actions=stack("base_") if "base_vector" in items[0] else None,
+        environment_state=torch.stack([it["environment_state"] for it in items])
+        if "environment_state" in items[0]
+        else None,
     )
 
 

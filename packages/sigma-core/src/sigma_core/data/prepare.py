@@ -27,9 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sigma_core._fileio import atomic_write_text
 from sigma_core.config import Dims
+from sigma_core.data.actions import RELATIVE_STATS, relative_stats
 from sigma_core.data.dims import check_dims
 from sigma_core.data.episodes import EpisodeSource, SourceInfo
 from sigma_core.data.shards import (
+    ENVIRONMENT_STATE_KEY,
     Shard,
     concat_columns,
     file_record,
@@ -138,6 +140,7 @@ def build_shard(
                 vector=traj[:, 0],
                 avg_action_l2=win.avg_action_l2,
                 max_action_l2=win.max_action_l2,
+                environment_state=ep.environment_state,
             )
         )
         rows += n
@@ -284,12 +287,22 @@ def _finish(
             f"{len(short)} episodes shorter than T={opts.horizon}); nothing was written"
         )
     frames: dict[str, list[np.ndarray]] = {"action": [], "state": [], "episode": []}
+    # each window's targets and observation state (the relative actions' statistics)
+    windows: dict[str, list[np.ndarray]] = {"trajectory": [], "state": [], "episode": []}
+    opened = [Shard(out / g["file"]) for g in shards]
+    # privileged scene state: statistics only when every shard carries the column
+    environment = all(ENVIRONMENT_STATE_KEY in shard.tensors for shard in opened)
+    if environment:
+        frames["environment_state"] = []
     windows_per_episode: dict[int, int] = {}
     tasks: list[str] = []
-    for g in shards:
-        shard = Shard(out / g["file"])
+    for shard in opened:
         for k in frames:
             frames[k].append(shard[f"frame.{k}"].numpy())
+        rows = shard["window.frame"].numpy()
+        windows["trajectory"].append(shard["window.trajectory"].numpy())
+        windows["state"].append(shard["frame.state"].numpy()[rows])
+        windows["episode"].append(shard["window.episode"].numpy())
         eps, n = np.unique(shard["window.episode"].numpy(), return_counts=True)
         windows_per_episode |= dict(zip(eps.tolist(), n.tolist(), strict=True))
         tasks += [t for t in shard.tasks if t not in tasks]
@@ -300,8 +313,18 @@ def _finish(
     train = np.isin(ep_of_frame, split["train"])
     stats = {
         key: feature_stats(np.concatenate(frames[name])[train])
-        for key, name in (("action", "action"), ("observation.state", "state"))
+        for key, name in (
+            ("action", "action"),
+            ("observation.state", "state"),
+            ("observation.environment_state", "environment_state"),
+        )
+        if name in frames
     }
+    train_windows = np.isin(np.concatenate(windows["episode"]), split["train"])
+    stats[RELATIVE_STATS] = relative_stats(
+        np.concatenate(windows["trajectory"])[train_windows],
+        np.concatenate(windows["state"])[train_windows],
+    )
     meta = {
         "format": META_FORMAT,
         "params": params,

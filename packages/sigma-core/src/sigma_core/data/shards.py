@@ -7,6 +7,8 @@ One shard holds whole episodes (windows never span shards). Tensors::
     frame.action        float32 (Nf, A)        action per frame
     frame.episode       int64   (Nf,)          episode id (frames of one episode are contiguous)
     frame.index         int64   (Nf,)          frame index within its episode
+    frame.environment_state  float32 (Nf, E_env)  optional: privileged scene state
+                                               (LeRobot's observation.environment_state)
     window.frame        int64   (Nw,)          row of each window's observation frame
     window.episode      int64   (Nw,)
     window.task         int64   (Nw,)          index into the shard's ``tasks`` metadata
@@ -36,6 +38,8 @@ from sigma_core._fileio import atomic_path, sha256_file
 from sigma_core.errors import SigmaUserError
 
 SHARD_FORMAT = "sigma-shard/1"
+#: The optional per-frame column of privileged scene state.
+ENVIRONMENT_STATE_KEY = "frame.environment_state"
 FRAME_KEYS = ("frame.state", "frame.action", "frame.episode", "frame.index")
 WINDOW_KEYS = (
     "window.frame",
@@ -64,6 +68,7 @@ def shard_columns(
     vector: np.ndarray,
     avg_action_l2: np.ndarray,
     max_action_l2: np.ndarray,
+    environment_state: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The shard columns (module docstring) that one run of frames of an episode adds.
 
@@ -75,9 +80,13 @@ def shard_columns(
         task: index of the episode's task in the shard's ``tasks``.
         trajectory, chunk, vector: (w, T, A), (w, H_c, A), (w, A) window targets.
         avg_action_l2, max_action_l2: (w,) static-filter statistics.
+        environment_state: optional (n, E_env) privileged scene state.
     """
     n, w = len(action), len(window_start)
-    return {
+    extra = {}
+    if environment_state is not None:
+        extra[ENVIRONMENT_STATE_KEY] = np.asarray(environment_state, np.float32)
+    return extra | {
         **{f"frames.{c}": f for c, f in frames.items()},
         "frame.state": np.asarray(state, np.float32),
         "frame.action": np.asarray(action, np.float32),

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sigma_core.data import ShardDataset, collate
+from sigma_core.data import ActionSpace, ShardDataset, collate
 from sigma_core.errors import SigmaUserError
 from sigma_core.model.checkpoint import META
 from sigma_core.model.policy import SigmaPolicy
@@ -121,6 +121,8 @@ def replay(
     swap = swapped_windows(episodes)
     for source in sources:
         p = source.policy
+        # every group is scored in absolute normalized units, whatever it predicts in
+        space = ActionSpace(p.spec.data.actions, ds.meta["stats"], str(ds.root))
         for episode, windows in episodes.items():
             m = None
             for k, i in enumerate(windows):
@@ -129,10 +131,10 @@ def replay(
                 out = p(batch, m, telepathy=source.telepathy)
                 seen = replace(batch, images=collate([ds[swap[i]]]).images)
                 torch.manual_seed(seed + k)
-                swapped = _groups(p, p(seen, m, telepathy=source.telepathy), source)
+                swapped = _groups(p, p(seen, m, telepathy=source.telepathy), source, space, batch)
                 m = out.intent.m_t
                 where = {"episode": episode, "frame": k, "window": i}
-                for group, (actions, extra) in _groups(p, out, source).items():
+                for group, (actions, extra) in _groups(p, out, source, space, batch).items():
                     reliance = _mse(swapped[group][0].trajectory, actions.trajectory)
                     found = _metrics(actions, batch, ds, extra | {"image_reliance": reliance})
                     rows.append(where | {"group": group} | found)
@@ -154,9 +156,20 @@ def swapped_windows(episodes: dict[int, list[int]]) -> dict[int, int]:
 
 
 def _groups(
+    p: SigmaPolicy, out: SigmaOutput, source: Source, space: ActionSpace, batch: SigmaBatch
+) -> dict[str, tuple[ActionSet, dict[str, float]]]:
+    """group -> (its actions in absolute normalized units, its pathway columns) for one
+    forward's output on ``batch``."""
+    groups = _policy_groups(p, out, source)
+    return {
+        g: (actions.map(lambda a: space.decode(a, batch.state)), extra)
+        for g, (actions, extra) in groups.items()
+    }
+
+
+def _policy_groups(
     p: SigmaPolicy, out: SigmaOutput, source: Source
 ) -> dict[str, tuple[ActionSet, dict[str, float]]]:
-    """group -> (its actions, its pathway columns) for one forward's output."""
     if not source.telepathy:
         return {source.name: (out.actions, NO_PATHWAY)}
     it = out.intent

@@ -199,7 +199,13 @@ def evaluate(
             s.name = f"{i}:{s.name}"
     spec = sources[0].policy.spec  # the first policy's eval: section gives the defaults
     split = split or spec.eval.split
-    ds = ShardDataset(data, split=split, frame_history=spec.model.dims.frame_history)
+    dims = spec.model.dims
+    ds = ShardDataset(
+        data,
+        split=split,
+        frame_history=dims.frame_history,
+        environment_state=max(s.policy.dims.environment_state_dim for s in sources),
+    )
     have = shard_dims(ds.meta)
     held_out = set(ds.meta["split"][split]["episodes"])
     for s in sources:  # every group matches the data, so the groups match each other

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from sigma_core._fileio import atomic_dir
 from sigma_core.components import Component
 from sigma_core.config import Dims
+from sigma_core.errors import SigmaUserError
 from sigma_core.kinds import MODEL_SLOTS
 from sigma_core.model.checkpoint import (
     META,
@@ -120,6 +121,17 @@ class SigmaPolicy(nn.Module):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(slot_seed(spec.train.seed, slot))
                     self.add_module(slot, build_component(kind, ref, dims, registry, **context))
+        if dims.auxiliary_state_dim:
+            # privileged supervision (stage base only): the scene state from V_base
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(slot_seed(spec.train.seed, "auxiliary_state"))
+                d = dims.d_model
+                self.auxiliary_state = nn.Sequential(
+                    nn.LayerNorm(d),
+                    nn.Linear(d, d),
+                    nn.GELU(),
+                    nn.Linear(d, dims.auxiliary_state_dim),
+                )
         #: Parameters trainable when built (frozen-by-construction ones, e.g. a backbone's
         #: base weights or a frozen base policy, are not): the only ones a stage may train.
         self.trainable_at_build = frozenset(
@@ -246,9 +258,24 @@ class SigmaPolicy(nn.Module):
             self._queue = list(plan[:, : self._n_action_steps].unbind(1))
         return self._queue.pop(0)
 
+    def vision_state(self, batch: SigmaBatch) -> Tensor:
+        """(B, S_v) what the vision's state encoder reads: ``batch.state``, then
+        ``batch.environment_state`` when ``dims.environment_state_dim`` > 0 (an oracle)."""
+        n = self.dims.environment_state_dim
+        if n == 0:
+            return batch.state
+        env = batch.environment_state
+        if env is None or env.shape[-1] != n:
+            got = None if env is None else tuple(env.shape)
+            raise SigmaUserError(
+                f"this policy reads observation.environment_state ({n} values: "
+                f"model.dims.environment_state_dim), but the batch has {got}"
+            )
+        return torch.cat([batch.state, env.to(batch.state.dtype)], dim=-1)
+
     def _encode(self, batch: SigmaBatch, m_prev: Tensor) -> tuple[IntentOutput, VisionOutput]:
         """Vision at tau = 0 (V_base), backbone and intent."""
-        vis_base = self.vision(batch.images, batch.state, None)
+        vis_base = self.vision(batch.images, self.vision_state(batch), None)
         ids, mask = self.backbone.tokenize(batch.texts)
         prefix = torch.cat([vis_base.tokens, vis_base.state_tokens], dim=1)
         bb = self.backbone(ids, mask, prefix)
@@ -302,7 +329,7 @@ class SigmaPolicy(nn.Module):
         noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
         if pathway:
             # pass 2 reuses pass 1's vision encoding (only the modulator and block see tau)
-            vis_mod = self.vision.modulate(vis_base, batch.images, batch.state, tau)
+            vis_mod = self.vision.modulate(vis_base, batch.images, self.vision_state(batch), tau)
             # the tau = 0 and tau passes of the query and branches run as one batch of 2B:
             # each head's weights are read once, and the flow sampler loops once, not twice
             both_q = self.query(
@@ -335,6 +362,9 @@ class SigmaPolicy(nn.Module):
             c_act = q0.c_act
         actions = a_base + delta
         plan = self.controller(self.fusion(actions.vector, actions.chunk, actions.trajectory))
+        extras = {}
+        if self.dims.auxiliary_state_dim:
+            extras["auxiliary_state"] = self.auxiliary_state(vis_base.tokens.mean(dim=1))
         return SigmaOutput(
             actions=actions,
             base=a_base,
@@ -344,6 +374,7 @@ class SigmaPolicy(nn.Module):
             c_act=c_act,
             c_act_base=q0.c_act,
             intent=intent,
+            extras=extras,
         )
 
 

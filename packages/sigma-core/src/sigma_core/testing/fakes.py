@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 def example_batch(
     dims: Dims, batch_size: int = 4, seed: int = 0, targets: bool = True
 ) -> SigmaBatch:
-    """A random :class:`~sigma_core.types.SigmaBatch` at ``dims`` (with targets), seeded."""
+    """A random :class:`~sigma_core.types.SigmaBatch` at ``dims`` (with targets), seeded;
+    with a scene state when ``dims`` reads or predicts one."""
     import torch
 
     from sigma_core.types import ActionSet, SigmaBatch
@@ -23,6 +24,7 @@ def example_batch(
     g = torch.Generator().manual_seed(seed)
     p, c, f = dims.image_size, len(dims.cameras), dims.frame_history
     texts = ["pick up the red cube", "place it on the blue circle", "go", "stop"]
+    scene = dims.scene_state_dim
     return SigmaBatch(
         torch.rand(batch_size, c, f, 3, p, p, generator=g),
         torch.randn(batch_size, dims.state_dim, generator=g),
@@ -34,6 +36,7 @@ def example_batch(
         )
         if targets
         else None,
+        environment_state=torch.randn(batch_size, scene, generator=g) if scene else None,
     )
 
 

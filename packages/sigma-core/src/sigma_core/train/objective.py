@@ -33,6 +33,10 @@ class StageObjective(nn.Module):
     matching, MSE for regression heads) to TRAF's weighting and hard set. On the
     simulated data native was worse for the token head (300 steps of base-tiny:
     val L_act 0.53 vs 0.22), so it is opt-in.
+    With ``model.dims.auxiliary_state_dim`` > 0, stage base adds
+    ``λ_state·L_state``, ``L_state = mean((head(mean_n V_base,n) − s_env)²)``: the
+    privileged scene state (normalized ``observation.environment_state``) predicted
+    from the vision tokens, which only training reads.
     Stage ``sigma``: :func:`sigma_objective` with the semantic memory unrolled over
     the run: window 1 starts from ``m_0``, window k+1 reads ``m_prev = m_t`` of
     window k, and gradients flow back through the whole run (truncated
@@ -72,15 +76,24 @@ class StageObjective(nn.Module):
     def base_objective(self, batch: SigmaBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Stage base on one batch: TRAF on the tau = 0 branches plus ``λ_fuse·L_fuse``."""
         native = self.losses.base_loss == "native"
-        with torch.no_grad() if native else contextlib.nullcontext():
-            actions = self.policy(batch, telepathy=False).actions
+        auxiliary = self.policy.dims.auxiliary_state_dim > 0
+        with torch.no_grad() if native and not auxiliary else contextlib.nullcontext():
+            out = self.policy(batch, telepathy=False)
+        actions = out.actions
         if native:
+            actions = actions.map(torch.Tensor.detach)
             terms = traf_from_losses(self.branch_losses(batch), self.losses)
         else:
             terms = traf(actions, batch.targets, self.losses)
         l_fuse = self.fusion_loss(actions, batch.targets.chunk)
         total = terms.total + self.losses.lambda_fuse * l_fuse
-        return total, {"loss": total.item(), **traf_columns(terms), "L_fuse": l_fuse.item()}
+        row = {**traf_columns(terms), "L_fuse": l_fuse.item()}
+        if auxiliary:
+            assert batch.environment_state is not None  # the loader supplies it
+            l_state = (out.extras["auxiliary_state"] - batch.environment_state).pow(2).mean()
+            total = total + self.losses.lambda_state * l_state
+            row["L_state"] = l_state.item()
+        return total, {"loss": total.item(), **row}
 
     def fusion_loss(self, actions: ActionSet, target_chunk: torch.Tensor) -> torch.Tensor:
         """``L_fuse = mean_i MSE(fusion(sg(a_vec), sg(a_chk), sg(a_trj))_i, a*_chk,i)``.

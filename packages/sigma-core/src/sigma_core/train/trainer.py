@@ -57,7 +57,7 @@ from sigma_core.data import (
     shard_dims,
 )
 from sigma_core.errors import SigmaUserError
-from sigma_core.model.checkpoint import WEIGHTS, init_from_checkpoint
+from sigma_core.model.checkpoint import META, WEIGHTS, init_from_checkpoint, read_meta
 from sigma_core.model.policy import SigmaPolicy, build_policy
 from sigma_core.spec import SigmaSpec
 from sigma_core.train.checkpoint import checkpoint_init, read_checkpoint, write_checkpoint
@@ -136,8 +136,14 @@ class Trainer:
                 stacklevel=2,
             )
         pre = self.precomputed
-        self.dataset = ShardDataset(data, split="train", frame_history=f, base_actions=pre)
-        self.val = ShardDataset(data, "val", frame_history=f, verify=False, base_actions=pre)
+        inputs = {
+            "frame_history": f,
+            "base_actions": pre,
+            "environment_state": spec.model.dims.scene_state_dim,
+            "actions": spec.data.actions,
+        }
+        self.dataset = ShardDataset(data, split="train", **inputs)
+        self.val = ShardDataset(data, "val", verify=False, **inputs)
         self._check_data()
         k, stride = spec.data.run_length, spec.run_stride()
         self.runs = RunDataset(self.dataset, self.dataset.runs(k, stride))
@@ -145,6 +151,7 @@ class Trainer:
         self._check_runs()
         self.init_source = init_source(spec)
         check_trained_base(spec, self.init_source)
+        check_same_actions(spec, self.init_source)
         torch.manual_seed(spec.train.seed)
         self.policy: SigmaPolicy = build_policy(spec)
         # a base policy in dataset units (e.g. pi0.5) needs the statistics Sigma normalises with
@@ -493,6 +500,23 @@ def check_trained_base(spec: SigmaSpec, source: str | None) -> None:
             " Set train.init_from: <a trained policy directory> or base_policy: {type:"
             " checkpoint, path: <runs/base/policy>}; for a smoke test, set"
             " train.allow_random_base: true"
+        )
+
+
+def check_same_actions(spec: SigmaSpec, source: str | None) -> None:
+    """A policy initialised from (or on top of) another predicts in its representation.
+
+    Raises:
+        SigmaUserError: ``source``'s saved spec has another ``data.actions`` (a relative
+            base's actions added to an absolute residual would be meaningless).
+    """
+    if source is None or not (Path(source) / META).is_file():
+        return
+    theirs = read_meta(source).get("spec", {}).get("data", {}).get("actions", "absolute")
+    if theirs != spec.data.actions:
+        raise SigmaUserError(
+            f"{source} predicts {theirs} actions, this spec data.actions: "
+            f"{spec.data.actions}; set data.actions: {theirs} to build on it"
         )
 
 
