@@ -243,6 +243,9 @@ def test_eval_sim_journals_beside_the_report_and_passes_workers(monkeypatch, tmp
     assert run(SimpleNamespace(name="base", policy=object()), {}) == {"n": 1}
     assert seen["workers"] == 3 and seen["episodes"] == 5 and seen["seed"] == 10_002
     assert seen["journal"] == tmp_path / "reports" / "e1.closed-loop" / "base.jsonl"
+    assert seen["video_dir"] is None
+    simulator(1, 0, None, 1.0, journal_dir(out))(SimpleNamespace(name="base", policy=None), {})
+    assert seen["video_dir"] == tmp_path / "reports" / "e1.closed-loop" / "videos" / "base"
 
 
 def test_eval_sim_without_the_simulator_names_the_extra(monkeypatch):

@@ -39,7 +39,10 @@ def evaluate(
         float, typer.Option(help="Closed loop: an episode's time limit.")
     ] = 15.0,
     save_video: Annotated[
-        bool, typer.Option(help="Closed loop: mp4 of the overhead camera, first 3 episodes.")
+        bool,
+        typer.Option(
+            help="Closed loop: mp4 of the overhead camera, first 3 episodes, in OUT.closed-loop/."
+        ),
     ] = False,
     workers: Annotated[
         int,
@@ -57,8 +60,8 @@ def evaluate(
     sigma_eval_checkA.json / sigma_eval_checkB.json, windows.jsonl and plots/.
 
     With --sim, each finished episode is journaled in OUT.closed-loop/POLICY.jsonl
-    (next to the report directory); a killed run repeated with the same --out
-    reads those episodes back and runs only the rest.
+    (next to the report directory, with --save-video's videos/); a killed run
+    repeated with the same --out reads those episodes back and runs only the rest.
     """
     import torch
 
@@ -72,7 +75,7 @@ def evaluate(
             seed,
             distractors,
             max_seconds,
-            out_dir if save_video else None,
+            journal_dir(out_dir) if save_video else None,
             workers=workers,
             journal_dir=journal_dir(out_dir),
         )
@@ -160,8 +163,9 @@ def journal_dir(out_dir: Path) -> Path:
     """Where ``sigma eval --sim`` journals episodes: ``<out>.closed-loop/`` beside ``<out>``.
 
     Not inside ``<out>``: the report directory is replaced as a whole when the
-    report is written, and the journal must outlive both a killed run and a
-    finished one (a later run with more episodes reuses the first ones).
+    report is written, and the journal (and ``--save-video``'s ``videos/``, which
+    inside ``<out>`` were deleted by that swap) must outlive both a killed run and
+    a finished one (a later run with more episodes reuses the first ones).
     """
     return out_dir.with_name(f"{out_dir.name}.closed-loop")
 
