@@ -12,9 +12,12 @@ ratio to the reference:
   are forked as in ``sigma eval`` (start-up counted).
 
 It also checks that all three give identical outcomes per seed (timing fields
-aside). Torch is pinned to ``--threads`` (default 1) in this process and to one
-thread in each worker. An untrained policy never succeeds, so every episode runs
-its full ``--max-seconds``.
+aside). Episodes per CPU-minute (this process and its workers, user + system)
+is printed too: on a machine shared with other jobs, wall-clock rates (and what
+workers gain) depend on the load, CPU cost per episode much less. Torch is
+pinned to ``--threads`` (default 1) in this process and to one thread in each
+worker. An untrained policy never succeeds, so every episode runs its full
+``--max-seconds``.
 
     uv run python benchmarks/closed_loop_speed.py [POLICY_DIR] [--config YAML] [--meta SHARDS]
         [--episodes 4] [--max-seconds 15] [--workers 2]
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,15 @@ import torch
 from control_latency import load_meta
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its joined children (the workers)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def plain(result: Any) -> dict[str, Any]:
@@ -82,10 +95,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if name == "warm-up":
             rollout(policy, meta, 1, seed=args.seed + 1_000_000, max_seconds=0.5)
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         results[name] = rollout(policy, meta, args.episodes, **common, **runs[name])
-        wall = time.perf_counter() - t0
-        out[name] = {"seconds": wall, "episodes_per_minute": args.episodes / wall * 60}
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        out[name] = {
+            "seconds": wall,
+            "episodes_per_minute": args.episodes / wall * 60,
+            "episodes_per_cpu_minute": args.episodes / cpu * 60,
+        }
     out = {name: out[name] for name in runs}
     outcomes = [[plain(r) for r in rs] for rs in results.values()]
     identical = all(o == outcomes[0] for o in outcomes)
@@ -104,14 +121,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"n_action_steps={first[0].n_action_steps}; "
         f"{args.episodes} episodes x {args.max_seconds:g} s ({steps} control steps per run)"
     )
-    ref = next(iter(out.values()))["episodes_per_minute"]
+    ref = next(iter(out.values()))
     for name, row in out.items():
-        ratio = row["episodes_per_minute"] / ref
+        row["ratio"] = row["episodes_per_minute"] / ref["episodes_per_minute"]
+        row["cpu_ratio"] = row["episodes_per_cpu_minute"] / ref["episodes_per_cpu_minute"]
         print(
             f"{name:<36} {row['seconds']:7.1f} s  {row['episodes_per_minute']:7.1f} episodes/min"
-            f"  x{ratio:.2f}"
+            f"  x{row['ratio']:.2f}   {row['episodes_per_cpu_minute']:7.1f} per CPU-minute"
+            f"  x{row['cpu_ratio']:.2f}"
         )
-        row["ratio"] = ratio
     print(f"outcomes identical per seed across the three runs: {identical}")
     if not identical:
         raise SystemExit("outcomes differ between the runs")
