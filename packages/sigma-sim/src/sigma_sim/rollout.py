@@ -728,7 +728,9 @@ def rollout(
     book = None
     done: dict[int, EpisodeResult] = {}
     if journal is not None:
-        book = EpisodeJournal(Path(journal), policy_fingerprint(policy), plan.settings())
+        device = next(policy.parameters()).device.type  # CPU and GPU numerics differ
+        settings = plan.settings() | {"device": device}
+        book = EpisodeJournal(Path(journal), policy_fingerprint(policy), settings)
         wanted = {seed + i for i in range(episodes)}
         done = {s: r for s, r in book.load(EpisodeResult.from_dict).items() if s in wanted}
         if done:
