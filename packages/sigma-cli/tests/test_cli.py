@@ -223,6 +223,31 @@ def test_eval_bad_input_exits_2_without_traceback(tmp_path, tiny_shards):
     assert "Traceback" not in res.stderr and not (tmp_path / "r").exists()
 
 
+def test_eval_sim_journals_beside_the_report_and_passes_workers(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import sigma_sim.rollout
+    from sigma_cli.evaluate import journal_dir, simulator
+
+    seen = {}
+
+    def fake_rollout(policy, meta, episodes, **kwargs):
+        seen.update(kwargs, episodes=episodes)
+        return ["results"]
+
+    monkeypatch.setattr(sigma_sim.rollout, "rollout", fake_rollout)
+    monkeypatch.setattr(sigma_sim.rollout, "summarize", lambda results: {"n": len(results)})
+    out = tmp_path / "reports" / "e1"
+    assert journal_dir(out) == tmp_path / "reports" / "e1.closed-loop"  # outlives out/
+    run = simulator(5, 2, None, 3.0, None, workers=3, journal_dir=journal_dir(out))
+    assert run(SimpleNamespace(name="base", policy=object()), {}) == {"n": 1}
+    assert seen["workers"] == 3 and seen["episodes"] == 5 and seen["seed"] == 10_002
+    assert seen["journal"] == tmp_path / "reports" / "e1.closed-loop" / "base.jsonl"
+    assert seen["video_dir"] is None
+    simulator(1, 0, None, 1.0, journal_dir(out))(SimpleNamespace(name="base", policy=None), {})
+    assert seen["video_dir"] == tmp_path / "reports" / "e1.closed-loop" / "videos" / "base"
+
+
 def test_eval_sim_without_the_simulator_names_the_extra(monkeypatch):
     from sigma_cli.evaluate import simulator
     from sigma_core import SigmaUserError

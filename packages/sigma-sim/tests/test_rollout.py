@@ -415,3 +415,176 @@ def test_the_closed_loop_rebuilds_the_recorded_scene(meta, policy, capsys) -> No
     default = scene_config(bare, distractors=2, image_size=32, fps=30)
     assert default.distractors == 2 and default.cube_colors == So101PickPlaceConfig().cube_colors
     assert "records no so101-pickplace recording settings" in capsys.readouterr().out
+
+
+# -- rendering only what is read, workers, the journal ------------------------------
+
+
+def test_frame_is_read_marks_the_frames_of_replanning_batches() -> None:
+    from sigma_sim.rollout import frame_is_read
+
+    def read(n: int, frames: int, steps: int = 12) -> list[int]:
+        return [t for t in range(steps) if frame_is_read(t, n, frames)]
+
+    assert read(4, 1) == [0, 4, 8]  # the replanning steps
+    assert read(4, 2) == [0, 3, 4, 7, 8, 11]  # and the step before each
+    assert read(3, 3) == read(1, 1) == list(range(12))  # F >= n: every frame
+    for n, frames in ((4, 2), (3, 2), (5, 3)):  # brute force over the replanning windows
+        want = {s for r in range(0, 40 + n, n) for s in range(r - frames + 1, r + 1) if 0 <= s < 40}
+        assert read(n, frames, 40) == sorted(want)
+
+
+class ReplanImages(Recording):
+    """Also keeps the images of every batch of a replanning step (``t % n == 0``)."""
+
+    def __init__(self, policy: Any, n: int) -> None:
+        super().__init__(policy)
+        self.n, self.t, self.images = n, 0, []
+
+    def reset(self, n_action_steps: int | None = None) -> None:
+        self.t = 0
+        self.policy.reset(n_action_steps)
+
+    def step(self, batch: Any) -> torch.Tensor:
+        if self.t % self.n == 0:
+            self.images.append(batch.images.clone())
+        self.t += 1
+        return super().step(batch)
+
+
+def test_rendering_only_read_frames_changes_nothing_the_policy_sees(meta, monkeypatch) -> None:
+    """F = 2 and replanning every 3 steps: one frame in three is never rendered, and the
+    images at every replanning step, the actions and the outcomes are bit-identical."""
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_sim import scene
+    from sigma_sim.rollout import rollout
+
+    skipped: list[int] = []
+    monkeypatch.setattr(scene._NoRenderer, "render", lambda self: skipped.append(1))
+
+    dims = {**DIMS, "frame_history": 2}
+    spec = validate_spec({"model": {"dims": dims}}, get_registry())
+    torch.manual_seed(0)
+    policy = build_policy(spec).eval()
+    runs = {}
+    for every in (True, False):
+        proxy = ReplanImages(policy, 3)
+        results = rollout(
+            proxy, meta, 2, max_seconds=0.7, n_action_steps=3, render_every_step=every
+        )
+        runs[every] = (proxy, results)
+        steps = sum(r.steps for r in results)
+        # the frames after steps 1, 4, 7, ... (t % 3 == 1) are read by no batch: 2 cameras each
+        assert len(skipped) == (0 if every else 2 * sum(-(-(r.steps - 1) // 3) for r in results))
+        skipped.clear()
+        assert steps > 6
+    (ref, ref_results), (new, new_results) = runs[True], runs[False]
+    assert len(ref.images) == len(new.images) == sum(-(-r.steps // 3) for r in ref_results)
+    assert ref.images[0].shape == (1, 2, 2, 3, 32, 32)
+    for a, b in zip(ref.images, new.images, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(torch.cat(ref.actions), torch.cat(new.actions))
+    assert [_plain(r) for r in ref_results] == [_plain(r) for r in new_results]
+
+
+def test_workers_give_the_sequential_results_in_seed_order(meta, policy) -> None:
+    from sigma_sim.rollout import rollout
+
+    every = rollout(policy, meta, 3, max_seconds=0.5, render_every_step=True)
+    replan = rollout(policy, meta, 3, max_seconds=0.5)
+    parallel = rollout(policy, meta, 3, max_seconds=0.5, workers=2)
+    assert [r.seed for r in parallel] == [10_000, 10_001, 10_002]
+    assert (
+        [_plain(r) for r in every] == [_plain(r) for r in replan] == [_plain(r) for r in parallel]
+    )
+    assert not policy.training
+    with pytest.raises(SigmaUserError, match="workers"):
+        rollout(policy, meta, 1, workers=0)
+
+
+def test_a_journal_resumes_without_rerunning_finished_episodes(
+    meta, policy, tmp_path, monkeypatch
+) -> None:
+    from sigma_sim import rollout as module
+
+    ran: list[int] = []
+    episode = module._Runner.episode
+
+    def counted(self: Any, i: int) -> Any:
+        ran.append(i)
+        return episode(self, i)
+
+    monkeypatch.setattr(module._Runner, "episode", counted)
+    journal = tmp_path / "eval.closed-loop" / "policy.jsonl"
+    first = module.rollout(policy, meta, 2, max_seconds=0.3, journal=journal)
+    assert ran == [0, 1] and len(journal.read_text().splitlines()) == 2
+    with journal.open("a") as f:
+        f.write('{"format": 1, "policy": "cut sh')  # a kill in the middle of a write
+    ran.clear()
+    resumed = module.rollout(policy, meta, 4, max_seconds=0.3, journal=journal)
+    assert ran == [2, 3]  # the first two were read back, timings included
+    assert [r.as_dict() for r in resumed[:2]] == [r.as_dict() for r in first]
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 4 and [json.loads(x)["seed"] for x in lines] == [
+        10_000 + i for i in range(4)
+    ]
+    straight = module.rollout(policy, meta, 4, max_seconds=0.3)
+    assert [_plain(r) for r in resumed] == [_plain(r) for r in straight]
+    ran.clear()
+    again = module.rollout(policy, meta, 4, max_seconds=0.3, journal=journal)
+    assert ran == [] and [r.as_dict() for r in again] == [r.as_dict() for r in resumed]
+    ran.clear()
+    module.rollout(policy, meta, 1, max_seconds=0.2, journal=journal)  # other settings
+    assert ran == [0] and len(journal.read_text().splitlines()) == 5
+
+
+def test_a_bad_journal_line_names_the_file(meta, policy, tmp_path) -> None:
+    from sigma_sim.rollout import rollout
+
+    journal = tmp_path / "policy.jsonl"
+    journal.write_text('{"format": 1, "seed": 10000}\n')
+    with pytest.raises(SigmaUserError, match=rf"{journal}, line 1: unreadable closed-loop"):
+        rollout(policy, meta, 1, max_seconds=0.1, journal=journal)
+    journal.write_text("not json\n\n")
+    with pytest.raises(SigmaUserError, match="line 1"):
+        rollout(policy, meta, 1, max_seconds=0.1, journal=journal)
+
+
+FORKED_WORKERS = """
+import json, pickle, sys
+import torch
+torch.set_num_threads(1)
+from sigma_sim import scene
+from sigma_sim.rollout import rollout
+policy = pickle.load(open(sys.argv[1], "rb"))
+meta = json.load(open(sys.argv[2]))
+results = rollout(policy, meta, 3, max_seconds=0.5, workers=2)
+assert not scene.has_rendered()  # the episodes ran in forked workers
+print(json.dumps([r.as_dict() for r in results]))
+"""
+
+
+def test_workers_fork_in_a_process_that_has_not_rendered(meta, policy, tmp_path) -> None:
+    """``sigma eval``'s path: no simulator in the parent yet, so the workers are forked."""
+    import pickle
+    import subprocess
+    import sys
+
+    from sigma_sim.rollout import rollout
+
+    (tmp_path / "policy.pkl").write_bytes(pickle.dumps(policy))
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    run = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKERS, tmp_path / "policy.pkl", tmp_path / "meta.json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    forked = json.loads(run.stdout.strip().splitlines()[-1])
+    here = rollout(policy, meta, 3, max_seconds=0.5)
+    drop = ("latencies", "sim_seconds")
+    assert [{k: v for k, v in d.items() if k not in drop} for d in forked] == [
+        _plain(r) for r in here
+    ]

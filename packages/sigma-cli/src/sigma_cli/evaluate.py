@@ -39,8 +39,15 @@ def evaluate(
         float, typer.Option(help="Closed loop: an episode's time limit.")
     ] = 15.0,
     save_video: Annotated[
-        bool, typer.Option(help="Closed loop: mp4 of the overhead camera, first 3 episodes.")
+        bool,
+        typer.Option(
+            help="Closed loop: mp4 of the overhead camera, first 3 episodes, in OUT.closed-loop/."
+        ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Closed loop: episodes run in this many processes at once."),
+    ] = 1,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
@@ -51,6 +58,10 @@ def evaluate(
     NAME:base = its frozen base); differences come with 95% paired bootstrap
     intervals over episodes. Writes report.json, report.md, the paper's
     sigma_eval_checkA.json / sigma_eval_checkB.json, windows.jsonl and plots/.
+
+    With --sim, each finished episode is journaled in OUT.closed-loop/POLICY.jsonl
+    (next to the report directory, with --save-video's videos/); a killed run
+    repeated with the same --out reads those episodes back and runs only the rest.
     """
     import torch
 
@@ -60,7 +71,13 @@ def evaluate(
     closed_loop = None
     if sim:
         closed_loop = simulator(
-            sim, seed, distractors, max_seconds, out_dir if save_video else None
+            sim,
+            seed,
+            distractors,
+            max_seconds,
+            journal_dir(out_dir) if save_video else None,
+            workers=workers,
+            journal_dir=journal_dir(out_dir),
         )
     err.print(f"replaying {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} ...")
     report = run_eval(
@@ -142,10 +159,32 @@ def closed_loop_diffs(comparisons: list[dict[str, Any]]) -> Table:
     return table
 
 
+def journal_dir(out_dir: Path) -> Path:
+    """Where ``sigma eval --sim`` journals episodes: ``<out>.closed-loop/`` beside ``<out>``.
+
+    Not inside ``<out>``: the report directory is replaced as a whole when the
+    report is written, and the journal (and ``--save-video``'s ``videos/``, which
+    inside ``<out>`` were deleted by that swap) must outlive both a killed run and
+    a finished one (a later run with more episodes reuses the first ones).
+    """
+    return out_dir.with_name(f"{out_dir.name}.closed-loop")
+
+
 def simulator(
-    episodes: int, seed: int, distractors: int | None, max_seconds: float, video_root: Path | None
+    episodes: int,
+    seed: int,
+    distractors: int | None,
+    max_seconds: float,
+    video_root: Path | None,
+    *,
+    workers: int = 1,
+    journal_dir: Path | None = None,
 ) -> Callable[[Any, dict[str, Any]], dict[str, Any]]:
-    """The closed-loop evaluator of ``sigma eval --sim``, from the SO-101 simulator package."""
+    """The closed-loop evaluator of ``sigma eval --sim``, from the SO-101 simulator package.
+
+    ``workers`` processes run episodes; with ``journal_dir`` each policy's finished
+    episodes go to ``journal_dir/<policy name>.jsonl`` and are read back on a rerun.
+    """
     try:
         from sigma_sim.rollout import rollout, summarize
     except ImportError:
@@ -165,6 +204,8 @@ def simulator(
             distractors=distractors,
             max_seconds=max_seconds,
             video_dir=videos,
+            workers=workers,
+            journal=journal_dir / f"{source.name}.jsonl" if journal_dir else None,
         )
         return summarize(results)
 

@@ -20,6 +20,31 @@ One control step (``fps`` of the shard directory's source, one ``env.step``)::
 The episode ends at the first step whose ``info["success"]`` is true, or after
 ``floor(max_seconds * fps)`` steps.
 
+Rendering only what the policy reads
+------------------------------------
+A policy plans on replanning steps (``t % n_action_steps == 0``) and pops a
+queued action on the others without looking at the observation. Rendering the
+two cameras was almost all of a control step's cost, so the simulator renders a
+step's frame only when a replanning batch will contain it
+(:func:`frame_is_read`: the replanning step itself and, with a frame history of
+F > 1, the F - 1 steps before it), and on every step of the episodes that get a
+video. :class:`sigma_sim.scene.CameraSwitch` turns the env's renderers off in
+between without touching physics or random draws, so every image a policy sees
+is bit-identical to the every-step rendering (``render_every_step=True``, kept
+as the benchmark's reference), and so is every outcome. On the other steps the
+batch carries the last read images as a stand-in: a policy-shaped object that
+reads observations on every step must be run with ``render_every_step=True``.
+
+Workers and the journal
+-----------------------
+``workers > 1`` runs episodes in spawned processes, each with its own simulator
+and a pickled copy of the policy (one torch thread each); episodes are seeded
+by index, so results do not depend on the worker count and come back in seed
+order. With ``journal``, every finished episode is appended to a JSONL file
+(:mod:`sigma_sim.episode_journal`), keyed by the policy's
+:func:`policy_fingerprint`, the seed and the outcome-deciding settings; a rerun
+reads those episodes back and runs only the rest.
+
 Evaluation seeds
 ----------------
 Episode ``i`` of ``rollout(..., seed=s)`` resets the simulator with
@@ -74,12 +99,15 @@ from sigma_core.eval import CLOSED_LOOP_EPISODE_FIELDS, STAGES
 from sigma_sim.render import ensure_gl_backend
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
     import torch
     from so101_nexus.mujoco.pick_and_place import PickAndPlaceEnv
 
     from sigma_core import SigmaPolicy
     from sigma_sim.config import So101PickPlaceConfig
+    from sigma_sim.scene import CameraSwitch
 
 ensure_gl_backend()  # before anything imports mujoco
 
@@ -123,7 +151,8 @@ class EpisodeResult:
         latencies: wall seconds of every ``policy.step`` call, one per step.
         n_action_steps: actions executed per plan; step ``t`` replanned (ran the
             model) iff ``t % n_action_steps == 0``.
-        sim_seconds: wall seconds of every ``env.step`` (physics + rendering both cameras).
+        sim_seconds: wall seconds of every ``env.step`` (physics, plus rendering both
+            cameras on the steps whose frame is read; see the module docstring).
         video: the mp4 written for this episode, if any.
     """
 
@@ -155,6 +184,18 @@ class EpisodeResult:
         out = asdict(self)
         out["video"] = None if self.video is None else str(self.video)
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpisodeResult:
+        """The inverse of :meth:`as_dict`.
+
+        Raises:
+            TypeError: unknown or missing fields.
+        """
+        fields = dict(data)
+        if fields.get("video") is not None:
+            fields["video"] = Path(fields["video"])
+        return cls(**fields)
 
 
 def eval_env_seed(seed: int, episode: int) -> int:
@@ -275,10 +316,12 @@ class Observer:
         self.state_norm, self.gripper_limits, self.device = state_norm, gripper_limits, device
         #: set when the policy reads the privileged scene state (an oracle spec)
         self.environment_norm = environment_norm
-        self.history: deque[torch.Tensor] = deque(maxlen=frames)
+        self.history: deque[torch.Tensor | None] = deque(maxlen=frames)
+        self.last_images: torch.Tensor | None = None
 
     def reset(self) -> None:
         self.history.clear()
+        self.last_images = None
 
     def images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         """(C, 3, P, P) uint8: every camera resized with padding, as preprocessing does."""
@@ -290,20 +333,41 @@ class Observer:
         return resize_with_pad(hwc.permute(0, 3, 1, 2), self.size)
 
     def batch(
-        self, obs: dict[str, np.ndarray], task: str, environment: np.ndarray | None = None
+        self,
+        obs: dict[str, np.ndarray],
+        task: str,
+        environment: np.ndarray | None = None,
+        read: bool = True,
     ) -> Any:
-        """The policy's input; ``environment`` is :func:`sigma_sim.scene.environment_state`
-        (needed when :attr:`environment_norm` is set, else ignored)."""
+        """The batch of this step; ``read=False`` on steps whose images the policy ignores.
+
+        ``environment`` is :func:`sigma_sim.scene.environment_state` (needed when
+        :attr:`environment_norm` is set, else ignored).
+
+        A camera image may be ``None`` (not rendered, see
+        :class:`sigma_sim.scene.CameraSwitch`); such a frame keeps its place in the
+        history. With ``read=False`` the images of the last read batch stand in
+        (the policy pops a queued action and does not look at them); with
+        ``read=True`` every frame of the history must have been rendered.
+
+        Raises:
+            RuntimeError: ``read=True`` while a frame of the history was not rendered.
+        """
         import torch
 
         from sigma_core import SigmaBatch
 
-        frame = self.images(obs)
+        rendered = all(obs.get(key) is not None for key in self.cameras.values())
+        frame = self.images(obs) if rendered else None
         if not self.history:  # episode start: the first frame repeated, as the loader does
             self.history.extend([frame] * self.frames)
         else:
             self.history.append(frame)
-        images = torch.stack(list(self.history), dim=1)  # (C, F, 3, P, P)
+        if read or self.last_images is None:
+            if any(f is None for f in self.history):
+                raise RuntimeError("a frame the policy reads was not rendered")
+            images = torch.stack(list(self.history), dim=1)  # (C, F, 3, P, P)
+            self.last_images = images[None].to(self.device).float().div_(255)
         state = torch.from_numpy(sim_to_dataset(obs["state"], self.gripper_limits))
         env_state = None
         if self.environment_norm is not None:
@@ -312,7 +376,7 @@ class Observer:
             env_state = self.environment_norm.normalize(torch.from_numpy(environment))
             env_state = env_state[None].to(self.device)
         return SigmaBatch(
-            images=images[None].to(self.device).float().div_(255),
+            images=self.last_images,
             state=self.state_norm.normalize(state)[None].to(self.device),
             texts=[task],
             environment_state=env_state,
@@ -402,6 +466,162 @@ class Distractors:
         return bool((moved | lifted).any())
 
 
+def frame_is_read(t: int, n_action_steps: int, frames: int) -> bool:
+    """Whether the observation of control step ``t`` enters a batch the policy reads.
+
+    Step ``r`` replans iff ``r % n_action_steps == 0`` and reads the frames of steps
+    ``r - frames + 1 .. r``; so frame ``t`` is read iff the next replanning step at
+    or after ``t`` is less than ``frames`` steps away: ``(-t) % n_action_steps < frames``.
+    """
+    return (-t) % n_action_steps < frames
+
+
+def policy_fingerprint(policy: Any) -> str:
+    """SHA-256 of a policy's class and ``state_dict`` (names, dtypes, shapes, bytes)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256(f"{type(policy).__module__}.{type(policy).__qualname__}".encode())
+    for name, value in policy.state_dict().items():
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        flat = value.detach().to("cpu").contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class _Plan:
+    """What every episode of one rollout shares besides the policy (picklable, for workers)."""
+
+    cfg: So101PickPlaceConfig
+    cameras: dict[str, str]
+    size: int
+    frames: int
+    fps: int
+    limit: int
+    n_steps: int
+    seed: int
+    stats: dict[str, Any]
+    actions: str
+    environment_state_dim: int
+    video_dir: Path | None
+    video_episodes: int
+    render_every_step: bool
+
+    def normalizers(self) -> tuple[Normalizer, ActionSpace, Normalizer, Normalizer | None]:
+        """(action, action space, state, environment state or ``None``) normalizers.
+
+        Raises:
+            SigmaUserError: statistics that lack what the policy's spec reads.
+        """
+        from sigma_core.data import environment_normalizer
+
+        env_norm = None
+        if self.environment_state_dim:
+            env_norm = environment_normalizer(
+                {"stats": self.stats}, "meta.json", self.environment_state_dim
+            )
+        return (
+            Normalizer(self.stats["action"]),
+            ActionSpace(self.actions, self.stats),  # type: ignore[arg-type]
+            Normalizer(self.stats["observation.state"]),
+            env_norm,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """Everything here that decides an episode's outcome (the journal's key)."""
+        from importlib.metadata import version
+
+        return {
+            "scene": self.cfg.model_dump(mode="json"),
+            "cameras": self.cameras,
+            "image_size": self.size,
+            "frame_history": self.frames,
+            "fps": self.fps,
+            "steps": self.limit,
+            "n_action_steps": self.n_steps,
+            "stats": self.stats,
+            "actions": self.actions,
+            "environment_state_dim": self.environment_state_dim,
+            "versions": {p: version(p) for p in ("so101-nexus", "mujoco")},
+        }
+
+
+class _Runner:
+    """One simulator and one policy; runs episodes of a :class:`_Plan` by index."""
+
+    def __init__(self, policy: SigmaPolicy, plan: _Plan) -> None:
+        import numpy as np
+
+        from sigma_sim.scene import CameraSwitch, make_env
+
+        self.policy, self.plan = policy, plan
+        self.device = next(policy.parameters()).device
+        self.env = make_env(plan.cfg)
+        self.switch = CameraSwitch(self.env)
+        low = self.env.action_space.low.astype(np.float64)
+        high = self.env.action_space.high.astype(np.float64)
+        self.bounds = (low, high, (float(low[-1]), float(high[-1])))
+        action_norm, space, state_norm, env_norm = plan.normalizers()
+        self.actions = (action_norm, space)
+        self.observer = Observer(
+            plan.cameras, plan.size, plan.frames, state_norm, self.bounds[2], self.device, env_norm
+        )
+
+    def episode(self, i: int) -> EpisodeResult:
+        import torch
+
+        plan = self.plan
+        env_seed = eval_env_seed(plan.seed, i)
+        video = None
+        if plan.video_dir is not None and i < plan.video_episodes:
+            video = _open_video(Path(plan.video_dir) / f"episode_{plan.seed + i}.mp4", plan.fps)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(env_seed)
+            return _episode(
+                self.env,
+                self.policy,
+                self.observer,
+                self.actions,
+                list(plan.cfg.cube_colors),
+                env_seed,
+                plan.limit,
+                plan.fps,
+                plan.n_steps,
+                self.bounds,
+                video,
+                self.switch,
+                plan.render_every_step or video is not None,
+            )
+
+    def close(self) -> None:
+        self.switch.close()
+
+
+_WORKER: _Runner | None = None
+
+
+def _start_worker(policy: SigmaPolicy | bytes, plan: _Plan) -> None:
+    """Process-pool initializer: one torch thread, the policy (unpickled), a simulator built."""
+    import pickle
+
+    import torch
+
+    global _WORKER
+    torch.set_num_threads(1)
+    if isinstance(policy, bytes):
+        policy = pickle.loads(policy)
+    policy.eval()
+    _WORKER = _Runner(policy, plan)
+
+
+def _worker_episode(i: int) -> EpisodeResult:
+    assert _WORKER is not None, "worker not started"
+    return _WORKER.episode(i)
+
+
 def rollout(
     policy: SigmaPolicy,
     meta: dict[str, Any],
@@ -415,6 +635,9 @@ def rollout(
     video_episodes: int = 3,
     render_size: int | None = None,
     progress: bool = False,
+    workers: int = 1,
+    journal: Path | None = None,
+    render_every_step: bool = False,
 ) -> list[EpisodeResult]:
     """Run ``policy`` closed-loop in the SO-101 pick-and-place simulator.
 
@@ -443,25 +666,36 @@ def rollout(
             that was larger than the stored size, so frames are downscaled the
             way preprocessing downscaled them.
         progress: show a progress bar over episodes.
+        workers: processes that run episodes in parallel (each builds its own
+            simulator and gets a pickled copy of ``policy``, one torch thread
+            each); 1 runs them in this process. Results do not depend on it.
+        journal: a JSONL file that records each finished episode (see
+            :mod:`sigma_sim.episode_journal`); episodes already in it for this
+            policy, seed and settings are read back instead of run again.
+        render_every_step: render both cameras on every step, as before the
+            cameras were switched off between the frames the policy reads
+            (the reference of ``benchmarks/closed_loop_speed.py``). Results do not
+            depend on it.
 
     Returns:
         One :class:`EpisodeResult` per episode, in order.
 
     Raises:
         SigmaUserError: bad arguments, or ``meta`` that does not match the
-            policy's dims (action/state width, cameras, image size).
+            policy's dims (action/state width, cameras, image size), or an
+            unreadable journal line.
     """
-    import numpy as np
-    import torch
     from tqdm.auto import tqdm
 
-    from sigma_core.data import check_dims, environment_normalizer, shard_dims
-    from sigma_sim.scene import make_env
+    from sigma_core.data import check_dims, shard_dims
+    from sigma_sim.episode_journal import EpisodeJournal
 
     if episodes < 0:
         raise SigmaUserError(f"episodes must be >= 0, got {episodes}")
     if max_seconds <= 0:
         raise SigmaUserError(f"max_seconds must be > 0, got {max_seconds}")
+    if workers < 1:
+        raise SigmaUserError(f"workers must be >= 1, got {workers}")
     eval_env_seed(seed, 0)  # rejects a negative seed before the scene is built
     have = shard_dims(meta)
     dims = policy.dims
@@ -470,59 +704,123 @@ def rollout(
         {k: have[k] for k in ("action_dim", "state_dim", "cameras", "image_size")},
         "meta.json",
     )
-    cameras = sim_cameras(meta, list(dims.cameras))
     fps = _fps(meta)
     size = int(have["image_size"])
-    cfg = scene_config(meta, distractors=distractors, image_size=render_size or size, fps=fps)
-    limit = max(1, math.floor(max_seconds * fps + 1e-9))
-    action_norm = Normalizer(meta["stats"]["action"])
-    space = ActionSpace(policy.spec.data.actions, meta["stats"])
-    state_norm = Normalizer(meta["stats"]["observation.state"])
-    env_norm = None
-    if dims.environment_state_dim:
-        env_norm = environment_normalizer(meta, "meta.json", dims.environment_state_dim)
-    device = next(policy.parameters()).device
     n_steps = n_action_steps or policy.spec.run_stride()
     policy.reset(n_steps)  # validates n_action_steps before the scene is built
+    plan = _Plan(
+        cfg=scene_config(meta, distractors=distractors, image_size=render_size or size, fps=fps),
+        cameras=sim_cameras(meta, list(dims.cameras)),
+        size=size,
+        frames=dims.frame_history,
+        fps=fps,
+        limit=max(1, math.floor(max_seconds * fps + 1e-9)),
+        n_steps=n_steps,
+        seed=seed,
+        stats=meta["stats"],
+        actions=policy.spec.data.actions,
+        environment_state_dim=dims.environment_state_dim or 0,
+        video_dir=None if video_dir is None else Path(video_dir),
+        video_episodes=video_episodes,
+        render_every_step=render_every_step,
+    )
+    plan.normalizers()  # refuses statistics the policy cannot use before any simulator starts
+    book = None
+    done: dict[int, EpisodeResult] = {}
+    if journal is not None:
+        device = next(policy.parameters()).device.type  # CPU and GPU numerics differ
+        settings = plan.settings() | {"device": device}
+        book = EpisodeJournal(Path(journal), policy_fingerprint(policy), settings)
+        wanted = {seed + i for i in range(episodes)}
+        done = {s: r for s, r in book.load(EpisodeResult.from_dict).items() if s in wanted}
+        if done:
+            print(f"sigma_sim.rollout: {len(done)} of {episodes} episodes read back from {journal}")
+    todo = [i for i in range(episodes) if seed + i not in done]
+    bar = tqdm(total=episodes, initial=len(done), desc="rollout", unit="ep", disable=not progress)
 
-    env = make_env(cfg)
+    def finished(result: EpisodeResult) -> None:
+        done[result.seed] = result
+        if book is not None:
+            book.append(result.seed, result.as_dict())
+        bar.update(1)
+
     was_training = policy.training
     policy.eval()
-    results: list[EpisodeResult] = []
     try:
-        low = env.action_space.low.astype(np.float64)
-        high = env.action_space.high.astype(np.float64)
-        gripper = (float(low[-1]), float(high[-1]))
-        observer = Observer(
-            cameras, size, dims.frame_history, state_norm, gripper, device, env_norm
-        )
-        colors = list(cfg.cube_colors)
-        for i in tqdm(range(episodes), desc="rollout", unit="ep", disable=not progress):
-            env_seed = eval_env_seed(seed, i)
-            video = None
-            if video_dir is not None and i < video_episodes:
-                video = _open_video(Path(video_dir) / f"episode_{seed + i}.mp4", fps)
-            devices = [device] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(env_seed)
-                result = _episode(
-                    env,
-                    policy,
-                    observer,
-                    (action_norm, space),
-                    colors,
-                    env_seed,
-                    limit,
-                    fps,
-                    n_steps,
-                    (low, high, gripper),
-                    video,
-                )
-            results.append(result)
+        if todo and min(workers, len(todo)) == 1:
+            runner = _Runner(policy, plan)
+            try:
+                for i in todo:
+                    finished(runner.episode(i))
+            finally:
+                runner.close()
+        elif todo:
+            _run_in_workers(policy, plan, todo, min(workers, len(todo)), finished)
     finally:
-        env.close()
+        bar.close()
         policy.train(was_training)
-    return results
+    return [done[seed + i] for i in range(episodes)]
+
+
+def _run_in_workers(
+    policy: SigmaPolicy,
+    plan: _Plan,
+    todo: list[int],
+    workers: int,
+    finished: Callable[[EpisodeResult], None],
+) -> None:
+    """Run episodes ``todo`` in ``workers`` processes; ``finished`` as each ends.
+
+    A CPU policy in a process that has not rendered yet (``sigma eval``) goes to
+    forked workers, which start in about a second. Otherwise workers fork from a
+    clean server process (``forkserver``) that imports this module and the
+    policy's modules once (torch, transformers and peft: ~15 s on a loaded 2-core
+    machine) and get the policy pickled: a worker forked from a process that had
+    rendered hung in its first render (:func:`sigma_sim.scene.has_rendered`), and
+    CUDA does not survive a fork. Where neither exists, spawn.
+    """
+    import multiprocessing
+    import pickle
+    import sys
+    import warnings
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    import torch
+
+    from sigma_sim.scene import has_rendered
+
+    methods = multiprocessing.get_all_start_methods()
+    cpu = next(policy.parameters()).device.type == "cpu" and not torch.cuda.is_initialized()
+    sent: SigmaPolicy | bytes = policy
+    if sys.platform == "linux" and "fork" in methods and cpu and not has_rendered():
+        context = multiprocessing.get_context("fork")
+    elif "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        modules = {"sigma_sim.rollout"} | {type(m).__module__ for m in policy.modules()}
+        context.set_forkserver_preload(sorted(modules))  # no effect once the server runs
+        sent = pickle.dumps(policy)
+    else:
+        context, sent = multiprocessing.get_context("spawn"), pickle.dumps(policy)
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(sent, plan),
+    )
+    with pool:
+        with warnings.catch_warnings():  # the workers start on the first submit
+            # Python 3.12 warns on fork() with threads (torch's); a worker runs one
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            pending = {pool.submit(_worker_episode, i) for i in todo}
+        try:
+            while pending:
+                ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in ready:
+                    finished(future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
 
 
 class Progress:
@@ -553,6 +851,8 @@ def _episode(
     n_steps: int,
     bounds: tuple[np.ndarray, np.ndarray, tuple[float, float]],
     video: _Video | None,
+    switch: CameraSwitch | None = None,
+    render_every_step: bool = True,
 ) -> EpisodeResult:
     import numpy as np
 
@@ -560,6 +860,8 @@ def _episode(
 
     low, high, gripper = bounds
     action_norm, space = actions
+    if switch is not None:
+        switch.set(True)  # step 0 replans
     obs, info, episode = reset_episode(env, env_seed, colors)
     distractors = Distractors(env, colors)
     policy.reset(n_steps)
@@ -579,9 +881,12 @@ def _episode(
             scene = None
             if observer.environment_norm is not None:
                 scene = environment_state(env, colors)
-            batch = observer.batch(obs, episode.task, scene)
-            if steps % n_steps == 0:  # a replanning step: the plan is relative to this state
+            replan = steps % n_steps == 0
+            batch = observer.batch(obs, episode.task, scene, read=render_every_step or replan)
+            if replan:  # the plan is relative to this state
                 anchor = batch.state
+            if switch is not None:
+                switch.set(render_every_step or frame_is_read(steps + 1, n_steps, observer.frames))
             t0 = time.perf_counter()
             action = space.decode(policy.step(batch), anchor)
             latencies.append(time.perf_counter() - t0)
@@ -654,8 +959,8 @@ def summarize(results: list[EpisodeResult], level: float = 0.95) -> dict[str, An
         ``"mean_min_obj_to_goal"`` (m), ``"steps"`` (total), ``"latency_ms"``
         (p50 / p99 / mean / max over every control step, replanning steps
         included), ``"replan_latency_ms"`` (the same over the steps that ran the
-        model), ``"sim_step_ms"`` (``env.step``: physics and rendering) and
-        ``"episodes_detail"`` (one dict of :data:`EPISODE_FIELDS` per episode,
+        model), ``"sim_step_ms"`` (``env.step``: physics, and rendering where a
+        frame is read) and ``"episodes_detail"`` (one dict of :data:`EPISODE_FIELDS` per episode,
         in seed order: two policies run on the same seeds are paired by it).
 
     Raises:
@@ -702,6 +1007,8 @@ __all__ = [
     "EpisodeResult",
     "dataset_to_sim",
     "eval_env_seed",
+    "frame_is_read",
+    "policy_fingerprint",
     "rollout",
     "scene_config",
     "sim_cameras",

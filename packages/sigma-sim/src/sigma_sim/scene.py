@@ -17,8 +17,12 @@ carried cube's colour it resets again with the same seed and
 same random draws either way, so the layout stays the same), which keeps every
 instruction unambiguous.
 
+
 :func:`environment_state` reads the privileged scene state that recordings store
 as LeRobot's ``observation.environment_state`` (layout in its docstring).
+
+:class:`CameraSwitch` turns the env's camera rendering off and on between steps
+without touching physics, so a closed loop renders only the frames a policy reads.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
 
 #: Native physics step of the so101_nexus MuJoCo preset (``scene.MUJOCO_SCENE_OPTION_XML``).
 NATIVE_TIMESTEP = 0.005
+#: Processes (pids) that built an environment, i.e. created OpenGL renderers.
+_RENDERING_PIDS: set[int] = set()
 
 ensure_gl_backend()  # before anything imports mujoco
 
@@ -65,9 +71,19 @@ def physics_for_fps(fps: int) -> tuple[float, int]:
     return 1.0 / (fps * substeps), substeps
 
 
+def has_rendered() -> bool:
+    """Whether this process has built an environment (and so started OpenGL renderers).
+
+    A process forked after that hangs in its first render (llvmpipe's state does
+    not survive ``fork``), so :mod:`sigma_sim.rollout` forks workers only before.
+    """
+    return os.getpid() in _RENDERING_PIDS
+
+
 def make_env(cfg: So101PickPlaceConfig) -> PickAndPlaceEnv:
     """Build the recording environment for ``cfg`` (see the module docstring)."""
     ensure_gl_backend()
+    _RENDERING_PIDS.add(os.getpid())
     from so101_nexus import (
         CubeObject,
         JointPositions,
@@ -124,6 +140,65 @@ def make_env(cfg: So101PickPlaceConfig) -> PickAndPlaceEnv:
                 "MUJOCO_GL=egl (or osmesa) before Python first imports mujoco; now "
                 f"MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}"
             ) from exc
+
+
+class _NoRenderer:
+    """Stands in for a ``mujoco.Renderer`` while cameras are off: draws nothing, returns None."""
+
+    def update_scene(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def enable_depth_rendering(self) -> None:
+        return None
+
+    def disable_depth_rendering(self) -> None:
+        return None
+
+    def render(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class CameraSwitch:
+    """Turns an env's camera observations off and on between steps; physics is untouched.
+
+    ``so101_nexus`` (0.10) renders every camera whose renderer is set
+    (``env._wrist_renderer``, ``env._overhead_obs_renderer``) in ``_get_obs`` on
+    every reset and step. While the switch is off those two attributes hold a
+    stand-in that draws nothing, so the observation keeps its keys with ``None``
+    for each image, and nothing else changes: the MuJoCo state, the env's random
+    generator (the wrist camera is still randomized at reset, as ``_wrist_renderer``
+    is not ``None``) and the real renderers, which are put back when the switch is
+    turned on. A frame rendered while on is therefore bit-identical to the one an
+    env that renders every step produces at that step. Turn the switch on before
+    ``env.close()`` (or use :meth:`close`) so the real renderers are released.
+    """
+
+    ATTRIBUTES = ("_wrist_renderer", "_overhead_obs_renderer")
+
+    def __init__(self, env: PickAndPlaceEnv) -> None:
+        missing = [a for a in self.ATTRIBUTES if not hasattr(env, a)]
+        if missing:  # a so101_nexus release that renders differently
+            raise RuntimeError(
+                f"{type(env).__name__} has no {', '.join(missing)}: sigma_sim.scene.CameraSwitch "
+                "does not know how this so101_nexus version renders"
+            )
+        self.env = env
+        self.renderers = {a: getattr(env, a) for a in self.ATTRIBUTES}
+        self.on = True
+
+    def set(self, on: bool) -> None:
+        """Render the cameras on the following resets and steps (``True``) or not."""
+        if on == self.on:
+            return
+        for attr, renderer in self.renderers.items():
+            if renderer is not None:
+                setattr(self.env, attr, renderer if on else _NoRenderer())
+        self.on = on
+
+    def close(self) -> None:
+        """Put the real renderers back and close the env."""
+        self.set(True)
+        self.env.close()
 
 
 def _body(env: PickAndPlaceEnv, name: str) -> int:
