@@ -224,6 +224,8 @@ def test_rollout_fields_latencies_video_and_determinism(meta, policy, tmp_path) 
     torch.testing.assert_close(torch.cat(first.actions), torch.cat(second.actions))
     assert not policy.training
     other = rollout(policy, meta, 1, seed=20_000, max_seconds=0.2, n_action_steps=2)
+    with pytest.raises(SigmaUserError, match=r"n_action_steps must be in \[1, 4\], got 9"):
+        rollout(policy, meta, 1, n_action_steps=9)
     assert other[0].steps == 6 and other[0].n_action_steps == 2
     assert len(other[0].replan_latencies) == 3
 

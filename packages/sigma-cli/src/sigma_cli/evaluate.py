@@ -48,6 +48,14 @@ def evaluate(
         int,
         typer.Option(min=1, help="Closed loop: episodes run in this many processes at once."),
     ] = 1,
+    n_action_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Closed loop: actions executed per plan before replanning (1..H_c; default "
+            "the spec's replanning stride).",
+        ),
+    ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
@@ -78,6 +86,7 @@ def evaluate(
             journal_dir(out_dir) if save_video else None,
             workers=workers,
             journal_dir=journal_dir(out_dir),
+            n_action_steps=n_action_steps,
         )
     err.print(f"replaying {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} ...")
     report = run_eval(
@@ -179,11 +188,13 @@ def simulator(
     *,
     workers: int = 1,
     journal_dir: Path | None = None,
+    n_action_steps: int | None = None,
 ) -> Callable[[Any, dict[str, Any]], dict[str, Any]]:
     """The closed-loop evaluator of ``sigma eval --sim``, from the SO-101 simulator package.
 
     ``workers`` processes run episodes; with ``journal_dir`` each policy's finished
-    episodes go to ``journal_dir/<policy name>.jsonl`` and are read back on a rerun.
+    episodes go to ``journal_dir/<policy name>.jsonl`` and are read back on a rerun;
+    ``n_action_steps`` overrides each policy's replanning stride.
     """
     try:
         from sigma_sim.rollout import rollout, summarize
@@ -206,6 +217,7 @@ def simulator(
             video_dir=videos,
             workers=workers,
             journal=journal_dir / f"{source.name}.jsonl" if journal_dir else None,
+            n_action_steps=n_action_steps,
         )
         return summarize(results)
 

@@ -707,7 +707,10 @@ def rollout(
     fps = _fps(meta)
     size = int(have["image_size"])
     n_steps = n_action_steps or policy.spec.run_stride()
-    policy.reset(n_steps)  # validates n_action_steps before the scene is built
+    try:  # validates n_action_steps before the scene is built
+        policy.reset(n_steps)
+    except ValueError as exc:
+        raise SigmaUserError(f"closed loop: {exc}") from exc
     plan = _Plan(
         cfg=scene_config(meta, distractors=distractors, image_size=render_size or size, fps=fps),
         cameras=sim_cameras(meta, list(dims.cameras)),
