@@ -118,8 +118,12 @@ def specs(size: Size, root: Path) -> dict[str, SigmaSpec]:
     dims = {"image_size": size.image_size}
     data = {"batch_size": size.batch_size}
     base_policy = root / "runs" / "base" / "policy"
+    # privileged supervision while the base trains: the scene state (8 + 4 per cube colour)
+    # predicted from the vision tokens, the lever that made the base use its cameras
+    # (benchmarks/base_levers); never an input
+    scene = {"auxiliary_state_dim": 8 + 4 * len(TASK["cube_colors"])}
     base_run = {
-        "model": {"dims": dims, "vision": VISION},
+        "model": {"dims": dims | scene, "vision": VISION},
         "base_policy": {"type": "internal"},
         "data": data,
         "train": {"stage": "base", "steps": size.base_steps, "lr": 1e-3, "warmup_steps": 20},
