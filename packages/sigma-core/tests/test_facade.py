@@ -59,6 +59,7 @@ PUBLIC = [
     "get_registry",
     "hookimpl",
     "hookspec",
+    "is_internal_error",
     "load_registry",
     "load_spec",
     "parameter_counts",

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 from sigma_core._fileio import atomic_dir
 from sigma_core._version import __version__
 from sigma_core.config import Dims, StrictModel
-from sigma_core.errors import SigmaUserError, SpecError, UnknownComponentError
+from sigma_core.errors import (
+    SigmaUserError,
+    SpecError,
+    UnknownComponentError,
+    is_internal_error,
+)
 from sigma_core.kinds import KINDS, MODEL_SLOTS
 from sigma_core.plugins import (
     ComponentInfo,
@@ -161,6 +166,7 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "hookspec",
+    "is_internal_error",
     "load_registry",
     "load_spec",
     "parameter_counts",

@@ -18,6 +18,7 @@ from sigma_core import (
     BackboneOutput,
     Dims,
     SigmaUserError,
+    is_internal_error,
     register_pretrained,
     source_record,
 )
@@ -205,11 +206,13 @@ def load_hf(config: HfBackboneConfig) -> tuple[nn.Module, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModel.from_pretrained(source, **kwargs, **model_kwargs)
     except Exception as e:
+        if is_internal_error(e):
+            raise
         where = "local directory" if local.exists() else "hub id (no such local directory)"
         raise SigmaUserError(
             f"backbone.path {config.path!r}: cannot load a transformers model from this {where}: "
             f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        ) from None
+        ) from e
     return model, tokenizer
 
 

@@ -23,6 +23,7 @@ from sigma_core import (
     Dims,
     SigmaBatch,
     SigmaUserError,
+    is_internal_error,
     register_pretrained,
     shared,
     source_record,
@@ -280,10 +281,12 @@ def read_policy_config(directory: Path) -> Any:
             finally:
                 tempfile.tempdir = previous
     except Exception as e:  # draccus/json errors: say which file
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"{directory}/config.json: not a LeRobot policy config "
             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from None
+        ) from e
 
 
 def load_policy(path: str) -> LoadedPolicy:
@@ -299,10 +302,12 @@ def load_policy(path: str) -> LoadedPolicy:
     try:
         cls = get_policy_class(config.type)
     except Exception as e:
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"{directory}/config.json: not a LeRobot policy config "
             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from None
+        ) from e
     config.device = "cpu"
     policy = cls(config)
     problems = load_weights(policy, directory / "model.safetensors")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sigma_core import Dims, SigmaUserError, shared, source_record
+from sigma_core import Dims, SigmaUserError, is_internal_error, shared, source_record
 from sigma_lerobot.base import lerobot_features, read_policy_config
 from sigma_lerobot.base import load_weights as check_and_load
 from sigma_pi05.config import Pi05Shrink, Pi05Source
@@ -174,11 +174,13 @@ def resolve_directory(source: Pi05Source) -> Path | None:
             snapshot_download(source.path, allow_patterns=["*.json", "*.safetensors", "*.md"])
         )
     except Exception as e:
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"pi05 path {source.path!r}: no such local directory, and no hub download "
             f"({type(e).__name__}). Download pi0.5 where the hub is reachable, e.g. "
             f"`hf download lerobot/pi05_base --local-dir {source.path}`"
-        ) from None
+        ) from e
 
 
 def load_weights(policy: nn.Module, directory: Path) -> str | None:
@@ -206,11 +208,13 @@ def load_tokenizer(name: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(str(local) if local.exists() else name)
     except Exception as e:
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"pi05 tokenizer {name!r}: cannot load it ({type(e).__name__}); π0.5 uses the "
             "PaliGemma tokenizer: download google/paligemma-3b-pt-224 where the hub is "
             "reachable and set tokenizer to its local directory"
-        ) from None
+        ) from e
 
 
 def random_config(source: Pi05Source, dims: Dims) -> Any:
