@@ -169,6 +169,8 @@ class HfBackbone(PrefixLM):
     @classmethod
     def contract_config(cls) -> HfBackboneConfig:
         """A tiny Gemma saved to a temporary directory, so the contract kit runs offline."""
+        from sigma_intent.testing import save_tiny_model
+
         return HfBackboneConfig(path=str(save_tiny_model()))
 
 
@@ -214,26 +216,3 @@ def load_hf(config: HfBackboneConfig) -> tuple[nn.Module, Any]:
             f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
         ) from e
     return model, tokenizer
-
-
-def save_tiny_model(config: TinyBackboneConfig | None = None) -> Any:
-    """Save a random tiny Gemma + ByT5 tokenizer (once per process) and return its directory."""
-    import tempfile
-    from pathlib import Path
-
-    from transformers import ByT5Tokenizer, GemmaModel
-
-    config = config or TinyBackboneConfig(lora=None)
-    key = config.model_dump_json()
-    if key not in _SAVED:
-        directory = Path(tempfile.mkdtemp(prefix="sigma-tiny-hf-"))
-        tokenizer = ByT5Tokenizer()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            GemmaModel(tiny_gemma_config(config, tokenizer)).save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
-        _SAVED[key] = directory
-    return _SAVED[key]
-
-
-_SAVED: dict[str, Any] = {}
