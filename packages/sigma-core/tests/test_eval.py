@@ -257,6 +257,4 @@ def test_missing_matplotlib_is_reported_before_any_compute(tmp_path, monkeypatch
         evaluate([tmp_path / "no-such-run"], tmp_path / "no-shards", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(SigmaUserError, match="no-such-run"):  # --no-plots: on to the real work
-        evaluate(
-            [tmp_path / "no-such-run"], tmp_path / "no-shards", tmp_path / "out", plots=False
-        )
+        evaluate([tmp_path / "no-such-run"], tmp_path / "no-shards", tmp_path / "out", plots=False)
