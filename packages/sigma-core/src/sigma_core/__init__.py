@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from sigma_core._fileio import atomic_dir
+from sigma_core._fileio import atomic_dir, atomic_write_bytes
 from sigma_core._version import __version__
 from sigma_core.config import Dims, StrictModel
 from sigma_core.errors import (
@@ -161,6 +161,7 @@ __all__ = [
     "VisionWorkspace",
     "__version__",
     "atomic_dir",
+    "atomic_write_bytes",
     "build_component",
     "build_policy",
     "get_registry",
