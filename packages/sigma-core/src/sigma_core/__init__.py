@@ -3,7 +3,7 @@
 Other packages (and plugin authors) import from here, from the room facades
 :mod:`sigma_core.data`, :mod:`sigma_core.train` and :mod:`sigma_core.testing`,
 and from :mod:`sigma_core.layers`; everything else is internal and may move.
-The rooms (the README's "Packages" section; layers enforced by import-linter)::
+The rooms (docs/guide.md, "Inside `sigma_core`"; layers enforced by import-linter)::
 
     config, components, types, kinds, errors, layers   contracts (bottom layer)
     pretrained    pretrained weights shared once per build, never saved again
