@@ -34,7 +34,7 @@ def test_the_recipe_validates_offline_without_weights():
 
 
 def test_sigma_pi05_recipe_trains_lora_on_the_frozen_shared_pi05(tmp_path):
-    from sigma_pi05.fixtures import contract_source
+    from sigma_pi05.testing import contract_source
 
     raw = yaml.safe_load(RECIPE.read_text())
     assert (raw["train"]["grad_accum"], raw["data"]["batch_size"], raw["train"]["steps"]) == (

@@ -22,7 +22,7 @@ def uv(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 
 def test_lerobot_train_from_the_wheel_in_a_fresh_venv(tmp_path):
-    from sigma_lerobot.fixtures import write_random_walk_dataset
+    from sigma_lerobot.testing import write_random_walk_dataset
 
     dist, venv = tmp_path / "dist", tmp_path / "venv"
     uv("build", "--all-packages", "--wheel", "-o", dist, cwd=REPO)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from sigma_lerobot.fixtures import write_random_walk_dataset
+from sigma_lerobot.testing import write_random_walk_dataset
 
 REPO = Path(__file__).resolve().parents[3]
 TASK = "pick up the red cube"

@@ -317,3 +317,14 @@ def test_clash_rules_out_of_process(tmp_path):
     strict = sigma("plugins", env={**env, "SIGMA_STRICT_PLUGINS": "1"})
     assert strict.returncode == 2 and "Traceback" not in strict.stderr
     assert "name clash" in strict.stderr and "aaa-gated" in strict.stderr
+
+
+def test_debug_shows_the_cause_of_a_wrapped_error(tmp_path):
+    """A user error that wraps another exception keeps it as its cause: --debug shows both."""
+    res = sigma("data", "sim", "--out", str(tmp_path / "d"), "--set", "cube_colors=[red")
+    assert res.returncode == 2 and "the value is not YAML" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = sigma("--debug", "data", "sim", "--out", str(tmp_path / "d"), "--set", "cube_colors=[red")
+    assert res.returncode == 2 and "the value is not YAML" in res.stderr
+    assert "ParserError" in res.stderr  # the YAML parser's own exception, as the cause
+    assert "direct cause" in res.stderr

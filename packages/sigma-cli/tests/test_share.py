@@ -109,3 +109,25 @@ def test_push_uploads_the_export_and_never_prints_the_token(run_and_report, tmp_
     failed = invoke("push", run_and_report / "run", "me/other")
     assert failed.exit_code == 2 and "Unauthorized" in failed.output
     assert "hf_do_not_print_me" not in result.output + failed.output
+
+
+def test_model_card_shows_closed_loop_success_with_its_interval():
+    from sigma_cli.share import evaluation_table
+
+    report = {
+        "split": "test",
+        "data": {"episodes": 2, "windows": 10},
+        "groups": {"sigma": {"metrics": {"mse_vec": 0.1, "mse_chk": 0.2, "mse_trj": 0.3}}},
+        "closed_loop": {
+            "sigma": {
+                "episodes": 10,
+                "successes": 3,
+                "success_rate": {"estimate": 0.3, "low": 0.108, "high": 0.603, "level": 0.95},
+                "latency_ms": {"p50": 1.0, "p99": 2.0},
+                "episodes_detail": [{"seed": i} for i in range(10)],
+            }
+        },
+    }
+    card = "\n".join(evaluation_table(report))
+    assert "| sigma | 10 | 3: 30% [11%, 60%] |" in card
+    assert "episodes_detail" not in card and "latency" not in card  # not the whole summary

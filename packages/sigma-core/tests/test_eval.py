@@ -243,3 +243,18 @@ def test_image_reliance_swaps_in_the_next_episode_at_the_same_step():
         30: 10,
     }
     assert swapped_windows({3: [1, 2, 3, 4]}) == {1: 3, 2: 4, 3: 1, 4: 2}  # alone: half later
+
+
+def test_missing_matplotlib_is_reported_before_any_compute(tmp_path, monkeypatch):
+    """--plots without matplotlib fails first, not after a finished evaluation."""
+    import sys
+
+    from sigma_core.eval.report import evaluate
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(SigmaUserError, match="plots need matplotlib"):
+        evaluate([tmp_path / "no-such-run"], tmp_path / "no-shards", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SigmaUserError, match="no-such-run"):  # --no-plots: on to the real work
+        evaluate([tmp_path / "no-such-run"], tmp_path / "no-shards", tmp_path / "out", plots=False)

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from sigma_core import Dims, SigmaUserError
-from sigma_intent.backbones import HfBackbone, TinyBackbone, save_tiny_model
+from sigma_intent.backbones import HfBackbone, TinyBackbone
 from sigma_intent.config import HfBackboneConfig, TinyBackboneConfig
+from sigma_intent.testing import save_tiny_model
 
 DIMS = Dims(d_model=32)
 

@@ -16,7 +16,7 @@ from sigma_core.data import ShardDataset, collate
 from sigma_core.testing import CONTRACT_DIMS
 from sigma_lerobot.base import LeRobotBase
 from sigma_lerobot.config import LeRobotBaseConfig
-from sigma_lerobot.fixtures import (
+from sigma_lerobot.testing import (
     save_small_act,
     small_act_config,
     small_diffusion_config,

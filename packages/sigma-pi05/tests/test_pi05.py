@@ -21,8 +21,8 @@ from sigma_core.testing import (
 )
 from sigma_pi05.base import Pi05Base
 from sigma_pi05.config import Pi05BaseConfig, Pi05Shrink, Pi05Source
-from sigma_pi05.fixtures import contract_source
-from sigma_pi05.loading import load_pi05, save_shrunken_pi05
+from sigma_pi05.loading import load_pi05
+from sigma_pi05.testing import contract_source, save_shrunken_pi05
 
 D = CONTRACT_DIMS
 

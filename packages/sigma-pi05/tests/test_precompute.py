@@ -13,10 +13,10 @@ from sigma_cli.main import app
 from sigma_core import get_registry, validate_spec
 from sigma_core.data import ShardDataset, collate
 from sigma_core.testing import CONTRACT_DIMS as D
-from sigma_lerobot.fixtures import write_random_walk_dataset
+from sigma_lerobot.testing import write_random_walk_dataset
 from sigma_pi05.base import Pi05Base
 from sigma_pi05.config import Pi05BaseConfig
-from sigma_pi05.fixtures import contract_source
+from sigma_pi05.testing import contract_source
 
 CAMERAS = ["--camera-map", "overhead=observation.images.up"]
 CAMERAS += ["--camera-map", "wrist=observation.images.side"]

@@ -194,3 +194,40 @@ def test_spatial_softmax_keypoints_are_expected_coordinates_and_tokens():
     assert vis.patch_features(images).shape == (2, 2 * (4 + 3), 32)  # 2x2 patches + 3 points
     vis(images, torch.randn(2, 6)).tokens.square().mean().backward()
     assert vis.keypoint_maps.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("internal", [MemoryError, AssertionError])
+def test_load_tower_lets_internal_errors_through_and_chains_the_rest(
+    tmp_path, monkeypatch, internal
+):
+    """Out of memory is not 'cannot load' (exit 2); a real load failure keeps its cause."""
+    import transformers
+
+    from sigma_core import SigmaUserError
+    from sigma_vision.config import TowerVisionConfig
+    from sigma_vision.tower import load_tower
+
+    cfg = TowerVisionConfig(path=str(tmp_path), num_queries=4)
+
+    def fail(exc):
+        def from_pretrained(*args, **kwargs):
+            raise exc
+
+        return from_pretrained
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fail(internal("boom")))
+    with pytest.raises(internal):
+        load_tower(cfg)
+    cause = OSError("no config.json")
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fail(cause))
+    with pytest.raises(SigmaUserError, match="cannot load a transformers vision model") as info:
+        load_tower(cfg)
+    assert info.value.__cause__ is cause
+
+
+def test_is_internal_error_recognises_oom_and_programming_errors():
+    from sigma_core import is_internal_error
+
+    assert is_internal_error(MemoryError()) and is_internal_error(torch.OutOfMemoryError("x"))
+    assert is_internal_error(NameError("x")) and is_internal_error(AssertionError())
+    assert not is_internal_error(OSError("x")) and not is_internal_error(ValueError("x"))

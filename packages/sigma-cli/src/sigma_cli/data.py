@@ -53,7 +53,7 @@ def parse_settings(settings: list[str]) -> dict[str, Any]:
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise SigmaUserError(f"--set {item!r}: the value is not YAML ({exc})") from None
+            raise SigmaUserError(f"--set {item!r}: the value is not YAML ({exc})") from exc
     return out
 
 
@@ -97,7 +97,7 @@ def sim(
     try:
         config = info.config_class(**params)
     except ValidationError as exc:
-        raise SigmaUserError(f"data source {source!r}: {validation_message(exc)}") from None
+        raise SigmaUserError(f"data source {source!r}: {validation_message(exc)}") from exc
     data_source = info.load()(config)
     summary = data_source.write(out_dir, episodes, seed=seed)
     if as_json:
@@ -198,7 +198,7 @@ def preprocess(
             shard_frames=shard_frames,
         )
     except ValueError as e:
-        raise SigmaUserError(f"bad option: {e}") from None
+        raise SigmaUserError(f"bad option: {e}") from e
     start = time.perf_counter()
     if from_sigma_shards is not None:
         from sigma_core.data import PaperShards, import_paper_shards

@@ -213,8 +213,21 @@ def evaluation_table(report: dict[str, Any]) -> list[str]:
                 f"| {c['a']} − {c['b']} | {c['metric']} | {diff['estimate']:+.4g} |"
                 f" [{diff['low']:+.4g}, {diff['high']:+.4g}] |"
             )
-    for name, summary in (report.get("closed_loop") or {}).items():
-        lines.append(f"\nClosed loop, {name}: {json.dumps(summary.get('success', summary))}")
+    loops = report.get("closed_loop") or {}
+    if loops:
+        lines += [
+            "",
+            "Closed loop in the simulator (the same held-out seeds for every policy):",
+            "",
+            "| policy | episodes | success [95% Wilson interval] |",
+            "|---|---|---|",
+        ]
+    for name, summary in loops.items():
+        r = summary["success_rate"]
+        lines.append(
+            f"| {name} | {summary['episodes']} | {summary['successes']}:"
+            f" {r['estimate']:.0%} [{r['low']:.0%}, {r['high']:.0%}] |"
+        )
     return lines
 
 

@@ -3,7 +3,7 @@
 Other packages (and plugin authors) import from here, from the room facades
 :mod:`sigma_core.data`, :mod:`sigma_core.train` and :mod:`sigma_core.testing`,
 and from :mod:`sigma_core.layers`; everything else is internal and may move.
-The rooms (the README's "Packages" section; layers enforced by import-linter)::
+The rooms (docs/guide.md, "Inside `sigma_core`"; layers enforced by import-linter)::
 
     config, components, types, kinds, errors, layers   contracts (bottom layer)
     pretrained    pretrained weights shared once per build, never saved again
@@ -24,10 +24,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from sigma_core._fileio import atomic_dir
+from sigma_core._fileio import atomic_dir, atomic_write_bytes
 from sigma_core._version import __version__
 from sigma_core.config import Dims, StrictModel
-from sigma_core.errors import SigmaUserError, SpecError, UnknownComponentError
+from sigma_core.errors import (
+    SigmaUserError,
+    SpecError,
+    UnknownComponentError,
+    is_internal_error,
+)
 from sigma_core.kinds import KINDS, MODEL_SLOTS
 from sigma_core.plugins import (
     ComponentInfo,
@@ -156,11 +161,13 @@ __all__ = [
     "VisionWorkspace",
     "__version__",
     "atomic_dir",
+    "atomic_write_bytes",
     "build_component",
     "build_policy",
     "get_registry",
     "hookimpl",
     "hookspec",
+    "is_internal_error",
     "load_registry",
     "load_spec",
     "parameter_counts",

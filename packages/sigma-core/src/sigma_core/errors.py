@@ -14,6 +14,27 @@ class SigmaUserError(Exception):
     exit_code: int = 2
 
 
+#: Never the user's doing: they pass through a wrapper instead of becoming exit code 2.
+INTERNAL_ERRORS: tuple[type[BaseException], ...] = (
+    MemoryError,
+    RecursionError,
+    NameError,
+    AssertionError,
+)
+
+
+def is_internal_error(exc: BaseException) -> bool:
+    """True for out-of-memory and programming errors, which must not read as user errors.
+
+    A loader that wraps "anything that went wrong" as :class:`SigmaUserError`
+    re-raises these unchanged (``if is_internal_error(e): raise``), so that
+    running out of memory is not reported as "cannot load ..., exit 2". torch's
+    ``OutOfMemoryError`` (a ``RuntimeError``) is recognised by name, so this
+    module imports no torch.
+    """
+    return isinstance(exc, INTERNAL_ERRORS) or type(exc).__name__ == "OutOfMemoryError"
+
+
 class UnknownKindError(SigmaUserError):
     """A component kind that Sigma does not define."""
 

@@ -302,7 +302,7 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[Path_, int]]:
     except FileNotFoundError:
         raise SigmaUserError(f"spec file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SigmaUserError(f"cannot read spec file {path}: {exc}") from None
+        raise SigmaUserError(f"cannot read spec file {path}: {exc}") from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -312,7 +312,7 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[Path_, int]]:
         line = mark.line + 1 if mark is not None else None
         raise SpecError(
             str(path), [SpecProblem("", f"YAML syntax error: {problem}", line)]
-        ) from None
+        ) from exc
     lines: dict[Path_, int] = {}
     if node is not None:
         _node_lines(node, (), lines)

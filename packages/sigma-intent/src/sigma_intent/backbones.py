@@ -18,6 +18,7 @@ from sigma_core import (
     BackboneOutput,
     Dims,
     SigmaUserError,
+    is_internal_error,
     register_pretrained,
     source_record,
 )
@@ -168,6 +169,8 @@ class HfBackbone(PrefixLM):
     @classmethod
     def contract_config(cls) -> HfBackboneConfig:
         """A tiny Gemma saved to a temporary directory, so the contract kit runs offline."""
+        from sigma_intent.testing import save_tiny_model
+
         return HfBackboneConfig(path=str(save_tiny_model()))
 
 
@@ -205,32 +208,11 @@ def load_hf(config: HfBackboneConfig) -> tuple[nn.Module, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModel.from_pretrained(source, **kwargs, **model_kwargs)
     except Exception as e:
+        if is_internal_error(e):
+            raise
         where = "local directory" if local.exists() else "hub id (no such local directory)"
         raise SigmaUserError(
             f"backbone.path {config.path!r}: cannot load a transformers model from this {where}: "
             f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        ) from None
+        ) from e
     return model, tokenizer
-
-
-def save_tiny_model(config: TinyBackboneConfig | None = None) -> Any:
-    """Save a random tiny Gemma + ByT5 tokenizer (once per process) and return its directory."""
-    import tempfile
-    from pathlib import Path
-
-    from transformers import ByT5Tokenizer, GemmaModel
-
-    config = config or TinyBackboneConfig(lora=None)
-    key = config.model_dump_json()
-    if key not in _SAVED:
-        directory = Path(tempfile.mkdtemp(prefix="sigma-tiny-hf-"))
-        tokenizer = ByT5Tokenizer()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            GemmaModel(tiny_gemma_config(config, tokenizer)).save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
-        _SAVED[key] = directory
-    return _SAVED[key]
-
-
-_SAVED: dict[str, Any] = {}

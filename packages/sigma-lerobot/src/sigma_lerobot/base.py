@@ -23,15 +23,16 @@ from sigma_core import (
     Dims,
     SigmaBatch,
     SigmaUserError,
+    is_internal_error,
     register_pretrained,
     shared,
     source_record,
 )
 from sigma_lerobot.config import LeRobotBaseConfig
+from sigma_lerobot.schema import IMAGE_PREFIX
 
 log = logging.getLogger(__name__)
 
-IMAGE_PREFIX = "observation.images."
 STATS = ("mean", "std", "q01", "q99", "min", "max")
 FEATURES = {"state": "observation.state", "action": "action"}
 
@@ -88,7 +89,7 @@ class LeRobotBase(BasePolicy):
         """A small random ACT policy saved under ``workdir`` (offline)."""
         import tempfile
 
-        from sigma_lerobot.fixtures import save_small_act
+        from sigma_lerobot.testing import save_small_act
 
         dims = dims or Dims()
         workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sigma-act-"))
@@ -242,21 +243,6 @@ class LeRobotBase(BasePolicy):
         return ActionSet(a[:, 0], a[:, : d.chunk_horizon], a[:, : d.horizon])
 
 
-def lerobot_features(dims: Dims, image_size: int | None = None) -> tuple[dict, dict]:
-    """LeRobot input/output features at ``dims``: ``observation.images.<camera>`` (3, P, P)
-    with P = ``image_size`` or the spec's, ``observation.state``, ``action``."""
-    from lerobot.configs.types import FeatureType, PolicyFeature
-
-    p = image_size or dims.image_size
-    inputs = {
-        f"{IMAGE_PREFIX}{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, p, p))
-        for cam in dims.cameras
-    }
-    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(dims.state_dim,))
-    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(dims.action_dim,))}
-    return inputs, outputs
-
-
 def read_policy_config(directory: Path) -> Any:
     """``PreTrainedConfig.from_pretrained`` of a local LeRobot policy directory.
 
@@ -280,10 +266,12 @@ def read_policy_config(directory: Path) -> Any:
             finally:
                 tempfile.tempdir = previous
     except Exception as e:  # draccus/json errors: say which file
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"{directory}/config.json: not a LeRobot policy config "
             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from None
+        ) from e
 
 
 def load_policy(path: str) -> LoadedPolicy:
@@ -299,10 +287,12 @@ def load_policy(path: str) -> LoadedPolicy:
     try:
         cls = get_policy_class(config.type)
     except Exception as e:
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"{directory}/config.json: not a LeRobot policy config "
             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from None
+        ) from e
     config.device = "cpu"
     policy = cls(config)
     problems = load_weights(policy, directory / "model.safetensors")

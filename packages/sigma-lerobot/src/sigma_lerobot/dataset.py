@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sigma_core import SigmaUserError
+from sigma_core import SigmaUserError, is_internal_error
 from sigma_core.data import Episode, SourceInfo, resize_with_pad
 from sigma_lerobot.schema import ENVIRONMENT_STATE, RECORDING_FILE
 
@@ -42,7 +42,7 @@ def recording(root: Path) -> dict[str, Any] | None:
     try:
         journal = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise SigmaUserError(f"{path}: unreadable ({exc})") from None
+        raise SigmaUserError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(journal, dict) or not isinstance(journal.get("config"), dict):
         return None
     return {"source": journal.get("source"), "config": journal["config"]}
@@ -196,16 +196,20 @@ class LeRobotSource:
             try:
                 return LeRobotDataset(repo_id, root=path, revision=revision, video_backend=backend)
             except Exception as e:
-                raise SigmaUserError(f"{path}: cannot read the LeRobot dataset: {e}") from None
+                if is_internal_error(e):
+                    raise
+                raise SigmaUserError(f"{path}: cannot read the LeRobot dataset: {e}") from e
         if not _HUB_ID.match(dataset):
             raise SigmaUserError(f"{dataset}: no such dataset directory")
         try:
             return LeRobotDataset(dataset, revision=revision, video_backend=backend)
         except Exception as e:
+            if is_internal_error(e):
+                raise
             raise SigmaUserError(
                 f"{dataset}: no local directory of that name, and fetching it from the "
                 f"Hugging Face hub failed ({type(e).__name__}: {str(e)[:200]}); pass a local root"
-            ) from None
+            ) from e
 
     def episode_lengths(self) -> dict[int, int]:
         return {e: b - a for e, (a, b) in sorted(self._ranges.items())}

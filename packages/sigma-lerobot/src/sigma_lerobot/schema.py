@@ -7,7 +7,10 @@ robot type ``so100_follower``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sigma_core import Dims
 
 JOINTS = (
     "shoulder_pan.pos",
@@ -23,6 +26,8 @@ ROBOT_TYPE = "so100_follower"
 #: journal): its ``source`` and ``config`` are the scene's settings, which a closed-loop
 #: evaluation must rebuild (``sigma_lerobot.dataset.recording``).
 RECORDING_FILE = "meta/sigma_sim.json"
+#: The prefix of a camera's key: ``observation.images.<camera>``.
+IMAGE_PREFIX = "observation.images."
 
 
 #: LeRobot's key for privileged simulator state (object poses), as its gym envs use it.
@@ -51,3 +56,18 @@ def so101_features(
             "names": ["height", "width", "channels"],
         }
     return features
+
+
+def lerobot_features(dims: Dims, image_size: int | None = None) -> tuple[dict, dict]:
+    """LeRobot input/output features at ``dims``: ``observation.images.<camera>`` (3, P, P)
+    with P = ``image_size`` or the spec's, ``observation.state``, ``action``."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    p = image_size or dims.image_size
+    inputs = {
+        f"{IMAGE_PREFIX}{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, p, p))
+        for cam in dims.cameras
+    }
+    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(dims.state_dim,))
+    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(dims.action_dim,))}
+    return inputs, outputs

@@ -10,7 +10,6 @@ from torch import nn
 from sigma_core import Dims, register_pretrained
 from sigma_intent.backbones import PrefixLM, apply_lora
 from sigma_pi05.config import Pi05BackboneConfig
-from sigma_pi05.fixtures import contract_source
 from sigma_pi05.loading import shared_pi05
 
 
@@ -45,4 +44,6 @@ class Pi05Backbone(PrefixLM):
     @classmethod
     def contract_config(cls, workdir: Path | None = None, dims: Dims | None = None) -> Any:
         """A shrunken π0.5 saved under ``workdir`` (offline)."""
+        from sigma_pi05.testing import contract_source
+
         return Pi05BackboneConfig(**contract_source(workdir, dims))

@@ -12,7 +12,6 @@ from torch import Tensor
 from sigma_core import Dims
 from sigma_lerobot.base import LeRobotBase, LoadedPolicy
 from sigma_pi05.config import Pi05BaseConfig
-from sigma_pi05.fixtures import contract_source
 from sigma_pi05.loading import adapters_disabled, shared_pi05
 
 
@@ -81,4 +80,6 @@ class Pi05Base(LeRobotBase):
     @classmethod
     def contract_config(cls, workdir: Path | None = None, dims: Dims | None = None) -> Any:
         """A shrunken π0.5 saved under ``workdir`` (offline)."""
+        from sigma_pi05.testing import contract_source
+
         return Pi05BaseConfig(**contract_source(workdir, dims))

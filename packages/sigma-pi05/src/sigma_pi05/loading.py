@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from sigma_core import Dims, SigmaUserError, shared, source_record
-from sigma_lerobot.base import lerobot_features, read_policy_config
+from sigma_core import Dims, SigmaUserError, is_internal_error, shared, source_record
 from sigma_lerobot.base import load_weights as check_and_load
+from sigma_lerobot.base import read_policy_config
+from sigma_lerobot.schema import lerobot_features
 from sigma_pi05.config import Pi05Shrink, Pi05Source
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
     if directory is None:
         config = random_config(source, dims)
         with architecture(source.shrink):
-            policy = _build(config)
+            policy = build_pi05(config)
         record = {"source": "random-init", "revision": None, "sha256": None}
         log.warning("π0.5 at random init (allow_random_init): its actions mean nothing")
     else:
@@ -82,7 +83,7 @@ def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
         config.device = "cpu"
         config.dtype = source.dtype
         with architecture(source.shrink):
-            policy = _build(config)
+            policy = build_pi05(config)
         problems = load_weights(policy, directory)
         if problems and not source.allow_random_init:
             raise SigmaUserError(
@@ -103,6 +104,19 @@ def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
         compute = torch.bfloat16 if source.dtype == "bfloat16" else torch.float32
         quantize_nf4(language_model, compute)
     return Pi05(policy=policy, tokenizer=tokenizer, record=record, directory=directory)
+
+
+def architecture(shrink: Pi05Shrink | None) -> AbstractContextManager[None]:
+    """Within: LeRobot builds π0.5 at ``shrink``'s sizes; nothing changes when None.
+
+    Shrinking patches LeRobot's builders, which is test support: it lives in
+    :mod:`sigma_pi05.testing` and is imported only when a source asks for it.
+    """
+    if shrink is None:
+        return nullcontext()
+    from sigma_pi05.testing import shrunken_architecture
+
+    return shrunken_architecture(shrink)
 
 
 def quantize_nf4(module: nn.Module, compute_dtype: torch.dtype) -> int:
@@ -147,7 +161,8 @@ def quantize_nf4(module: nn.Module, compute_dtype: torch.dtype) -> int:
     return count
 
 
-def _build(config: Any) -> nn.Module:
+def build_pi05(config: Any) -> nn.Module:
+    """LeRobot's ``PI05Policy`` from a config (weights as initialised; see :func:`load_pi05`)."""
     from lerobot.policies.pi05.modeling_pi05 import PI05Policy
 
     return PI05Policy(config)
@@ -174,11 +189,13 @@ def resolve_directory(source: Pi05Source) -> Path | None:
             snapshot_download(source.path, allow_patterns=["*.json", "*.safetensors", "*.md"])
         )
     except Exception as e:
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"pi05 path {source.path!r}: no such local directory, and no hub download "
             f"({type(e).__name__}). Download pi0.5 where the hub is reachable, e.g. "
             f"`hf download lerobot/pi05_base --local-dir {source.path}`"
-        ) from None
+        ) from e
 
 
 def load_weights(policy: nn.Module, directory: Path) -> str | None:
@@ -206,11 +223,13 @@ def load_tokenizer(name: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(str(local) if local.exists() else name)
     except Exception as e:
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"pi05 tokenizer {name!r}: cannot load it ({type(e).__name__}); π0.5 uses the "
             "PaliGemma tokenizer: download google/paligemma-3b-pt-224 where the hub is "
             "reachable and set tokenizer to its local directory"
-        ) from None
+        ) from e
 
 
 def random_config(source: Pi05Source, dims: Dims) -> Any:
@@ -226,48 +245,6 @@ def random_config(source: Pi05Source, dims: Dims) -> Any:
         dtype=source.dtype,
         image_resolution=(side, side),
     )
-
-
-@contextmanager
-def architecture(shrink: Pi05Shrink | None) -> Iterator[None]:
-    """Within: LeRobot builds π0.5 at ``shrink``'s sizes (nothing changes when None)."""
-    if shrink is None:
-        yield
-        return
-    from unittest import mock
-
-    from lerobot.policies.pi05 import modeling_pi05 as m
-
-    gemma = m.GemmaConfig(
-        width=shrink.width,
-        depth=shrink.depth,
-        mlp_dim=shrink.mlp_dim,
-        num_heads=shrink.num_heads,
-        num_kv_heads=1,
-        head_dim=shrink.head_dim,
-    )
-    vlm_class, expert_class = m.PaliGemmaForConditionalGenerationWithPiGemma, m.PiGemmaForCausalLM
-
-    def vlm(config: Any) -> nn.Module:
-        vision = config.vision_config
-        vision.hidden_size = shrink.vision_width
-        vision.intermediate_size = 2 * shrink.vision_width
-        vision.num_hidden_layers = shrink.vision_depth
-        vision.num_attention_heads = shrink.vision_heads
-        vision.projection_dim = shrink.width  # LeRobot hard-codes 2048
-        config.text_config.vocab_size = shrink.vocab_size
-        return vlm_class(config=config)
-
-    def expert(config: Any) -> nn.Module:
-        config.vocab_size = shrink.vocab_size
-        return expert_class(config=config)
-
-    with (
-        mock.patch.object(m, "get_gemma_config", lambda variant: gemma),
-        mock.patch.object(m, "PaliGemmaForConditionalGenerationWithPiGemma", vlm),
-        mock.patch.object(m, "PiGemmaForCausalLM", expert),
-    ):
-        yield
 
 
 @contextmanager
@@ -290,17 +267,3 @@ def adapters_disabled(module: nn.Module) -> Iterator[None]:
     finally:
         for m, was in zip(layers, before, strict=True):
             m._disable_adapters = was
-
-
-def save_shrunken_pi05(
-    directory: str | Path, dims: Dims, shrink: Pi05Shrink, seed: int = 0
-) -> Path:
-    """Save a random π0.5 at ``shrink``'s sizes as LeRobot saves policies (test fixtures)."""
-    directory = Path(directory)
-    source = Pi05Source(allow_random_init=True, shrink=shrink, image_resolution=56)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        with architecture(shrink):
-            policy = _build(random_config(source, dims))
-    policy.save_pretrained(directory)
-    return directory

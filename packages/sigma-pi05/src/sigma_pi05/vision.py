@@ -7,7 +7,6 @@ from typing import Any
 
 from sigma_core import Dims, register_pretrained
 from sigma_pi05.config import Pi05VisionConfig
-from sigma_pi05.fixtures import contract_source
 from sigma_pi05.loading import shared_pi05
 from sigma_vision.tower import TowerVision
 
@@ -33,4 +32,6 @@ class Pi05Vision(TowerVision):
     @classmethod
     def contract_config(cls, workdir: Path | None = None, dims: Dims | None = None) -> Any:
         """A shrunken π0.5 saved under ``workdir`` (offline)."""
+        from sigma_pi05.testing import contract_source
+
         return Pi05VisionConfig(**contract_source(workdir, dims))

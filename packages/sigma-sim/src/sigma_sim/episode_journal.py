@@ -84,7 +84,7 @@ class EpisodeJournal:
                     f"{self.path}, line {n}: unreadable closed-loop journal entry "
                     f"({type(exc).__name__}: {exc}); delete that line (its episode runs again) "
                     "or the file"
-                ) from None
+                ) from exc
         return out
 
     def append(self, seed: int, result: dict[str, Any]) -> None:

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sigma_core import SigmaUserError
+from sigma_core import SigmaUserError, atomic_write_bytes
 from sigma_lerobot.schema import RECORDING_FILE
 
 JOURNAL_PATH = RECORDING_FILE  # sigma preprocess copies its config into meta.json
@@ -40,21 +38,6 @@ FORMAT = 1
 _DATA_DIRS = ("data", "meta/episodes", "videos", "images")
 #: Metadata files that LeRobot rewrites in place, restored on rollback.
 _MUTABLE = {"info": "meta/info.json", "stats": "meta/stats.json", "tasks": "meta/tasks.parquet"}
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _data_files(root: Path) -> dict[str, int]:
@@ -107,7 +90,7 @@ class Journal:
     def save(self, root: Path) -> None:
         """Write the journal atomically."""
         body = {"format": FORMAT, **self.__dict__}
-        write_atomic(self.path(root), json.dumps(body, indent=1).encode())
+        atomic_write_bytes(self.path(root), json.dumps(body, indent=1).encode())
 
     # -- commit / rollback ----------------------------------------------------
     def snapshot(self, root: Path) -> None:
@@ -152,7 +135,7 @@ class Journal:
             if want is None:
                 path.unlink()
             else:
-                write_atomic(path, want)
+                atomic_write_bytes(path, want)
             changed.append(f"restored {rel}")
         return changed
 

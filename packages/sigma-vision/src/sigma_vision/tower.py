@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sigma_core import SigmaUserError, register_pretrained, source_record
+from sigma_core import SigmaUserError, is_internal_error, register_pretrained, source_record
 from sigma_vision.config import TowerVisionConfig
 from sigma_vision.perceiver import ResamplerVision
 
@@ -102,10 +102,12 @@ def load_tower(cfg: TowerVisionConfig) -> nn.Module:
             cfg.path, trust_remote_code=cfg.trust_remote_code, local_files_only=local
         )
     except Exception as e:
+        if is_internal_error(e):
+            raise
         raise SigmaUserError(
             f"vision.path {cfg.path!r}: cannot load a transformers vision model: "
             f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        ) from None
+        ) from e
     if cfg.attribute:
         if not hasattr(model, cfg.attribute):
             raise SigmaUserError(f"vision.attribute: the model has no {cfg.attribute!r}")

@@ -189,10 +189,13 @@ def evaluate(
 
     Raises:
         SigmaUserError: a directory without a saved policy, policies or data whose
-            dims differ, a split with no episodes.
+            dims differ, a split with no episodes; ``plots`` without matplotlib (before
+            any compute, so that a missing plotting library never discards an evaluation).
     """
     if not policies:
         raise SigmaUserError("give at least one run directory or saved policy")
+    if plots:
+        pyplot()
     sources = [load_source(p) for p in policies]
     if len({s.name for s in sources}) != len(sources):  # two runs with one directory name
         for i, s in enumerate(sources):
@@ -373,19 +376,31 @@ def closed_loop_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_plots(
-    where: Path, rows: list[dict[str, Any]], report: dict[str, Any], groups: list[str]
-) -> None:
-    """Per-episode paired scatter (each group vs the first base), MSE by timescale with CIs."""
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend, or the install hint when it is missing.
+
+    Raises:
+        SigmaUserError: matplotlib is not installed.
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
+    except ImportError as e:
+        if e.name is not None and not e.name.startswith("matplotlib"):
+            raise  # matplotlib is there, one of its own dependencies is broken: show it
         raise SigmaUserError(
             "plots need matplotlib: pip install 'sigma-vla-core[eval]' (or pass --no-plots)"
-        ) from None
+        ) from e
+    return plt
+
+
+def write_plots(
+    where: Path, rows: list[dict[str, Any]], report: dict[str, Any], groups: list[str]
+) -> None:
+    """Per-episode paired scatter (each group vs the first base), MSE by timescale with CIs."""
+    plt = pyplot()
     where.mkdir(parents=True, exist_ok=True)
     reference = next((g for g in groups if g.endswith(":base")), groups[0])
     fig, ax = plt.subplots(figsize=(5, 5))

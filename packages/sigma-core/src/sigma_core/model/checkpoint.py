@@ -129,7 +129,7 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise SigmaUserError(f"{path}: invalid JSON ({exc})") from None
+        raise SigmaUserError(f"{path}: invalid JSON ({exc})") from exc
     if meta.get("format") != FORMAT:
         raise SigmaUserError(f"{path}: checkpoint format {meta.get('format')!r}, expected {FORMAT}")
     return meta

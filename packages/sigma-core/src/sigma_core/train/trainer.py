@@ -303,8 +303,8 @@ class Trainer:
             while self.step < self.steps:
                 try:
                     new = self._optimizer_step(batches)
-                except torch.OutOfMemoryError:
-                    raise SigmaUserError(self._oom_message()) from None
+                except torch.OutOfMemoryError as e:
+                    raise SigmaUserError(self._oom_message()) from e
                 if new is None:
                     bad, skipped = bad + 1, skipped + 1
                     warnings.warn(

@@ -1,4 +1,8 @@
-"""Small LeRobot policies on disk, built from configs (contract kit and tests, offline)."""
+"""Test support: small LeRobot policies and datasets on disk, built from configs (offline).
+
+The contract kit (``LeRobotBase.contract_config``) and tests use it; no production
+module imports it at module level (an import-linter contract and a test check).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sigma_core import Dims
-from sigma_lerobot.base import lerobot_features as features
+from sigma_lerobot.schema import lerobot_features as features
 
 
 def small_act_config(dims: Dims, **overrides: Any) -> Any:
