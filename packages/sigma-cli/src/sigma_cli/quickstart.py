@@ -85,7 +85,7 @@ SMOKE = Size(
     transfer_episodes=4,
     distractors=2,
 )
-#: The calibrated default task (README, "Calibration"): the simulator settings every
+#: The calibrated default task (docs/results.md, "Calibration"): the simulator settings every
 #: quickstart demonstration and closed-loop episode uses. Cube and disc 7-12 cm from
 #: the spawn centre within ±30° (the full annulus left the tiny base 4-5 cm off the
 #: cube); three cube colours, so the transfer scenes have distractors of other colours.
@@ -97,7 +97,7 @@ TASK: dict[str, Any] = {
     "spawn_angle_deg": 30.0,
 }
 #: The tiny default's vision (configs/base-tiny.yaml): a CNN stem and proprioception
-#: dropout, without which the base learns to ignore its cameras (README, "Calibration").
+#: dropout, without which the base learns to ignore its cameras (docs/results.md, "Calibration").
 VISION: dict[str, Any] = {
     "type": "perceiver",
     "patch_size": 16,
