@@ -73,3 +73,20 @@ def test_intent_ignores_padding():
     m0 = torch.zeros(1, 16)
     a, b = intent(hidden, mask, m0, mem), intent(changed, mask, m0, mem)
     torch.testing.assert_close(a.tau, b.tau)
+
+
+def test_tokenize_memoises_instructions_without_sharing_tensors():
+    from sigma_core import Dims
+    from sigma_intent.backbones import TOKEN_CACHE, TinyBackbone
+    from sigma_intent.config import TinyBackboneConfig
+
+    bb = TinyBackbone(TinyBackboneConfig(), Dims(d_model=32))
+    texts = ["pick up the red cube", "go"]
+    ids, mask = bb.tokenize(texts)
+    want = bb.tokenizer(texts, padding=True, return_tensors="pt")
+    assert torch.equal(ids, want["input_ids"]) and torch.equal(mask, want["attention_mask"])
+    ids.zero_()  # a caller's in-place change must not reach the next call
+    assert torch.equal(bb.tokenize(texts)[0], want["input_ids"])
+    for i in range(TOKEN_CACHE + 3):
+        bb.tokenize([f"task {i}"])
+    assert len(bb._token_cache) <= TOKEN_CACHE

@@ -51,6 +51,10 @@ def apply_lora(model: nn.Module, lora: LoraSpec | None, freeze_base: bool) -> nn
     return wrapped
 
 
+#: Instruction tuples whose tokens :meth:`PrefixLM.tokenize` keeps.
+TOKEN_CACHE = 256
+
+
 class PrefixLM(Backbone, abstract=True):
     """A transformers decoder reading ``[E_text(ids); W_p prefix]`` (shared by tiny and hf).
 
@@ -67,15 +71,30 @@ class PrefixLM(Backbone, abstract=True):
         return self.prefix_proj.out_features
 
     def tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        enc = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.config.max_text_tokens,
-            return_tensors="pt",
+        """(input_ids, attention_mask) of ``texts``, padded to the longest.
+
+        Memoised per tuple of texts (at most :data:`TOKEN_CACHE` entries): a robot
+        replans with the same instruction many times per episode, and tokenizing it
+        again was a fifth of a tiny policy's replanning time.
+        """
+        key = tuple(texts)
+        cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = self.__dict__.setdefault(
+            "_token_cache", {}
         )
+        if key not in cache:
+            enc = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self.config.max_text_tokens,
+                return_tensors="pt",
+            )
+            if len(cache) >= TOKEN_CACHE:
+                cache.clear()
+            cache[key] = (enc["input_ids"], enc["attention_mask"])
+        ids, mask = cache[key]
         device = self.prefix_proj.weight.device
-        return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        return ids.to(device, copy=True), mask.to(device, copy=True)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, prefix: Tensor) -> BackboneOutput:
         text = self.model.get_input_embeddings()(input_ids)
