@@ -27,6 +27,14 @@ def discovered() -> None:
     register_third_party_plugins()
 
 
+def tiny_spec() -> dict:
+    """configs/base-tiny.yaml without its privileged auxiliary target: these LeRobot
+    datasets (like real robot data) have no observation.environment_state."""
+    spec = yaml.safe_load((REPO / "configs" / "base-tiny.yaml").read_text())
+    spec["model"]["dims"].pop("auxiliary_state_dim")
+    return spec
+
+
 def write_dataset(root: Path, lengths: list[int]) -> None:
     write_random_walk_dataset(root, lengths, repo_id="sim/so101")
 
@@ -48,7 +56,7 @@ def lerobot_train(dataset: Path, out: Path, *extra: str) -> subprocess.Completed
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("lerobot")
     write_dataset(root / "ds", [24, 24, 24])
-    spec = yaml.safe_load((REPO / "configs" / "base-tiny.yaml").read_text())
+    spec = tiny_spec()
     spec.pop("data", None)
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
     result = lerobot_train(root / "ds", root / "out", f"--policy.spec={root / 'spec.yaml'}")
@@ -110,7 +118,7 @@ def test_save_and_load_through_lerobot_round_trip_to_the_same_actions(trained, t
 
 def test_a_spec_naming_a_missing_component_fails_with_sigmas_message(trained):
     root, _ = trained
-    spec = yaml.safe_load((REPO / "configs" / "base-tiny.yaml").read_text())
+    spec = tiny_spec()
     spec["model"]["vector"] = {"type": "nope"}
     (root / "bad.yaml").write_text(yaml.safe_dump(spec))
     result = lerobot_train(root / "ds", root / "bad-out", f"--policy.spec={root / 'bad.yaml'}")
@@ -141,7 +149,7 @@ def test_a_sigma_export_loads_in_lerobot_to_the_same_actions(tmp_path):
     from sigma_core import get_registry, validate_spec
     from sigma_core.testing import example_batch, planned_actions
 
-    raw = yaml.safe_load((REPO / "configs" / "base-tiny.yaml").read_text())
+    raw = tiny_spec()
     Model(validate_spec(raw, get_registry())).save_pretrained(tmp_path / "policy")
     result = CliRunner().invoke(app, ["export", str(tmp_path / "policy"), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output

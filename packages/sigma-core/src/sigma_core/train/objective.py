@@ -7,6 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
+from sigma_core.errors import SigmaUserError
 from sigma_core.model.policy import SigmaPolicy
 from sigma_core.train.losses import (
     LossConfig,
@@ -89,7 +90,13 @@ class StageObjective(nn.Module):
         total = terms.total + self.losses.lambda_fuse * l_fuse
         row = {**traf_columns(terms), "L_fuse": l_fuse.item()}
         if auxiliary:
-            assert batch.environment_state is not None  # the loader supplies it
+            if batch.environment_state is None:
+                raise SigmaUserError(
+                    f"model.dims.auxiliary_state_dim={self.policy.dims.auxiliary_state_dim} "
+                    "trains on observation.environment_state, which this batch lacks (data "
+                    "recorded without it: record with sigma data sim, or set "
+                    "auxiliary_state_dim: 0)"
+                )
             l_state = (out.extras["auxiliary_state"] - batch.environment_state).pow(2).mean()
             total = total + self.losses.lambda_state * l_state
             row["L_state"] = l_state.item()
