@@ -384,7 +384,7 @@ def test_rollout_checks_meta_against_the_policy(meta, policy) -> None:
     real = {**meta, "source": {**meta["source"], "cameras": {"overhead": "observation.images.up"}}}
     with pytest.raises(SigmaUserError, match="does not render"):
         rollout(policy, real, 1)
-    with pytest.raises(ValueError, match="n_action_steps"):
+    with pytest.raises(SigmaUserError, match="n_action_steps"):
         rollout(policy, meta, 1, n_action_steps=99)
 
 

@@ -69,17 +69,17 @@ class ActionSpace:
         self.state = Normalizer(stats["observation.state"])
         self.relative: Normalizer | None = None
         if mode == "relative":
-            if RELATIVE_STATS not in stats:
-                raise SigmaUserError(
-                    f"{source}: no statistics of relative actions ({RELATIVE_STATS}); the "
-                    "shards predate data.actions: relative. Run sigma preprocess again into "
-                    "a new --out"
-                )
             a, s = len(stats["action"]["mean"]), len(stats["observation.state"]["mean"])
             if s < a:
                 raise SigmaUserError(
                     f"{source}: data.actions relative needs a state entry per action entry "
                     f"(action {a}, state {s})"
+                )
+            if RELATIVE_STATS not in stats:
+                raise SigmaUserError(
+                    f"{source}: no statistics of relative actions ({RELATIVE_STATS}); the "
+                    "shards predate data.actions: relative. Run sigma preprocess again into "
+                    "a new --out"
                 )
             self.relative = Normalizer(stats[RELATIVE_STATS])
 

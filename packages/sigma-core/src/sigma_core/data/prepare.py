@@ -320,11 +320,15 @@ def _finish(
         )
         if name in frames
     }
-    train_windows = np.isin(np.concatenate(windows["episode"]), split["train"])
-    stats[RELATIVE_STATS] = relative_stats(
-        np.concatenate(windows["trajectory"])[train_windows],
-        np.concatenate(windows["state"])[train_windows],
+    trajectory, window_state = (
+        np.concatenate(windows["trajectory"]),
+        np.concatenate(windows["state"]),
     )
+    if window_state.shape[-1] >= trajectory.shape[-1]:  # a state entry per action entry
+        train_windows = np.isin(np.concatenate(windows["episode"]), split["train"])
+        stats[RELATIVE_STATS] = relative_stats(
+            trajectory[train_windows], window_state[train_windows]
+        )
     meta = {
         "format": META_FORMAT,
         "params": params,
