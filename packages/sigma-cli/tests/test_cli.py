@@ -328,3 +328,36 @@ def test_debug_shows_the_cause_of_a_wrapped_error(tmp_path):
     assert res.returncode == 2 and "the value is not YAML" in res.stderr
     assert "ParserError" in res.stderr  # the YAML parser's own exception, as the cause
     assert "direct cause" in res.stderr
+
+
+def test_preprocess_paper_shards_without_a_spec_takes_the_camera_count_from_the_data(tmp_path):
+    """The paper's one-camera sequence layout imports without --spec, and the summary
+    counts its pseudo-episodes, not its files."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    src = tmp_path / "paper"
+    src.mkdir()
+    for f in range(2):  # two files, each one episode of 5 sliding windows (T = 16)
+        actions = torch.cumsum(torch.randn(20, 6, generator=g), 0)
+        frames = torch.randint(0, 256, (20, 3, 16, 16), generator=g, dtype=torch.uint8)
+        windows = [
+            {
+                "vision_inputs": frames[t : t + 16].clone(),
+                "robot_state": torch.randn(16, 6, generator=g),
+                "gt_action_vector": actions[t].clone(),
+                "gt_action_chunk": actions[t : t + 4].clone(),
+                "gt_action_trajectory": actions[t : t + 16].clone(),
+                "text": "pink lego brick into the transparent box",
+            }
+            for t in range(5)
+        ]
+        torch.save(windows, src / f"shard_{f:05d}.pt")
+    r = sigma(
+        "preprocess", "--from-sigma-shards", str(src), "--out", str(tmp_path / "out"),
+        "--image-size", "16", "--min-action-norm", "0", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["options"]["cameras"] == ["overhead"] and meta["options"]["chunk"] == 4
+    assert meta["counts"]["episodes_in"] == meta["counts"]["episodes_kept"] == 2

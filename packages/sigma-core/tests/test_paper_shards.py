@@ -57,6 +57,7 @@ def test_import_keeps_targets_exactly_and_groups_episodes(tmp_path):
     meta = import_paper_shards(src, tmp_path / "out", opts(), action_dim=A, state_dim=A)
     assert meta["counts"]["windows_kept"] == 21
     assert meta["counts"]["episodes_kept"] == 5  # pseudo-episodes found by trajectory overlap
+    assert meta["counts"]["episodes_in"] == 5  # not the 2 files
     ds = ShardDataset(tmp_path / "out", split="all", normalize=False)
     assert collections.Counter(ds[i]["episode"] for i in range(len(ds))) == {
         1: 5,
@@ -129,7 +130,7 @@ def sequence_windows(length: int, chunk: int, seed: int) -> list[dict]:
 
 
 def test_the_papers_sequence_layout_reads_frames_of_one_camera(tmp_path):
-    from sigma_core.data import paper_chunk
+    from sigma_core.data import paper_cameras, paper_chunk
 
     src = tmp_path / "paper"
     src.mkdir()
@@ -139,6 +140,7 @@ def test_the_papers_sequence_layout_reads_frames_of_one_camera(tmp_path):
         src / "shard_00000.pt",
     )
     assert paper_chunk(src) == 4  # the CLI's default --chunk for these shards
+    assert paper_cameras(src, T) == 1  # and its default camera count
     o = PreprocessOptions(cameras=["main"], image_size=16, horizon=T, chunk=4, min_action_norm=0)
     meta = import_paper_shards(src, tmp_path / "out", o, action_dim=A, state_dim=A)
     assert meta["counts"]["windows_kept"] == 5

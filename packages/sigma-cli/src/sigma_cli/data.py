@@ -179,10 +179,15 @@ def preprocess(
     from sigma_core.data import PreprocessOptions
 
     dims = _dims(spec or base_policy)
-    if chunk is None and from_sigma_shards is not None:
-        from sigma_core.data import paper_chunk
+    if from_sigma_shards is not None:
+        from sigma_core.data import paper_cameras, paper_chunk
 
-        chunk = paper_chunk(from_sigma_shards)  # the paper's shards carry their own H_c
+        if chunk is None:
+            chunk = paper_chunk(from_sigma_shards)  # the paper's shards carry their own H_c
+        if spec is None and base_policy is None:  # nor is their camera count the default's
+            n = paper_cameras(from_sigma_shards, horizon or dims.horizon)
+            names = dims.cameras[:n] if n <= len(dims.cameras) else [f"camera{i}" for i in range(n)]
+            dims = dims.model_copy(update={"cameras": names})
     try:
         opts = PreprocessOptions(
             cameras=dims.cameras,

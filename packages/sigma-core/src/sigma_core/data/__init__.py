@@ -23,6 +23,7 @@ from sigma_core.data.loader import (
     make_loader,
 )
 from sigma_core.data.paper import PaperShards, import_paper_shards
+from sigma_core.data.paper import data_cameras as paper_cameras
 from sigma_core.data.paper import data_chunk as paper_chunk
 from sigma_core.data.precompute import precompute_base_actions
 from sigma_core.data.prepare import PreprocessOptions, preprocess, read_meta, remove_output
@@ -55,6 +56,7 @@ __all__ = [
     "environment_normalizer",
     "import_paper_shards",
     "make_loader",
+    "paper_cameras",
     "paper_chunk",
     "precompute_base_actions",
     "preprocess",

@@ -118,6 +118,24 @@ def data_chunk(directory: str | Path) -> int:
     return len(torch.as_tensor(first[0]["gt_action_chunk"]))
 
 
+def data_cameras(directory: str | Path, horizon: int) -> int:
+    """How many cameras the paper's shards in ``directory`` hold (first window's
+    ``vision_inputs``: a dict's entries, one for a frame sequence or a single image,
+    else its leading dimension)."""
+    files = sorted(Path(directory).glob("*.pt"))
+    if not files:
+        raise SigmaUserError(f"{directory}: no .pt shard files")
+    first = load_pt(files[0])
+    if not first or "vision_inputs" not in first[0]:
+        raise SigmaUserError(f"{files[0]} window 0: missing field(s) vision_inputs")
+    x = first[0]["vision_inputs"]
+    if isinstance(x, dict):
+        return len(x)
+    if is_sequence(first[0], horizon) or torch.as_tensor(x).ndim == 3:
+        return 1
+    return int(torch.as_tensor(x).shape[0])
+
+
 def _images(x: Any, cams: int, size: int, where: str, sequence: bool = False) -> np.ndarray:
     if isinstance(x, dict):
         x = torch.stack([torch.as_tensor(v) for v in x.values()])
@@ -207,6 +225,7 @@ class PaperShards:
             "dropped_static": 0,
             "short_episodes": {},
         }
+        seen: set[int] = set()  # pseudo-episodes of this file, kept or not
         parts: list[dict[str, np.ndarray]] = []
         tasks: list[str] = []
         prev_traj, episode, run = None, -1, 0
@@ -245,6 +264,7 @@ class PaperShards:
                 run += 1
                 episode = file_no * _EPISODE_STRIDE + run
             prev_traj = trj
+            seen.add(episode)
             if not all(np.isfinite(a).all() for a in (vec, chk, trj, state)):
                 counts["dropped_nonfinite"] += 1
                 continue
@@ -280,6 +300,7 @@ class PaperShards:
                     max_action_l2=np.array([mx]),
                 )
             )
+        counts["episodes_in"] = len(seen)
         return concat_columns(parts), tasks, counts
 
 

@@ -217,7 +217,8 @@ def write_shards(
     """Write one shard per group with ``build(group)``, resumably; then meta.json.
 
     ``build`` returns (tensors, tasks, counts); ``counts`` holds ``candidates``,
-    ``dropped_nonfinite``, ``dropped_static`` and ``short_episodes``.
+    ``dropped_nonfinite``, ``dropped_static``, ``short_episodes`` and, where a group
+    is not a list of episodes, ``episodes_in``.
     """
     out = Path(out)
     params = _params(info, opts)
@@ -274,7 +275,9 @@ def _finish(
         short |= g["counts"]["short_episodes"]
     shards = [g for g in groups if g["file"] is not None]
     kept = sum(g["windows"] for g in shards)
-    episodes_in = sum(len(g["episodes"]) for g in groups)
+    # a group is a list of episodes, or (imported paper shards) a file whose build
+    # counted the pseudo-episodes it found
+    episodes_in = sum(g["counts"].get("episodes_in", len(g["episodes"])) for g in groups)
     if kept == 0:
         (out / PROGRESS).unlink(missing_ok=True)
         if not any(out.iterdir()):
