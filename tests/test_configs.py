@@ -47,8 +47,14 @@ def test_controls_and_ablations_change_one_thing():
 
 
 def test_quickstart_trains_what_the_shipped_configs_say(tmp_path):
-    """sigma quickstart builds its specs in code (configs/ is not in the wheels): they must
-    not drift from configs/base-tiny, sigma-tiny and control-lora-only."""
+    """sigma quickstart reads the configs shipped in sigma_cli/configs (the repository's
+    configs/ is that folder) and changes only sizes, steps and paths."""
+    from importlib.resources import files
+
+    shipped = files("sigma_cli") / "configs"
+    assert sorted(p.name for p in CONFIGS) == sorted(
+        p.name for p in shipped.iterdir() if p.name.endswith(".yaml")
+    )
     from sigma_cli.quickstart import FULL, specs
 
     built = specs(FULL, tmp_path)
@@ -56,6 +62,7 @@ def test_quickstart_trains_what_the_shipped_configs_say(tmp_path):
         ("base", "base-tiny.yaml"),
         ("sigma", "sigma-tiny.yaml"),
         ("lora-only", "control-lora-only.yaml"),
+        ("base-longer", "control-base-longer.yaml"),
     ):
         want = load_spec(REPO / "configs" / config)
         got = built[name]

@@ -20,10 +20,10 @@ With ``--transfer``, the setting Sigma is meant for, on top of the same base:
    offline and in closed loop (wrong-object rates)
 
 Every demonstration and closed-loop episode uses the calibrated task :data:`TASK`.
-The specs are the embedded defaults (``SigmaSpec()``) with the stage settings of
-``configs/base-tiny.yaml``, ``configs/sigma-tiny.yaml`` and
-``configs/control-lora-only.yaml``; ``--smoke`` shrinks everything to about a
-minute (CI runs it).
+The specs are the configs shipped with the package (:data:`CONFIGS`, the
+repository's ``configs/``: base-tiny, sigma-tiny, control-lora-only,
+control-base-longer) at the size's image side, batch and steps; ``--smoke``
+shrinks everything to about a minute (CI runs it).
 """
 
 from __future__ import annotations
@@ -96,65 +96,52 @@ TASK: dict[str, Any] = {
     "spawn_max_radius": 0.12,
     "spawn_angle_deg": 30.0,
 }
-#: The tiny default's vision (configs/base-tiny.yaml): a CNN stem and proprioception
-#: dropout, without which the base learns to ignore its cameras (docs/results.md, "Calibration").
-VISION: dict[str, Any] = {
-    "type": "perceiver",
-    "patch_size": 16,
-    "num_queries": 16,
-    "num_state_tokens": 4,
-    "stem_channels": [16, 32],
-    "state_dropout": 0.5,
-}
 #: The runs of each experiment, in evaluation order (the first is the reference).
 RUNS = ("sigma", "lora-only", "base")
 TRANSFER_RUNS = ("sigma", "lora-only", "base-longer")
 
 
+#: The shipped configs each quickstart run starts from (``sigma_cli/configs``, which is
+#: also the repository's ``configs/``).
+CONFIGS = {
+    "base": "base-tiny.yaml",
+    "sigma": "sigma-tiny.yaml",
+    "lora-only": "control-lora-only.yaml",
+    "base-longer": "control-base-longer.yaml",
+}
+
+
+def shipped_config(name: str) -> dict[str, Any]:
+    """A config shipped with sigma-vla-cli (``configs/NAME``) as a dict."""
+    from importlib.resources import files
+
+    import yaml
+
+    return yaml.safe_load((files("sigma_cli") / "configs" / name).read_text())
+
+
 def specs(size: Size, root: Path) -> dict[str, SigmaSpec]:
-    """The runs' specs: base, Sigma on it, the LoRA-only control on it, and the base
-    trained further for Sigma's budget (the compute-matched control, ``base-longer``);
+    """The runs' specs: the shipped configs of the base, Sigma on it, the LoRA-only
+    control on it, and the base trained further for Sigma's budget (the compute-matched
+    control, ``base-longer``), at this size's image side, batch, run length and steps;
     all but the base start from ``root/runs/base``."""
-    dims = {"image_size": size.image_size}
-    data = {"batch_size": size.batch_size}
-    base_policy = root / "runs" / "base" / "policy"
-    # privileged supervision while the base trains: the scene state (8 + 4 per cube colour)
-    # predicted from the vision tokens, the lever that made the base use its cameras
-    # (benchmarks/base_levers); never an input
-    scene = {"auxiliary_state_dim": 8 + 4 * len(TASK["cube_colors"])}
-    base_run = {
-        "model": {"dims": dims | scene, "vision": VISION},
-        "base_policy": {"type": "internal"},
-        "data": data,
-        "train": {"stage": "base", "steps": size.base_steps, "lr": 1e-3, "warmup_steps": 20},
-    }
-    on_base = {"type": "checkpoint", "path": str(base_policy)}
-    sigma = {
-        "model": {"dims": dims, "vision": VISION},
-        "base_policy": on_base,
-        "data": data | {"run_length": size.run_length},
-        "train": {"stage": "sigma", "steps": size.sigma_steps, "lr": 3e-4, "warmup_steps": 20},
-    }
-    zero = {"start": 0.0, "target": 0.0}
-    lora = {
-        **sigma,
-        "model": {
-            "dims": dims,
-            "vision": VISION,
-            "telepathy": False,
-            "memory": {"type": "none"},
-        },
-        "train": sigma["train"] | {"losses": {"w_sem": zero, "w_intent": zero, "w_tau": zero}},
-    }
-    longer = {
-        **base_run,
-        "train": base_run["train"] | {"steps": size.sigma_steps, "init_from": str(base_policy)},
-    }
+    base_policy = str(root / "runs" / "base" / "policy")
+    steps = {"base": size.base_steps}
     registry = get_registry()
-    raw = {"base": base_run, "sigma": sigma, "lora-only": lora, "base-longer": longer}
-    return {
-        name: validate_spec(r, registry, source=f"quickstart:{name}") for name, r in raw.items()
-    }
+    out = {}
+    for name, config in CONFIGS.items():
+        raw = shipped_config(config)
+        raw["model"]["dims"]["image_size"] = size.image_size
+        raw["data"] = {"batch_size": size.batch_size}
+        train = raw["train"]
+        train["steps"] = steps.get(name, size.sigma_steps)
+        if train["stage"] == "sigma":
+            raw["data"]["run_length"] = size.run_length
+            raw["base_policy"]["path"] = base_policy
+        if "init_from" in train:
+            train["init_from"] = base_policy
+        out[name] = validate_spec(raw, registry, source=f"quickstart:{name} (configs/{config})")
+    return out
 
 
 def _stage(name: str, done: bool, timings: dict[str, float]) -> float | None:
