@@ -206,11 +206,12 @@ def load_weights(policy: nn.Module, directory: Path) -> str | None:
     if not weights.is_file():
         return "no model.safetensors"
     # LeRobot's key fixes log a root-logger warning for every patch-embedding key
-    logging.disable(logging.WARNING)
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.WARNING))
     try:
         state = policy._fix_pytorch_state_dict_keys(load_file(str(weights)), policy.config)
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(previous)  # the caller's own setting, not NOTSET
     state = {k if k.startswith("model.") else f"model.{k}": v for k, v in state.items()}
     return check_and_load(policy, weights, state)
 

@@ -399,7 +399,9 @@ class Trainer:
         """
         total, n = 0.0, 0
         telepathy = self.spec.train.stage == "sigma"
-        with torch.random.fork_rng(devices=[]):
+        # the sampler noise is drawn on the batch's device: fork that device's RNG too
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.spec.train.seed)  # the same sampler noise every time
             self.policy.eval()
             for run in make_loader(
