@@ -107,31 +107,31 @@ def interpretation(sample: dict[str, Any], opts: PreprocessOptions) -> dict[str,
     }
 
 
-def data_chunk(directory: str | Path) -> int:
-    """The chunk length H_c of the paper's shards in ``directory`` (first window's)."""
+def _first_window(directory: str | Path, field: str) -> dict[str, Any]:
+    """The first window of the first ``.pt`` file in ``directory``, which must have ``field``."""
     files = sorted(Path(directory).glob("*.pt"))
     if not files:
         raise SigmaUserError(f"{directory}: no .pt shard files")
     first = load_pt(files[0])
-    if not first or "gt_action_chunk" not in first[0]:
-        raise SigmaUserError(f"{files[0]} window 0: missing field(s) gt_action_chunk")
-    return len(torch.as_tensor(first[0]["gt_action_chunk"]))
+    if not first or field not in first[0]:
+        raise SigmaUserError(f"{files[0]} window 0: missing field(s) {field}")
+    return first[0]
+
+
+def data_chunk(directory: str | Path) -> int:
+    """The chunk length H_c of the paper's shards in ``directory`` (first window's)."""
+    return len(torch.as_tensor(_first_window(directory, "gt_action_chunk")["gt_action_chunk"]))
 
 
 def data_cameras(directory: str | Path, horizon: int) -> int:
     """How many cameras the paper's shards in ``directory`` hold (first window's
     ``vision_inputs``: a dict's entries, one for a frame sequence or a single image,
     else its leading dimension)."""
-    files = sorted(Path(directory).glob("*.pt"))
-    if not files:
-        raise SigmaUserError(f"{directory}: no .pt shard files")
-    first = load_pt(files[0])
-    if not first or "vision_inputs" not in first[0]:
-        raise SigmaUserError(f"{files[0]} window 0: missing field(s) vision_inputs")
-    x = first[0]["vision_inputs"]
+    window = _first_window(directory, "vision_inputs")
+    x = window["vision_inputs"]
     if isinstance(x, dict):
         return len(x)
-    if is_sequence(first[0], horizon) or torch.as_tensor(x).ndim == 3:
+    if is_sequence(window, horizon) or torch.as_tensor(x).ndim == 3:
         return 1
     return int(torch.as_tensor(x).shape[0])
 
