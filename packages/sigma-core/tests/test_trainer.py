@@ -405,6 +405,9 @@ def test_the_auxiliary_scene_state_loss_trains_vision_in_stage_base_only():
         grads[weight] = policy.vision.patch.weight.grad.clone()
     predicted = policy(batch, telepathy=False).extras["auxiliary_state"]
     assert predicted.shape == (3, 5)
+    with torch.no_grad():  # a training-only target: inference does not compute it
+        assert "auxiliary_state" not in policy.eval()(batch, telepathy=False).extras
+    policy.train()
     want = (predicted - batch.environment_state).pow(2).mean().item()
     assert row["L_state"] == pytest.approx(want, rel=1e-5)
     assert not torch.allclose(grads[0.0], grads[1.0])  # L_state reaches the vision encoder

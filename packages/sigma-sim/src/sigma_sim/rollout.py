@@ -318,10 +318,11 @@ class Observer:
         self.environment_norm = environment_norm
         self.history: deque[torch.Tensor | None] = deque(maxlen=frames)
         self.last_images: torch.Tensor | None = None
+        self.last_environment: torch.Tensor | None = None
 
     def reset(self) -> None:
         self.history.clear()
-        self.last_images = None
+        self.last_images = self.last_environment = None
 
     def images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         """(C, 3, P, P) uint8: every camera resized with padding, as preprocessing does."""
@@ -341,8 +342,9 @@ class Observer:
     ) -> Any:
         """The batch of this step; ``read=False`` on steps whose images the policy ignores.
 
-        ``environment`` is :func:`sigma_sim.scene.environment_state` (needed when
-        :attr:`environment_norm` is set, else ignored).
+        ``environment`` is :func:`sigma_sim.scene.environment_state` (needed on read
+        steps when :attr:`environment_norm` is set, else ignored; like the images, the
+        last read one stands in on the other steps).
 
         A camera image may be ``None`` (not rendered, see
         :class:`sigma_sim.scene.CameraSwitch`); such a frame keeps its place in the
@@ -368,18 +370,17 @@ class Observer:
                 raise RuntimeError("a frame the policy reads was not rendered")
             images = torch.stack(list(self.history), dim=1)  # (C, F, 3, P, P)
             self.last_images = images[None].to(self.device).float().div_(255)
+            if self.environment_norm is not None:  # read with the images, kept with them
+                if environment is None:
+                    raise ValueError("this policy reads the environment state; pass it")
+                scene = self.environment_norm.normalize(torch.from_numpy(environment))
+                self.last_environment = scene[None].to(self.device)
         state = torch.from_numpy(sim_to_dataset(obs["state"], self.gripper_limits))
-        env_state = None
-        if self.environment_norm is not None:
-            if environment is None:
-                raise ValueError("this policy reads the environment state; pass it")
-            env_state = self.environment_norm.normalize(torch.from_numpy(environment))
-            env_state = env_state[None].to(self.device)
         return SigmaBatch(
             images=self.last_images,
             state=self.state_norm.normalize(state)[None].to(self.device),
             texts=[task],
-            environment_state=env_state,
+            environment_state=self.last_environment,
         )
 
 
@@ -444,15 +445,15 @@ class Distractors:
     def __init__(self, env: PickAndPlaceEnv, colors: list[str]) -> None:
         import mujoco
 
+        from sigma_sim.scene import active_distractors
+
         self.env = env
-        self.bodies = []
-        if env.config.max_distractors:
-            for i in range(len(colors)):
-                body = mujoco.mj_name2id(
-                    env.model, mujoco.mjtObj.mjOBJ_BODY, f"distractor_slot_{i}"
-                )
-                if body >= 0 and env.data.xpos[body][2] > -1.0:  # parked ones sit below the table
-                    self.bodies.append(body)
+        active = set(active_distractors(env, colors))
+        self.bodies = [
+            mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, f"distractor_slot_{i}")
+            for i, color in enumerate(colors)
+            if color in active
+        ]
         self.start = env.data.xpos[self.bodies].copy()
 
     def disturbed(self) -> bool:
@@ -509,8 +510,9 @@ class _Plan:
     video_episodes: int
     render_every_step: bool
 
-    def normalizers(self) -> tuple[Normalizer, ActionSpace, Normalizer, Normalizer | None]:
-        """(action, action space, state, environment state or ``None``) normalizers.
+    def normalizers(self) -> tuple[ActionSpace, Normalizer | None]:
+        """The action space (with the action and state normalizers) and the environment
+        state's normalizer (``None`` when the policy does not read it).
 
         Raises:
             SigmaUserError: statistics that lack what the policy's spec reads.
@@ -522,12 +524,7 @@ class _Plan:
             env_norm = environment_normalizer(
                 {"stats": self.stats}, "meta.json", self.environment_state_dim
             )
-        return (
-            Normalizer(self.stats["action"]),
-            ActionSpace(self.actions, self.stats),  # type: ignore[arg-type]
-            Normalizer(self.stats["observation.state"]),
-            env_norm,
-        )
+        return ActionSpace(self.actions, self.stats), env_norm  # type: ignore[arg-type]
 
     def settings(self) -> dict[str, Any]:
         """Everything here that decides an episode's outcome (the journal's key)."""
@@ -563,11 +560,11 @@ class _Runner:
         low = self.env.action_space.low.astype(np.float64)
         high = self.env.action_space.high.astype(np.float64)
         self.bounds = (low, high, (float(low[-1]), float(high[-1])))
-        action_norm, space, state_norm, env_norm = plan.normalizers()
-        self.actions = (action_norm, space)
+        self.space, env_norm = plan.normalizers()
         self.observer = Observer(
-            plan.cameras, plan.size, plan.frames, state_norm, self.bounds[2], self.device, env_norm
-        )
+            plan.cameras, plan.size, plan.frames, self.space.state, self.bounds[2], self.device,
+            env_norm,
+        )  # fmt: skip
 
     def episode(self, i: int) -> EpisodeResult:
         import torch
@@ -584,7 +581,7 @@ class _Runner:
                 self.env,
                 self.policy,
                 self.observer,
-                self.actions,
+                self.space,
                 list(plan.cfg.cube_colors),
                 env_seed,
                 plan.limit,
@@ -846,7 +843,7 @@ def _episode(
     env: PickAndPlaceEnv,
     policy: SigmaPolicy,
     observer: Observer,
-    actions: tuple[Normalizer, ActionSpace],
+    space: ActionSpace,
     colors: list[str],
     env_seed: int,
     limit: int,
@@ -862,7 +859,6 @@ def _episode(
     from sigma_sim.scene import environment_state, reset_episode
 
     low, high, gripper = bounds
-    action_norm, space = actions
     if switch is not None:
         switch.set(True)  # step 0 replans
     obs, info, episode = reset_episode(env, env_seed, colors)
@@ -881,11 +877,12 @@ def _episode(
         for _ in range(limit):
             if video is not None:
                 video.add(obs["overhead_camera"])
-            scene = None
-            if observer.environment_norm is not None:
-                scene = environment_state(env, colors)
             replan = steps % n_steps == 0
-            batch = observer.batch(obs, episode.task, scene, read=render_every_step or replan)
+            read = render_every_step or replan
+            scene = None
+            if read and observer.environment_norm is not None:
+                scene = environment_state(env, colors)
+            batch = observer.batch(obs, episode.task, scene, read=read)
             if replan:  # the plan is relative to this state
                 anchor = batch.state
             if switch is not None:
@@ -893,7 +890,7 @@ def _episode(
             t0 = time.perf_counter()
             action = space.decode(policy.step(batch), anchor)
             latencies.append(time.perf_counter() - t0)
-            row = action_norm.denormalize(action[0].float().cpu()).numpy()
+            row = space.action.denormalize(action[0].float().cpu()).numpy()
             target = np.clip(dataset_to_sim(row, gripper), low, high)
             t1 = time.perf_counter()
             obs, _, _, _, info = env.step(target)

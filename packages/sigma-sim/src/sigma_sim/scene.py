@@ -210,15 +210,17 @@ def _body(env: PickAndPlaceEnv, name: str) -> int:
     return int(body)
 
 
+def on_table(env: PickAndPlaceEnv, name: str) -> bool:
+    """Whether body ``name`` (a cube slot) is in the scene: unused slots are parked
+    far below the table (z < -1 m)."""
+    return bool(env.data.xpos[_body(env, name)][2] > -1.0)
+
+
 def active_distractors(env: PickAndPlaceEnv, colors: list[str]) -> list[str]:
     """Colours of the distractor cubes on the table (inactive ones are parked below it)."""
     if not env.config.max_distractors:
         return []
-    return [
-        color
-        for i, color in enumerate(colors)
-        if env.data.xpos[_body(env, f"distractor_slot_{i}")][2] > -1.0
-    ]
+    return [c for i, c in enumerate(colors) if on_table(env, f"distractor_slot_{i}")]
 
 
 def environment_state_names(colors: list[str]) -> list[str]:
@@ -260,9 +262,8 @@ def environment_state(env: PickAndPlaceEnv, colors: list[str]) -> np.ndarray:
     for i in range(len(colors)):
         block = [0.0, 0.0, 0.0, 0.0]
         for slot in slots:
-            pos = env.data.xpos[_body(env, f"{slot}_{i}")]
-            if pos[2] > -1.0:  # parked ones sit below the table
-                block = [*pos, 1.0]
+            if on_table(env, f"{slot}_{i}"):
+                block = [*env.data.xpos[_body(env, f"{slot}_{i}")], 1.0]
         out += block
     return np.asarray(out, dtype=np.float32)
 

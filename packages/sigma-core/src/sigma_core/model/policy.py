@@ -368,7 +368,7 @@ class SigmaPolicy(nn.Module):
         actions = a_base + delta
         plan = self.controller(self.fusion(actions.vector, actions.chunk, actions.trajectory))
         extras = {}
-        if self.dims.auxiliary_state_dim:
+        if self.dims.auxiliary_state_dim and self.training:  # a training-only target
             extras["auxiliary_state"] = self.auxiliary_state(vis_base.tokens.mean(dim=1))
         return SigmaOutput(
             actions=actions,
