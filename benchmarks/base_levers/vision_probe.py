@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sigma_core import build_component, get_registry, load_spec
-from sigma_core.data import ShardDataset, collate
+from sigma_core.data import ENVIRONMENT_STATE, ShardDataset, collate, read_meta
 
 TARGET = slice(0, 2)  # cube.x, cube.y
 
@@ -40,7 +40,7 @@ def probe(shards: str, spec_path: str, steps: int, seed: int) -> list[tuple[int,
     head = nn.Linear(dims.d_model, TARGET.stop - TARGET.start)
     params = [*vision.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
-    width = 20
+    width = len(read_meta(shards)["stats"][ENVIRONMENT_STATE]["mean"])
     train = ShardDataset(shards, "train", environment_state=width)
     val = ShardDataset(shards, "val", environment_state=width, verify=False)
     val_batch = collate([val[i] for i in range(0, len(val), max(1, len(val) // 256))])
