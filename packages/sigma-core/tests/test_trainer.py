@@ -417,3 +417,73 @@ def test_the_auxiliary_scene_state_loss_trains_vision_in_stage_base_only():
     assert policy.vision.state_encoder[0].in_features == 6  # not an input
     with pytest.raises(SigmaUserError, match="must be equal"):
         validate_spec({"model": {"dims": dims | {"environment_state_dim": 4}}}, get_registry())
+
+
+def test_an_estimated_scene_state_is_the_oracle_on_the_auxiliary_heads_estimate():
+    """model.scene_state: estimated: the vision's state encoder reads [state; sg(s_hat)]
+    with s_hat = head(mean V_base), at inference never the observed scene state; while
+    the base trains, the truth stands in with probability train.teacher_forcing."""
+    from dataclasses import replace
+
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_core.testing.fakes import example_batch
+    from sigma_core.train.objective import StageObjective
+    from sigma_core.train.stages import configure_stage
+
+    dims = {"d_model": 32, "image_size": 32, "environment_state_dim": 5, "auxiliary_state_dim": 5}
+    with pytest.raises(SigmaUserError, match=r"scene_state: estimated .* equal and > 0"):
+        validate_spec({"model": {"scene_state": "estimated"}}, get_registry())
+
+    def build(scene_state: str, forcing: float = 0.5):
+        spec = validate_spec(
+            {
+                "model": {"dims": dims, "scene_state": scene_state},
+                "train": {"stage": "base", "teacher_forcing": forcing},
+            },
+            get_registry(),
+        )
+        return build_policy(spec)
+
+    estimated, oracle = build("estimated"), build("observed")
+    oracle.load_state_dict(estimated.state_dict())
+    assert estimated.spec.model.observed_scene_state_dim == 0  # the rollout supplies none
+    assert oracle.spec.model.observed_scene_state_dim == 5
+    batch = example_batch(estimated.spec.model.dims, batch_size=3)
+    other = replace(batch, environment_state=batch.environment_state + 3.0)
+    estimated.eval(), oracle.eval()
+    with torch.no_grad():
+        vis = estimated.vision(batch.images, torch.cat([batch.state, torch.zeros(3, 5)], -1))
+        s_hat = estimated.auxiliary_state(vis.tokens.mean(dim=1))
+        torch.manual_seed(0)
+        plan = estimated.act(batch)[0]
+        torch.manual_seed(0)
+        blind = estimated.act(replace(other, environment_state=None))[0]
+        torch.manual_seed(0)
+        told = oracle.act(replace(batch, environment_state=s_hat))[0]
+    assert torch.equal(plan, blind)  # inference reads the cameras, not the scene state
+    torch.testing.assert_close(plan, told)  # = the oracle told the estimate
+    # the perceiver re-encodes only the state tokens, exactly as a full pass would
+    state = torch.cat([batch.state, s_hat], -1)
+    with torch.no_grad():
+        again = estimated.vision.restate(vis, batch.images, state)
+        full = estimated.vision(batch.images, state)
+    torch.testing.assert_close(again.tokens, full.tokens)
+    torch.testing.assert_close(again.state_tokens, full.state_tokens)
+
+    # training: teacher forcing 1 reads the truth (= the oracle), 0 only the estimate
+    for forcing, follows_truth in ((1.0, True), (0.0, False)):
+        policy = build("estimated", forcing)
+        policy.load_state_dict(estimated.state_dict())
+        configure_stage(policy, "base")
+        policy.train()
+        outs = []
+        for b in (batch, other):
+            torch.manual_seed(0)
+            outs.append(policy(b, telepathy=False).actions.trajectory)
+        assert torch.equal(outs[0], outs[1]) is not follows_truth
+    # L_act does not train the head through sg(s_hat): only L_state does
+    losses = policy.spec.train.losses.model_copy(update={"lambda_state": 0.0})
+    policy.zero_grad()
+    StageObjective(policy, "base", losses, 10)([batch], 0)[0].backward()
+    head = policy.auxiliary_state[1].weight.grad
+    assert head is None or head.abs().sum() == 0

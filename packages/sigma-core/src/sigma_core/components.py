@@ -248,6 +248,17 @@ class VisionWorkspace(Component, kind="vision", abstract=True):
         """
         return self(images, state, tau)
 
+    def restate(self, base: VisionOutput, images: Tensor, state: Tensor) -> VisionOutput:
+        """V_base for a new ``state`` given this workspace's tau = None output ``base``.
+
+        Must equal ``forward(images, state)``. A spec whose scene state is estimated
+        from the vision tokens (``model.scene_state: estimated``) encodes the images
+        once, estimates the scene state from ``base.tokens``, then asks for the state
+        tokens of [state; estimate]. The default recomputes everything; a workspace
+        whose vision tokens do not read the state overrides it to re-encode the state only.
+        """
+        return self(images, state)
+
     def example_inputs(self, batch_size: int = 2, draw: int = 0) -> dict[str, Any]:
         inputs = super().example_inputs(batch_size, draw)
         inputs["images"] = inputs["images"].sigmoid()  # pixels live in [0, 1]

@@ -88,6 +88,15 @@ class ModelSpec(config.StrictModel):
         " tau-conditioned queries), so a = a_base + g([high_level_rep, 0]): the LoRA-only"
         " control (LoRA + residual heads, configs/control-lora-only.yaml)",
     )
+    scene_state: Literal["observed", "estimated"] = Field(
+        "observed",
+        description="where the scene state that the vision's state encoder reads"
+        " (dims.environment_state_dim > 0) comes from: observed = observation.environment_state"
+        " (an oracle: privileged at inference); estimated = s_hat = head(mean V_base), the"
+        " auxiliary head's estimate from the cameras (needs dims.auxiliary_state_dim equal to"
+        " it; the truth supervises s_hat and, with probability train.teacher_forcing, stands"
+        " in for it while the base trains; inference reads the cameras only)",
+    )
     vision: ComponentRef = _ref("perceiver")
     backbone: ComponentRef = _ref("tiny")
     memory: ComponentRef = _ref("gated")
@@ -100,6 +109,23 @@ class ModelSpec(config.StrictModel):
     fusion: ComponentRef = _ref("weighted")
     controller: ComponentRef = _ref("clip")
     adapter: ComponentRef = _ref("risk")
+
+    @model_validator(mode="after")
+    def _estimated_scene_state(self) -> ModelSpec:
+        e, a = self.dims.environment_state_dim, self.dims.auxiliary_state_dim
+        if self.scene_state == "estimated" and not (e and a):
+            raise ValueError(
+                "model.scene_state: estimated feeds the auxiliary head's estimate to the"
+                " vision's state encoder: it needs model.dims.environment_state_dim and"
+                f" auxiliary_state_dim, equal and > 0 (got {e} and {a})"
+            )
+        return self
+
+    @property
+    def observed_scene_state_dim(self) -> int:
+        """Width of observation.environment_state the policy reads at inference (0 when
+        it reads none, or estimates it from its cameras)."""
+        return self.dims.environment_state_dim if self.scene_state == "observed" else 0
 
 
 class DataSpec(config.StrictModel):
@@ -223,6 +249,15 @@ class TrainSpec(config.StrictModel):
         "auto", description="bf16 autocast; auto = bf16 on a GPU that supports it, else fp32"
     )
     losses: LossConfig = Field(default_factory=LossConfig, description="TRAF/TSAC weights")
+    teacher_forcing: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="stage base with model.scene_state: estimated: probability, per window,"
+        " that the vision's state encoder reads the observed scene state instead of the"
+        " (detached) estimate s_hat; 1: the policy learns from the truth only, 0: from its"
+        " own estimates only",
+    )
     init_from: str | None = Field(
         None,
         description="saved policy whose tensors initialise every parameter of the same name"

@@ -719,7 +719,7 @@ def rollout(
         seed=seed,
         stats=meta["stats"],
         actions=policy.spec.data.actions,
-        environment_state_dim=dims.environment_state_dim or 0,
+        environment_state_dim=policy.spec.model.observed_scene_state_dim,
         video_dir=None if video_dir is None else Path(video_dir),
         video_episodes=video_episodes,
         render_every_step=render_every_step,

@@ -84,6 +84,12 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         patches = self.encode_patches(images)
         queries = self.queries.expand(images.shape[0], -1, -1)
         v_base = self.resampler_norm(self.resampler(queries, patches))
+        state_tokens = self.encode_state(state)  # before the block: the RNG order of old runs
+        out = VisionOutput(self.block(v_base), state_tokens, reuse=v_base)
+        return out if tau is None else self.modulate(out, images, state, tau)
+
+    def encode_state(self, state: Tensor) -> Tensor:
+        """(B, S_v) -> state tokens ``S_tok`` (B, N_s, D)."""
         state_tokens = self.state_expander(self.state_encoder(state))
         state_tokens = state_tokens.unflatten(1, (self.config.num_state_tokens, -1))
         if self.config.state_dropout > 0 and self.training and self._state_trained():
@@ -94,8 +100,13 @@ class ResamplerVision(VisionWorkspace, abstract=True):
                 torch.rand(state.shape[0], 1, 1, device=state.device) >= self.config.state_dropout
             )
             state_tokens = state_tokens * keep
-        out = VisionOutput(self.block(v_base), state_tokens, reuse=v_base)
-        return out if tau is None else self.modulate(out, images, state, tau)
+        return state_tokens
+
+    def restate(self, base: VisionOutput, images: Tensor, state: Tensor) -> VisionOutput:
+        """The vision tokens do not read the state: only the state tokens are re-encoded."""
+        if base.reuse is None:
+            return self(images, state)
+        return VisionOutput(base.tokens, self.encode_state(state), reuse=base.reuse)
 
     def _state_trained(self) -> bool:
         """The state encoder is being trained (stage base), not frozen (stage sigma):

@@ -207,7 +207,7 @@ def evaluate(
         data,
         split=split,
         frame_history=dims.frame_history,
-        environment_state=max(s.policy.dims.environment_state_dim for s in sources),
+        environment_state=max(s.policy.spec.model.observed_scene_state_dim for s in sources),
     )
     have = shard_dims(ds.meta)
     held_out = set(ds.meta["split"][split]["episodes"])

@@ -278,13 +278,43 @@ class SigmaPolicy(nn.Module):
             )
         return torch.cat([batch.state, env.to(batch.state.dtype)], dim=-1)
 
-    def _encode(self, batch: SigmaBatch, m_prev: Tensor) -> tuple[IntentOutput, VisionOutput]:
-        """Vision at tau = 0 (V_base), backbone and intent."""
-        vis_base = self.vision(batch.images, self.vision_state(batch), None)
+    def encode_vision(self, batch: SigmaBatch) -> tuple[VisionOutput, Tensor, Tensor | None]:
+        """Pass 1: ``(V_base, the state S_v it read, s_hat or None)``.
+
+        With ``model.scene_state: estimated`` the cameras are encoded once with a blank
+        scene state, the scene state is estimated from the vision tokens,
+        ``s_hat = head(mean_n V_base,n)`` (the auxiliary head), and the state tokens are
+        re-encoded from ``[state; sg(s_hat)]`` (``vision.restate``). While the base
+        trains, each window reads the observed truth instead with probability
+        ``train.teacher_forcing``; everywhere else (stage sigma, inference) ``s_hat``:
+        the policy never reads the privileged state at inference.
+        """
+        if self.spec.model.scene_state == "observed":
+            state = self.vision_state(batch)
+            return self.vision(batch.images, state, None), state, None
+        b, n = batch.batch_size, self.dims.environment_state_dim
+        blank = torch.cat([batch.state, batch.state.new_zeros(b, n)], dim=-1)
+        vis = self.vision(batch.images, blank, None)
+        s_hat = self.auxiliary_state(vis.tokens.mean(dim=1))
+        scene = s_hat.detach()
+        forcing = self.spec.train.teacher_forcing
+        if self.training and self.spec.train.stage == "base" and forcing > 0:
+            truth = self.vision_state(batch)[:, -n:]
+            pick = torch.rand(b, 1, device=scene.device) < forcing
+            scene = torch.where(pick, truth, scene)
+        state = torch.cat([batch.state, scene.to(batch.state.dtype)], dim=-1)
+        return self.vision.restate(vis, batch.images, state), state, s_hat
+
+    def _encode(
+        self, batch: SigmaBatch, m_prev: Tensor
+    ) -> tuple[IntentOutput, VisionOutput, Tensor, Tensor | None]:
+        """Vision at tau = 0 (V_base), backbone and intent; also the state the vision
+        read and the scene estimate (:meth:`encode_vision`)."""
+        vis_base, state, s_hat = self.encode_vision(batch)
         ids, mask = self.backbone.tokenize(batch.texts)
         prefix = torch.cat([vis_base.tokens, vis_base.state_tokens], dim=1)
         bb = self.backbone(ids, mask, prefix)
-        return self.intent(bb.hidden, bb.mask, m_prev, self.memory), vis_base
+        return self.intent(bb.hidden, bb.mask, m_prev, self.memory), vis_base, state, s_hat
 
     def _tau0_query(self, intent: IntentOutput, vis_base: VisionOutput) -> QueryOutput:
         """The tau = 0 queries: they read c_text, which is high_level_rep at tau = 0 (the
@@ -299,7 +329,7 @@ class SigmaPolicy(nn.Module):
         cross-entropy, flow matching) instead of decoding actions first.
         """
         m0 = self.memory.initial_state(batch.batch_size, batch.state.device)
-        return self._tau0_query(*self._encode(batch, m0))
+        return self._tau0_query(*self._encode(batch, m0)[:2])
 
     def _branches(self, queries: Tensor, c_act: Tensor, noise: Tensor) -> ActionSet:
         return ActionSet(
@@ -328,13 +358,13 @@ class SigmaPolicy(nn.Module):
         device = batch.state.device
         if m_prev is None:
             m_prev = self.memory.initial_state(b, device)
-        intent, vis_base = self._encode(batch, m_prev)
+        intent, vis_base, vision_state, s_hat = self._encode(batch, m_prev)
         pathway = telepathy and self.spec.model.telepathy
         tau = intent.tau if pathway else torch.zeros_like(intent.tau)
         noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
         if pathway:
             # pass 2 reuses pass 1's vision encoding (only the modulator and block see tau)
-            vis_mod = self.vision.modulate(vis_base, batch.images, self.vision_state(batch), tau)
+            vis_mod = self.vision.modulate(vis_base, batch.images, vision_state, tau)
             # the tau = 0 and tau passes of the query and branches run as one batch of 2B:
             # each head's weights are read once, and the flow sampler loops once, not twice
             both_q = self.query(
@@ -368,8 +398,10 @@ class SigmaPolicy(nn.Module):
         actions = a_base + delta
         plan = self.controller(self.fusion(actions.vector, actions.chunk, actions.trajectory))
         extras = {}
-        if self.dims.auxiliary_state_dim and self.training:  # a training-only target
-            extras["auxiliary_state"] = self.auxiliary_state(vis_base.tokens.mean(dim=1))
+        if self.dims.auxiliary_state_dim and self.training:  # the target only training reads
+            if s_hat is None:
+                s_hat = self.auxiliary_state(vis_base.tokens.mean(dim=1))
+            extras["auxiliary_state"] = s_hat
         return SigmaOutput(
             actions=actions,
             base=a_base,

@@ -224,9 +224,24 @@ class VisionChecks:
 
     ``modulate(forward(x, None), x, tau)`` must equal ``forward(x, tau)``: the
     policy computes V_mod through ``modulate`` so that a workspace can reuse its
-    tau-free encoding, which must not change the result. Where the workspace has
-    a trainable tau path (``telepathy_params``; FiLM on), V_mod depends on tau.
+    tau-free encoding, which must not change the result. Likewise
+    ``restate(forward(x, s), x, s')`` must equal ``forward(x, s')`` (an estimated scene
+    state re-encodes the state only). Where the workspace has a trainable tau path
+    (``telepathy_params``; FiLM on), V_mod depends on tau.
     """
+
+    def test_restate_equals_forward_with_the_new_state(self, sigma_vision: ComponentInfo) -> None:
+        import torch
+
+        module = self._build(sigma_vision).eval()  # type: ignore[attr-defined]
+        inputs = example_inputs(module, self.seed, self.batch_size)  # type: ignore[attr-defined]
+        images, state = inputs["images"], inputs["state"]
+        other = state + torch.linspace(-1.0, 1.0, state.shape[-1])
+        with torch.no_grad():
+            want = module(images, other)
+            got = module.restate(module(images, state), images, other)
+        torch.testing.assert_close(got.tokens, want.tokens, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got.state_tokens, want.state_tokens, rtol=1e-5, atol=1e-5)
 
     def test_modulate_equals_forward_with_tau(self, sigma_vision: ComponentInfo) -> None:
         import torch

@@ -1,0 +1,57 @@
+"""Held-out error of a saved scene-state probe, per entry of observation.environment_state.
+
+    python benchmarks/base_levers/probe_dims.py SHARDS PROBE.safetensors PROBE_SPEC [--split val]
+
+Prints, for each named entry, the MSE in normalized units and the RMS error in the
+recorded units (metres for positions), over every frame of the split's episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from estimated_oracle import SceneProbe
+from safetensors.torch import load_file
+
+from sigma_core.data import ENVIRONMENT_STATE, ShardDataset, collate, read_meta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("shards")
+    parser.add_argument("probe")
+    parser.add_argument("spec")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--every", type=int, default=4, help="every k-th frame")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    meta = read_meta(args.shards)
+    stats = meta["stats"][ENVIRONMENT_STATE]
+    names = meta["source"].get("environment_state_names") or list(
+        map(str, range(len(stats["mean"])))
+    )
+    width = len(stats["mean"])
+    probe = SceneProbe(args.spec, width)
+    probe.load_state_dict(load_file(args.probe))
+    probe.eval()
+    ds = ShardDataset(args.shards, args.split, environment_state=width, verify=False)
+    err = []
+    with torch.no_grad():
+        for start in range(0, len(ds), 64 * args.every):
+            idx = range(start, min(len(ds), start + 64 * args.every), args.every)
+            batch = collate([ds[i] for i in idx])
+            err.append(probe(batch.images) - batch.environment_state)
+    e = torch.cat(err)
+    std = ds.environment_norm.std
+    mse = e.pow(2).mean(0)
+    print(f"{len(e)} frames of {args.split}; overall normalized MSE {mse.mean():.3f}")
+    for i, name in enumerate(names):
+        units = (
+            f"  RMS {float(mse[i].sqrt() * std[i]) * 100:.2f} cm (std {float(std[i]) * 100:.2f})"
+        )
+        print(f"{name:>24}: MSE {float(mse[i]):.3f}{units}")
+
+
+if __name__ == "__main__":
+    main()
