@@ -14,6 +14,8 @@ if it fails, the estimate is not precise enough and the table says by how much.
 
 ``--noise SIGMA`` instead replaces the state with the truth plus Gaussian noise of SIGMA
 (normalized units, drawn per replan): the oracle's tolerance to estimation error.
+``--blank 3,4`` sets those entries to their training mean (0 normalized) after either:
+which entries the oracle needs.
 
 Writes ``EVAL/report.json`` in the shape ``table.py`` reads (``closed_loop`` and
 ``groups``), one torch thread, episodes seeded ``10000 + i`` like ``sigma eval --sim``.
@@ -32,7 +34,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sigma_core import SigmaBatch, build_component, get_registry, load_spec
-from sigma_core.data import read_meta
+from sigma_core.data import environment_normalizer, read_meta
 from sigma_core.eval.replay import load_source
 from sigma_core.model.policy import SigmaPolicy
 from sigma_sim.rollout import rollout
@@ -56,11 +58,25 @@ class SceneProbe(nn.Module):
         return self.auxiliary_state(self.vision(images, state).tokens.mean(dim=1))
 
 
+class Renormalized(nn.Module):
+    """A probe trained on other shards: its estimate in the oracle's normalization."""
+
+    def __init__(self, probe: nn.Module, probe_meta: dict, oracle_meta: dict, width: int) -> None:
+        super().__init__()
+        self.probe = probe
+        self.source = environment_normalizer(probe_meta, "probe shards", width)
+        self.target = environment_normalizer(oracle_meta, "oracle shards", width)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.target.normalize(self.source.denormalize(self.probe(images)))
+
+
 class EstimatedOracle(SigmaPolicy):
     """An oracle whose scene state is the probe's estimate (or the truth plus noise)."""
 
     scene_probe: nn.Module | None
     noise: float
+    blank: list[int]
 
     def act(self, batch: SigmaBatch, m_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:
         truth = batch.environment_state
@@ -69,6 +85,7 @@ class EstimatedOracle(SigmaPolicy):
             estimate = self.scene_probe(batch.images).to(truth.dtype)
         else:
             estimate = truth + self.noise * torch.randn_like(truth)
+        estimate[:, self.blank] = 0.0
         return super().act(replace(batch, environment_state=estimate), m_prev)
 
 
@@ -77,10 +94,12 @@ def main() -> None:
     parser.add_argument("oracle")
     parser.add_argument("probe", help="vision_probe.py --save file, or 'none' with --noise")
     parser.add_argument("probe_spec", help="the spec the probe was trained with")
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", required=True, help="the oracle's shards")
+    parser.add_argument("--probe-data", help="the probe's shards, when not --data")
     parser.add_argument("--sim", type=int, default=50)
     parser.add_argument("--max-seconds", type=float, default=10.0)
     parser.add_argument("--noise", type=float, default=0.0)
+    parser.add_argument("--blank", default="", help="comma-separated entries set to 0")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--name", default="estimated-oracle")
     parser.add_argument("--out", required=True)
@@ -95,11 +114,14 @@ def main() -> None:
         raise SystemExit(f"{args.oracle}: not an oracle (model.dims.environment_state_dim is 0)")
     policy.__class__ = EstimatedOracle
     policy.noise = args.noise
+    policy.blank = [int(i) for i in args.blank.split(",") if i]
     if args.probe == "none":
         policy.scene_probe = None
     else:
         probe = SceneProbe(args.probe_spec, width)
         probe.load_state_dict(load_file(args.probe))
+        if args.probe_data:
+            probe = Renormalized(probe, read_meta(args.probe_data), meta, width)
         policy.scene_probe = probe.eval()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

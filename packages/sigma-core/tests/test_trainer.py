@@ -487,3 +487,48 @@ def test_an_estimated_scene_state_is_the_oracle_on_the_auxiliary_heads_estimate(
     StageObjective(policy, "base", losses, 10)([batch], 0)[0].backward()
     head = policy.auxiliary_state[1].weight.grad
     assert head is None or head.abs().sum() == 0
+
+
+def test_state_weights_weight_l_state_and_hide_unestimated_entries():
+    """train.losses.state_weights: L_state = sum_i w_i MSE_i / sum_i w_i; with an estimated
+    scene state, an entry of weight 0 is read as 0, truth or estimate; bad weights are
+    a clear error."""
+    from dataclasses import replace
+
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_core.testing.fakes import example_batch
+    from sigma_core.train.losses import state_loss
+
+    est, tgt = torch.zeros(4, 3), torch.tensor([[1.0, 2.0, 3.0]]).expand(4, 3)
+    assert state_loss(est, tgt).item() == pytest.approx(14 / 3)
+    assert state_loss(est, tgt, [1.0, 0.0, 1.0]).item() == pytest.approx(5.0)
+    assert state_loss(est, tgt, [0.0, 2.0, 0.0]).item() == pytest.approx(4.0)
+
+    dims = {"d_model": 32, "image_size": 32, "environment_state_dim": 3, "auxiliary_state_dim": 3}
+    for weights, match in (([1.0, 1.0], "2 weights"), ([0.0, 0.0, 0.0], "not all 0")):
+        with pytest.raises(SigmaUserError, match=match):
+            validate_spec(
+                {"model": {"dims": dims}, "train": {"losses": {"state_weights": weights}}},
+                get_registry(),
+            )
+    spec = validate_spec(
+        {
+            "model": {"dims": dims, "scene_state": "estimated"},
+            "train": {
+                "stage": "base",
+                "teacher_forcing": 1.0,
+                "losses": {"state_weights": [1, 1, 0]},
+            },
+        },
+        get_registry(),
+    )
+    policy = build_policy(spec).train()
+    batch = example_batch(spec.model.dims, batch_size=2)
+    seen = policy.encode_vision(batch)[1]
+    assert torch.equal(seen[:, -3:-1], batch.environment_state[:, :2])  # the truth (forcing 1)
+    assert torch.equal(seen[:, -1], torch.zeros(2))  # weight 0: never read
+    moved = replace(batch, environment_state=batch.environment_state + torch.tensor([0, 0, 5.0]))
+    torch.manual_seed(0)
+    a = policy(batch, telepathy=False).actions.trajectory
+    torch.manual_seed(0)
+    assert torch.equal(a, policy(moved, telepathy=False).actions.trajectory)

@@ -222,6 +222,12 @@ class LossConfig(config.StrictModel):
         " MSE(head(mean V_base), s_env), the privileged scene state predicted from the vision"
         " tokens (normalized)",
     )
+    state_weights: list[float] | None = Field(
+        None,
+        description="stage base, with model.dims.auxiliary_state_dim > 0: per-entry weights"
+        " w of L_state = sum_i w_i MSE_i / sum_i w_i (default all 1: the plain mean); with"
+        " model.scene_state: estimated, an entry of weight 0 is not read (0, its mean)",
+    )
     base_loss: Literal["mse", "native"] = Field(
         "mse",
         description="stage base: mse = TRAF on the decoded actions (the paper); native ="
@@ -294,6 +300,17 @@ class SigmaSpec(config.StrictModel):
             raise ValueError(
                 f"data.run_stride {stride} exceeds model.dims.chunk_horizon {horizon}:"
                 " a plan holds H_c actions, so replanning cannot wait longer"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _state_weights_fit(self) -> SigmaSpec:
+        weights, width = self.train.losses.state_weights, self.model.dims.auxiliary_state_dim
+        if weights is not None and (len(weights) != width or min(weights) < 0 or not any(weights)):
+            raise ValueError(
+                f"train.losses.state_weights: {len(weights)} weights for"
+                f" model.dims.auxiliary_state_dim={width}; give one weight >= 0 per entry,"
+                " not all 0"
             )
         return self
 

@@ -287,7 +287,8 @@ class SigmaPolicy(nn.Module):
         re-encoded from ``[state; sg(s_hat)]`` (``vision.restate``). While the base
         trains, each window reads the observed truth instead with probability
         ``train.teacher_forcing``; everywhere else (stage sigma, inference) ``s_hat``:
-        the policy never reads the privileged state at inference.
+        the policy never reads the privileged state at inference. Entries of weight 0
+        in ``train.losses.state_weights`` (never estimated) are read as 0.
         """
         if self.spec.model.scene_state == "observed":
             state = self.vision_state(batch)
@@ -302,6 +303,9 @@ class SigmaPolicy(nn.Module):
             truth = self.vision_state(batch)[:, -n:]
             pick = torch.rand(b, 1, device=scene.device) < forcing
             scene = torch.where(pick, truth, scene)
+        weights = self.spec.train.losses.state_weights
+        if weights is not None:  # entries the estimate is not trained on are not read
+            scene = scene * torch.tensor([w > 0 for w in weights], device=scene.device)
         state = torch.cat([batch.state, scene.to(batch.state.dtype)], dim=-1)
         return self.vision.restate(vis, batch.images, state), state, s_hat
 

@@ -46,6 +46,19 @@ def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).flatten(1).mean(1)
 
 
+def state_loss(
+    estimate: torch.Tensor, target: torch.Tensor, weights: list[float] | None = None
+) -> torch.Tensor:
+    """``L_state = sum_i w_i MSE_i / sum_i w_i`` over the scene state's entries ``i``, with
+    ``MSE_i = mean_b (s_hat_b,i - s_b,i)^2``; all ``w_i = 1`` (``weights`` None) is the plain
+    mean squared error."""
+    mse = (estimate - target).pow(2).mean(0)
+    if weights is None:
+        return mse.mean()
+    w = torch.as_tensor(weights, dtype=mse.dtype, device=mse.device)
+    return (w * mse).sum() / w.sum()
+
+
 @dataclass
 class TrafTerms:
     """TRAF outputs: the losses, per-sample difficulty and the hard set."""

@@ -13,6 +13,7 @@ from sigma_core.train.losses import (
     LossConfig,
     per_sample_mse,
     sigma_objective,
+    state_loss,
     traf,
     traf_columns,
     traf_from_losses,
@@ -35,9 +36,9 @@ class StageObjective(nn.Module):
     simulated data native was worse for the token head (300 steps of base-tiny:
     val L_act 0.53 vs 0.22), so it is opt-in.
     With ``model.dims.auxiliary_state_dim`` > 0, stage base adds
-    ``λ_state·L_state``, ``L_state = mean((head(mean_n V_base,n) − s_env)²)``: the
-    privileged scene state (normalized ``observation.environment_state``) predicted
-    from the vision tokens, which only training reads.
+    ``λ_state·L_state`` (:func:`state_loss`): the privileged scene state (normalized
+    ``observation.environment_state``) predicted from the vision tokens, which only
+    training reads.
     Stage ``sigma``: :func:`sigma_objective` with the semantic memory unrolled over
     the run: window 1 starts from ``m_0``, window k+1 reads ``m_prev = m_t`` of
     window k, and gradients flow back through the whole run (truncated
@@ -97,7 +98,9 @@ class StageObjective(nn.Module):
                     "recorded without it: record with sigma data sim, or set "
                     "auxiliary_state_dim: 0)"
                 )
-            l_state = (out.extras["auxiliary_state"] - batch.environment_state).pow(2).mean()
+            l_state = state_loss(
+                out.extras["auxiliary_state"], batch.environment_state, self.losses.state_weights
+            )
             total = total + self.losses.lambda_state * l_state
             row["L_state"] = l_state.item()
         return total, {"loss": total.item(), **row}
