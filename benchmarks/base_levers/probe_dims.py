@@ -1,9 +1,13 @@
 """Held-out error of a saved scene-state probe, per entry of observation.environment_state.
 
     python benchmarks/base_levers/probe_dims.py SHARDS PROBE.safetensors PROBE_SPEC [--split val]
+    python benchmarks/base_levers/probe_dims.py SHARDS RUN [--split val]
 
-Prints, for each named entry, the MSE in normalized units and the RMS error in the
-recorded units (metres for positions), over every frame of the split's episodes.
+PROBE: weights saved by ``vision_probe.py --target all --save`` (with the spec it was
+trained with), or a run / policy directory of a base with ``model.scene_state: estimated``
+(its own estimate s_hat = head(mean V_base)). Prints, for each named entry, the MSE in
+normalized units and the RMS error in the recorded units (metres for positions), over
+every frame of the split's episodes.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ import torch
 from estimated_oracle import SceneProbe
 from safetensors.torch import load_file
 
+from sigma_core import SigmaBatch
 from sigma_core.data import ENVIRONMENT_STATE, ShardDataset, collate, read_meta
+from sigma_core.eval.replay import load_source
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shards")
     parser.add_argument("probe")
-    parser.add_argument("spec")
+    parser.add_argument("spec", nargs="?", help="the probe's spec (not for a run)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--every", type=int, default=4, help="every k-th frame")
     args = parser.parse_args()
@@ -32,9 +38,18 @@ def main() -> None:
         map(str, range(len(stats["mean"])))
     )
     width = len(stats["mean"])
-    probe = SceneProbe(args.spec, width)
-    probe.load_state_dict(load_file(args.probe))
-    probe.eval()
+    if args.spec:
+        probe = SceneProbe(args.spec, width)
+        probe.load_state_dict(load_file(args.probe))
+    else:
+        policy = load_source(args.probe).policy
+
+        def probe(images: torch.Tensor) -> torch.Tensor:
+            b = images.shape[0]
+            blank = SigmaBatch(images, torch.zeros(b, policy.dims.state_dim), [""] * b)
+            return policy.encode_vision(blank)[2]
+
+    probe = probe.eval() if isinstance(probe, torch.nn.Module) else probe
     ds = ShardDataset(args.shards, args.split, environment_state=width, verify=False)
     err = []
     with torch.no_grad():
