@@ -238,7 +238,7 @@ def evaluate(
             log(f"{s.name} ({n}/{len(sources)}): loading onto {where} ...")
         with s.loaded(where):  # one policy in memory at a time
             if log is not None:
-                log(f"{s.name}: replaying {len(held_out)} held-out episodes")
+                log(f"{s.name}: replaying {len(held_out)} held-out episode(s)")
             rows += replay_source(s, ds, stride, seed, episodes_per_batch=episodes_per_batch)
             tensors[s.name] = check_a(s)
             if closed_loop is not None:
