@@ -232,3 +232,21 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(SigmaUserError, match="--device cuda: no CUDA device is visible"):
             resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_replay_on_cuda(saved):
+    """On the GPU: batched equals one episode at a time there, and both are near the CPU's
+    (cuDNN's TF32 convolutions differ from the CPU by more than rounding)."""
+    _, shards, _, sigma = saved
+    ds = ShardDataset(shards, split="test")
+
+    def run(device, per_batch):
+        return replay([open_source(sigma)], ds, 3, 1, device=device, episodes_per_batch=per_batch)
+
+    cpu, one, batched = run("cpu", 8), run("cuda", 1), run("cuda", 8)
+    for c, o, b in zip(cpu, one, batched, strict=True):
+        assert (c["episode"], c["frame"], c["group"]) == (b["episode"], b["frame"], b["group"])
+        for metric in ("mse_vec", "mse_trj", "tau_l2", "image_reliance"):
+            assert b[metric] == pytest.approx(o[metric], rel=1e-5, abs=1e-6), (metric, b)
+            assert b[metric] == pytest.approx(c[metric], rel=1e-2, abs=1e-4), (metric, b)
