@@ -29,11 +29,12 @@ memory rows are read and written in place, so each episode carries its own
 ``m_t`` whatever the lengths. Windows of different instructions never share a
 forward: the backbone reads ``[text; vision; state]`` and the padding of a
 shorter text moves the tokens after it, so a mixed batch would not give what
-each episode gives alone. The sampler
-noise is seeded per step ``k`` and drawn batch-invariantly
-(:func:`sigma_core.model.noise.batch_invariant_noise`): every row sees the noise
-it would in a batch of one, and the metrics equal those of a one-episode replay
-up to float rounding. A :class:`Source` builds its model only inside
+each episode gives alone. The sampler noise is seeded per step ``k`` and drawn
+batch-invariantly (:func:`sigma_core.model.noise.batch_invariant_noise`): every
+row sees the noise it would in a batch of one, and the metrics equal those of a
+one-episode replay up to float rounding (a base that samples its own noise per
+row, e.g. a LeRobot diffusion base, is the exception: ``episodes_per_batch=1``
+reproduces it). A :class:`Source` builds its model only inside
 :meth:`Source.loaded` (onto the evaluation's device) and frees it on exit, so
 an evaluation of several large policies holds one at a time.
 """
@@ -53,7 +54,7 @@ from torch import Tensor
 
 from sigma_core.data import ActionSpace, ShardDataset, collate
 from sigma_core.errors import SigmaUserError
-from sigma_core.model.checkpoint import META, pin_providers, read_meta
+from sigma_core.model.checkpoint import META, check_versions, pin_providers, read_meta
 from sigma_core.model.noise import batch_invariant_noise
 from sigma_core.model.policy import SigmaPolicy
 from sigma_core.plugins.registry import get_registry
@@ -128,20 +129,23 @@ class Source:
 def open_source(path: str | Path, name: str | None = None) -> Source:
     """A run directory (its ``policy/``) or a saved policy directory, its spec read, unbuilt.
 
-    The spec is validated with every slot pinned to its recorded provider, so a
-    policy that cannot be loaded fails here, before any other is evaluated.
+    The spec is validated with every slot pinned to its recorded provider and the
+    installed component versions are checked, so a policy that cannot be loaded
+    fails here, before any other is evaluated.
 
     Raises:
         SigmaUserError: neither holds a saved policy (names the file that is missing),
-            or a recorded component provider is not installed.
+            a recorded component provider is not installed, or one is installed at
+            another version.
     """
     path = Path(path)
     directory = path / "policy" if (path / "policy" / META).is_file() else path
     if not (directory / META).is_file():
         hint = " (a run that has not finished: no policy/ yet)" if (path / "last").exists() else ""
         raise SigmaUserError(f"{path}: no saved policy ({META} missing){hint}")
-    registry = get_registry()
-    pinned = pin_providers(read_meta(directory), registry, str(directory))
+    registry, meta = get_registry(), read_meta(directory)
+    pinned = pin_providers(meta, registry, str(directory))
+    check_versions(meta, registry, str(directory))  # as the load will, before any compute
     spec = validate_spec(pinned, registry, source=f"{directory}/{META}")
     return Source(name or (path.name if directory != path else directory.name), directory, spec)
 
