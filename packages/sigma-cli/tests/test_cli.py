@@ -223,6 +223,38 @@ def test_eval_bad_input_exits_2_without_traceback(tmp_path, tiny_shards):
     assert "Traceback" not in res.stderr and not (tmp_path / "r").exists()
 
 
+def test_eval_bad_device_exits_2_before_loading_anything(tmp_path, tiny_shards):
+    import torch
+
+    from sigma_cli.evaluate import EPISODES_PER_BATCH
+    from sigma_core.eval import EPISODES_PER_BATCH as CORE
+
+    assert EPISODES_PER_BATCH == CORE  # the CLI's default, kept without importing torch
+    args = ("eval", str(tmp_path / "no-run"), "--data", str(tiny_shards), "--out", str(tmp_path))
+    bad = sigma(*args, "--device", "tpu")
+    assert bad.returncode == 2 and "--device 'tpu': choose one of auto, cpu, cuda" in bad.stderr
+    assert "Traceback" not in bad.stderr and "no-run" not in bad.stderr  # before any policy
+    if not torch.cuda.is_available():
+        cuda = sigma(*args, "--device", "cuda")
+        assert cuda.returncode == 2 and "--device cuda: no CUDA device is visible" in cuda.stderr
+
+
+def test_stdout_to_stderr_moves_python_c_and_child_process_output():
+    script = (
+        "import os, subprocess, sys\n"
+        "from sigma_cli.ui import stdout_to_stderr\n"
+        "with stdout_to_stderr():\n"
+        "    print('python print')\n"
+        "    os.write(1, b'fd write\\n')\n"
+        "    subprocess.run(['echo', 'child process'])\n"
+        "print('the result')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "the result\n"
+    assert res.stderr.split() == ["python", "print", "fd", "write", "child", "process"]
+
+
 def test_eval_sim_journals_beside_the_report_and_passes_workers(monkeypatch, tmp_path):
     from types import SimpleNamespace
 

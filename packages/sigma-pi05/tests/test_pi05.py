@@ -66,6 +66,17 @@ def test_one_pi05_in_memory_for_base_backbone_and_vision(policy):
     assert sum(1 for _ in pi05.parameters()) < len(ptrs)
 
 
+def test_the_first_forward_attends_like_every_later_one(source):
+    """π0.5's own forward sets the shared language model to eager attention; the backbone
+    pass before it (a fresh policy's first forward) must not run another implementation."""
+    torch.manual_seed(0)
+    fresh = SigmaPolicy(validate_spec(pi05_spec(source), get_registry())).eval()
+    batch = example_batch(D, batch_size=1)
+    with torch.no_grad():
+        first, second = fresh(batch).intent.z_pool, fresh(batch).intent.z_pool
+    assert torch.equal(first, second)
+
+
 def test_checkpoint_holds_no_frozen_pi05_tensor_and_reloads_exactly(policy, tmp_path):
     policy.save_pretrained(tmp_path / "ckpt")
     with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
@@ -242,3 +253,31 @@ def test_an_nf4_pi05_trains_lora_and_reloads_to_the_same_actions(source, tmp_pat
     assert not [k for k in saved if "absmax" in k or "quant" in k]
     restored = SigmaPolicy.from_pretrained(tmp_path / "ckpt").eval()
     assert torch.equal(planned_actions(policy, batch), planned_actions(restored, batch))
+
+
+def test_sigma_eval_replays_a_pi05_run_in_batches_as_one_episode_at_a_time(source, tmp_path):
+    """A stage-sigma run on π0.5: the batched replay's rows equal one episode per forward."""
+    from sigma_core.data import ShardDataset
+    from sigma_core.eval import open_source, replay
+
+    torch.manual_seed(0)
+    raw = pi05_spec(source, train={"stage": "sigma"}, data={"run_stride": 4})
+    SigmaPolicy(validate_spec(raw, get_registry())).save_pretrained(tmp_path / "run")
+    shards = write_synthetic_shards(
+        tmp_path / "shards",
+        D,
+        episodes=6,
+        frames=(20, 30, 26),
+        tasks=("pick up the red cube", "go"),
+        val_fraction=0,
+        test_fraction=0.67,
+    )
+    ds = ShardDataset(shards, split="test")
+    one, batched = (
+        replay([open_source(tmp_path / "run")], ds, 4, 0, episodes_per_batch=n) for n in (1, 4)
+    )
+    assert len(one) == 3 * sum(len(w) for w in ds.episode_runs(4).values())
+    for a, b in zip(one, batched, strict=True):
+        assert (a["episode"], a["frame"], a["group"]) == (b["episode"], b["frame"], b["group"])
+        for metric in ("mse_vec", "mse_chk", "mse_trj", "tau_l2", "sem_align", "image_reliance"):
+            assert b[metric] == pytest.approx(a[metric], rel=1e-5, abs=1e-6), (metric, a, b)

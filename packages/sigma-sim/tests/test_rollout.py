@@ -416,7 +416,7 @@ def test_the_closed_loop_rebuilds_the_recorded_scene(meta, policy, capsys) -> No
     bare = {**meta, "source": {k: v for k, v in meta["source"].items() if k != "recording"}}
     default = scene_config(bare, distractors=2, image_size=32, fps=30)
     assert default.distractors == 2 and default.cube_colors == So101PickPlaceConfig().cube_colors
-    assert "records no so101-pickplace recording settings" in capsys.readouterr().out
+    assert "records no so101-pickplace recording settings" in capsys.readouterr().err
 
 
 # -- rendering only what is read, workers, the journal ------------------------------

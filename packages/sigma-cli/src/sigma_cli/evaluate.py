@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,8 +11,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sigma_cli.ui import err, out, user_errors
+from sigma_cli.ui import err, out, stdout_to_stderr, user_errors
 from sigma_core import SigmaUserError
+
+#: ``sigma_core.eval.EPISODES_PER_BATCH`` (not imported: ``sigma --help`` imports no torch)
+EPISODES_PER_BATCH = 8
 
 
 @user_errors
@@ -58,7 +62,22 @@ def evaluate(
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
+    device: Annotated[
+        str,
+        typer.Option(help="auto (CUDA when torch sees one, else CPU) | cpu | cuda (or cuda:N)."),
+    ] = "auto",
+    episodes_per_batch: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Offline replay: episodes side by side in one forward (same results)."
+        ),
+    ] = EPISODES_PER_BATCH,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print report.json on stdout (and nothing else; progress on stderr)."
+        ),
+    ] = False,
 ) -> None:
     """Replay every policy on the held-out episodes: per-scale MSE, tau, sem_align, adapter scale.
 
@@ -70,11 +89,16 @@ def evaluate(
     With --sim, each finished episode is journaled in OUT.closed-loop/POLICY.jsonl
     (next to the report directory, with --save-video's videos/); a killed run
     repeated with the same --out reads those episodes back and runs only the rest.
+
+    The policies are built one at a time onto --device (replayed, measured, run in
+    closed loop, then freed), so several large ones need the memory of one.
     """
     import torch
 
     from sigma_core.eval import evaluate as run_eval
+    from sigma_core.eval import resolve_device
 
+    where = resolve_device(device)  # a bad or unavailable device fails before any load
     torch.set_num_threads(threads)
     closed_loop = None
     if sim:
@@ -88,12 +112,22 @@ def evaluate(
             journal_dir=journal_dir(out_dir),
             n_action_steps=n_action_steps,
         )
-    err.print(f"replaying {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} ...")
-    report = run_eval(
-        policies, data, out_dir, split=split, seed=seed, plots=plots, closed_loop=closed_loop
-    )
+    err.print(f"evaluating {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} on {where}")
+    with stdout_to_stderr():  # library prints and worker processes too: stdout is the report's
+        report = run_eval(
+            policies,
+            data,
+            out_dir,
+            split=split,
+            seed=seed,
+            plots=plots,
+            closed_loop=closed_loop,
+            device=where,
+            episodes_per_batch=episodes_per_batch,
+            log=err.print,
+        )
     if as_json:
-        out.print_json(json.dumps(report))
+        sys.stdout.write(json.dumps(report, indent=1) + "\n")
         return
     table = Table(title=f"{out_dir} ({report['split']} split)", title_justify="left")
     for col in ("group", "mse_vec", "mse_chk", "mse_trj", "tau_l2", "scale", "image_reliance"):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
@@ -50,6 +53,44 @@ def user_errors[F: Callable[..., Any]](fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout inside the block to stderr.
+
+    Python's ``sys.stdout`` and, where stdout is a real file descriptor, fd 1 itself
+    (C libraries, child processes started inside), so that a command's stdout holds
+    only its result (``--json``) while progress lines and library messages still
+    show. Restored on exit, after flushing what was buffered inside.
+    """
+    _flush_all()
+    fd, saved = -1, None
+    try:
+        fd = sys.__stdout__.fileno()  # type: ignore[union-attr]
+        saved = os.dup(fd)
+        os.dup2(sys.__stderr__.fileno(), fd)  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):  # no real descriptors (an embedding host)
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _flush_all()
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def _flush_all() -> None:
+    """Flush Python's streams and the C library's stdio buffers (``fflush(NULL)``)."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()  # type: ignore[union-attr]
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
 
 
 def progress_columns(label: str, *extra: ProgressColumn) -> tuple[ProgressColumn, ...]:

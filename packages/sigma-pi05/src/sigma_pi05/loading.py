@@ -99,8 +99,12 @@ def load_pi05(source: Pi05Source, dims: Dims) -> Pi05:
             )
             record["sha256"] = None
     policy.requires_grad_(False).eval()
+    # LeRobot's π0.5 switches its language model to eager attention inside every
+    # forward (PI05Pytorch.sample_actions). The backbone pass shares that model: set
+    # it at load, or a policy's first forward (sdpa) attends unlike all later ones.
+    language_model = policy.model.paligemma_with_expert.paligemma.model.language_model
+    language_model.config._attn_implementation = "eager"
     if source.load_in_4bit:
-        language_model = policy.model.paligemma_with_expert.paligemma.model.language_model
         compute = torch.bfloat16 if source.dtype == "bfloat16" else torch.float32
         quantize_nf4(language_model, compute)
     return Pi05(policy=policy, tokenizer=tokenizer, record=record, directory=directory)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,7 +64,10 @@ class EpisodeJournal:
                 f.truncate(cut)
                 f.flush()
                 os.fsync(f.fileno())
-            print(f"sigma_sim: {self.path}: dropped an incomplete last line (its episode reruns)")
+            print(
+                f"sigma_sim: {self.path}: dropped an incomplete last line (its episode reruns)",
+                file=sys.stderr,
+            )
             data = data[:cut]
         out: dict[int, T] = {}
         for n, line in enumerate(data.decode(errors="replace").splitlines(), start=1):

@@ -87,6 +87,7 @@ records, from the simulator's ``info`` at every control step:
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -283,7 +284,8 @@ def scene_config(
     else:
         print(
             "sigma_sim.rollout: meta.json records no so101-pickplace recording settings; "
-            "evaluating in the default scene"
+            "evaluating in the default scene",
+            file=sys.stderr,
         )
     settings |= {"image_size": image_size, "fps": fps}
     if distractors is not None:
@@ -430,12 +432,15 @@ def _open_video(path: Path, fps: int) -> _Video | None:
     try:
         import av  # noqa: F401  (PyAV comes with LeRobot)
     except ImportError:
-        print(f"sigma_sim.rollout: PyAV (av) is not installed; not writing {path}")
+        print(f"sigma_sim.rollout: PyAV (av) is not installed; not writing {path}", file=sys.stderr)
         return None
     try:
         return _Video(path, fps)
     except Exception as exc:
-        print(f"sigma_sim.rollout: cannot write {path} ({type(exc).__name__}: {exc}); skipping")
+        print(
+            f"sigma_sim.rollout: cannot write {path} ({type(exc).__name__}: {exc}); skipping",
+            file=sys.stderr,
+        )
         return None
 
 
@@ -734,7 +739,10 @@ def rollout(
         wanted = {seed + i for i in range(episodes)}
         done = {s: r for s, r in book.load(EpisodeResult.from_dict).items() if s in wanted}
         if done:
-            print(f"sigma_sim.rollout: {len(done)} of {episodes} episodes read back from {journal}")
+            print(
+                f"sigma_sim.rollout: {len(done)} of {episodes} episodes read back from {journal}",
+                file=sys.stderr,
+            )
     todo = [i for i in range(episodes) if seed + i not in done]
     bar = tqdm(total=episodes, initial=len(done), desc="rollout", unit="ep", disable=not progress)
 

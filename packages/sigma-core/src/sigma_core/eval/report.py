@@ -37,7 +37,8 @@ import torch
 from sigma_core._fileio import atomic_dir, sha256_file
 from sigma_core.data import ShardDataset, check_dims, shard_dims
 from sigma_core.errors import SigmaUserError
-from sigma_core.eval.replay import METRICS, Source, load_source, replay
+from sigma_core.eval.device import resolve_device
+from sigma_core.eval.replay import EPISODES_PER_BATCH, METRICS, Source, open_source, replay_source
 from sigma_core.eval.stats import paired_bootstrap
 from sigma_core.model.checkpoint import WEIGHTS, read_meta
 from sigma_core.train.stages import telepathy_parameter_names
@@ -59,9 +60,13 @@ CLOSED_LOOP_EPISODE_FIELDS = ("seed", *CLOSED_LOOP_COMPARED, "steps", "seconds_t
 
 
 def check_a(source: Source) -> dict[str, Any]:
-    """CHECK A: count, numel, mean, std and rms of the telepathy-head tensors of a policy."""
-    params = dict(source.policy.named_parameters())
-    names = sorted(telepathy_parameter_names(source.policy))
+    """CHECK A: count, numel, mean, std and rms of the telepathy-head tensors of a policy
+    (a :meth:`~sigma_core.eval.Source.loaded` source)."""
+    policy = source.policy
+    if policy is None:
+        raise ValueError(f"{source.name}: check_a needs the source loaded (Source.loaded)")
+    params = dict(policy.named_parameters())
+    names = sorted(telepathy_parameter_names(policy))
     flat = torch.cat([params[n].detach().float().flatten() for n in names])
     return {
         "tensors": len(names),
@@ -179,43 +184,65 @@ def evaluate(
     seed: int = 0,
     plots: bool = True,
     closed_loop: Callable[[Source, dict[str, Any]], dict[str, Any]] | None = None,
+    device: str | torch.device = "cpu",
+    episodes_per_batch: int = EPISODES_PER_BATCH,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Replay every policy's groups on the held-out ``split`` of ``data``; write the report.
 
     ``split`` and the CHECK B batch size default to the first policy's ``eval:``
-    section. ``closed_loop(source, shards_meta)``, when given, runs each policy in
-    closed loop (e.g. ``sigma_sim.rollout``) and returns its summary for
-    ``report["closed_loop"]``. Returns the ``report.json`` content.
+    section. Every policy's spec is read and checked against the data first; then
+    the policies are built one at a time onto ``device`` (``auto``, ``cpu``,
+    ``cuda``), each replayed ``episodes_per_batch`` episodes per forward, measured
+    (CHECK A) and, with ``closed_loop(source, shards_meta)`` (e.g.
+    ``sigma_sim.rollout``; ``source.policy`` is the loaded model), run in closed
+    loop, then freed before the next is built: only per-window and per-seed
+    outcomes are kept, which is what the paired comparisons read. ``log`` gets a
+    line as each policy starts. Returns the ``report.json`` content.
 
     Raises:
         SigmaUserError: a directory without a saved policy, policies or data whose
-            dims differ, a split with no episodes; ``plots`` without matplotlib (before
-            any compute, so that a missing plotting library never discards an evaluation).
+            dims differ, a split with no episodes, an unknown or unavailable device;
+            ``plots`` without matplotlib (before any compute, so that a missing
+            plotting library never discards an evaluation).
     """
     if not policies:
         raise SigmaUserError("give at least one run directory or saved policy")
     if plots:
         pyplot()
-    sources = [load_source(p) for p in policies]
+    where = resolve_device(str(device))
+    sources = [open_source(p) for p in policies]
     if len({s.name for s in sources}) != len(sources):  # two runs with one directory name
         for i, s in enumerate(sources):
             s.name = f"{i}:{s.name}"
-    spec = sources[0].policy.spec  # the first policy's eval: section gives the defaults
+    spec = sources[0].spec  # the first policy's eval: section gives the defaults
     split = split or spec.eval.split
     dims = spec.model.dims
     ds = ShardDataset(
         data,
         split=split,
         frame_history=dims.frame_history,
-        environment_state=max(s.policy.spec.model.observed_scene_state_dim for s in sources),
+        environment_state=max(s.spec.model.observed_scene_state_dim for s in sources),
     )
     have = shard_dims(ds.meta)
     held_out = set(ds.meta["split"][split]["episodes"])
     for s in sources:  # every group matches the data, so the groups match each other
-        check_dims(s.policy.dims, have, f"{data} (for {s.directory})")
+        check_dims(s.spec.model.dims, have, f"{data} (for {s.directory})")
         check_held_out(s, ds.meta, held_out, Path(data))
     stride = spec.run_stride()
-    rows = replay(sources, ds, stride, seed)
+    rows: list[dict[str, Any]] = []
+    tensors: dict[str, dict[str, Any]] = {}
+    loops: dict[str, dict[str, Any]] = {}
+    for n, s in enumerate(sources, start=1):
+        if log is not None:
+            log(f"{s.name} ({n}/{len(sources)}): loading onto {where} ...")
+        with s.loaded(where):  # one policy in memory at a time
+            if log is not None:
+                log(f"{s.name}: replaying {len(held_out)} held-out episode(s)")
+            rows += replay_source(s, ds, stride, seed, episodes_per_batch=episodes_per_batch)
+            tensors[s.name] = check_a(s)
+            if closed_loop is not None:
+                loops[s.name] = closed_loop(s, ds.meta)
     groups = [g for s in sources for g in s.groups]
     report = {
         "schema": SCHEMA,
@@ -234,10 +261,10 @@ def evaluate(
     }
     checks_a = {}
     for s in sources:  # what one source's groups share is computed once
-        meta, tensors = read_meta(s.directory), check_a(s)
+        meta = read_meta(s.directory)
         shared = {
             "source": str(s.directory),
-            "stage": s.policy.spec.train.stage,
+            "stage": s.spec.train.stage,
             "weights_sha256": sha256_file(s.directory / WEIGHTS),
             "spec": meta["spec"],
             "components": meta["components"],
@@ -246,12 +273,10 @@ def evaluate(
             mine = [r for r in rows if r["group"] == g]
             metrics = {m: float(np.mean([r[m] for r in mine])) for m in METRICS}
             report["groups"][g] = shared | {"windows": len(mine), "metrics": metrics}
-            checks_a[g] = tensors
+            checks_a[g] = tensors[s.name]
     if closed_loop is not None:
-        report["closed_loop"] = {s.name: closed_loop(s, ds.meta) for s in sources}
-        report["closed_loop_comparisons"] = closed_loop_comparisons(
-            report["closed_loop"], sources[0].name, seed
-        )
+        report["closed_loop"] = loops
+        report["closed_loop_comparisons"] = closed_loop_comparisons(loops, sources[0].name, seed)
     checks_b = check_b(rows, spec.eval.batch_size)
     with atomic_dir(out) as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")

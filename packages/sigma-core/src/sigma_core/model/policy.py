@@ -56,6 +56,7 @@ from sigma_core.model.checkpoint import (
     weights_file,
     write_meta,
 )
+from sigma_core.model.noise import sampler_noise
 from sigma_core.plugins.registry import Registry, get_registry
 from sigma_core.pretrained import sharing
 from sigma_core.spec import ComponentRef, SigmaSpec, validate_spec
@@ -365,7 +366,7 @@ class SigmaPolicy(nn.Module):
         intent, vis_base, vision_state, s_hat = self._encode(batch, m_prev)
         pathway = telepathy and self.spec.model.telepathy
         tau = intent.tau if pathway else torch.zeros_like(intent.tau)
-        noise = torch.randn(b, self.dims.horizon, self.dims.action_dim, device=device)
+        noise = sampler_noise(b, self.dims.horizon, self.dims.action_dim, device)
         if pathway:
             # pass 2 reuses pass 1's vision encoding (only the modulator and block see tau)
             vis_mod = self.vision.modulate(vis_base, batch.images, vision_state, tau)

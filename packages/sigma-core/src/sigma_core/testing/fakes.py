@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,15 +45,17 @@ def write_synthetic_shards(
     out: str | os.PathLike[str],
     dims: Dims | None = None,
     episodes: int = 4,
-    frames: int = 24,
+    frames: int | Sequence[int] = 24,
     tasks: tuple[str, ...] = ("pick up the red cube", "pick up the green cube"),
     **options: Any,
 ) -> Path:
     """Preprocess random-walk episodes at ``dims`` into shards at ``out``; return ``out``.
 
     Actions and states are random walks (so no window is static), images are
-    uniform noise; ``options`` override :class:`PreprocessOptions` fields (e.g.
-    ``val_fraction``). For tests and benchmarks that need real shards offline.
+    uniform noise; episode ``i`` has task ``tasks[i % len(tasks)]`` and ``frames``
+    frames (or ``frames[i % len(frames)]``: episodes of different lengths);
+    ``options`` override :class:`PreprocessOptions` fields (e.g. ``val_fraction``).
+    For tests and benchmarks that need real shards offline.
     """
     import numpy as np
 
@@ -60,17 +63,22 @@ def write_synthetic_shards(
 
     d = dims or Dims()
     rng = np.random.default_rng(0)
-    size = (frames, 3, d.image_size, d.image_size)
-    eps = [
-        Episode(
+    lengths = [frames] if isinstance(frames, int) else list(frames)
+
+    def episode(i: int) -> Episode:
+        n = lengths[i % len(lengths)]
+        return Episode(
             i,
             tasks[i % len(tasks)],
-            np.cumsum(rng.normal(size=(frames, d.action_dim)), 0).astype(np.float32),
-            np.cumsum(rng.normal(size=(frames, d.state_dim)), 0).astype(np.float32),
-            {c: rng.integers(0, 256, size, dtype=np.uint8) for c in d.cameras},
+            np.cumsum(rng.normal(size=(n, d.action_dim)), 0).astype(np.float32),
+            np.cumsum(rng.normal(size=(n, d.state_dim)), 0).astype(np.float32),
+            {
+                c: rng.integers(0, 256, (n, 3, d.image_size, d.image_size), dtype=np.uint8)
+                for c in d.cameras
+            },
         )
-        for i in range(episodes)
-    ]
+
+    eps = [episode(i) for i in range(episodes)]
     info = SourceInfo(
         "synthetic", "random walks", 30, d.action_dim, d.state_dim, {c: c for c in d.cameras}, {}
     )
