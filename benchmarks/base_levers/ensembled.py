@@ -24,7 +24,7 @@ from torch import Tensor
 
 from sigma_core import SigmaBatch
 from sigma_core.data import read_meta
-from sigma_core.eval.replay import load_source
+from sigma_core.eval.replay import open_source
 from sigma_core.model.policy import SigmaPolicy
 from sigma_sim.rollout import rollout
 
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    policy = load_source(args.run).policy
+    policy = SigmaPolicy.from_pretrained(open_source(args.run).directory).eval()
     policy.__class__ = Ensembled
     policy.coeff = args.coeff
     out = Path(args.out)

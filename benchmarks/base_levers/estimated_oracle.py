@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from sigma_core import SigmaBatch, build_component, get_registry, load_spec
 from sigma_core.data import environment_normalizer, read_meta
-from sigma_core.eval.replay import load_source
+from sigma_core.eval.replay import open_source
 from sigma_core.model.policy import SigmaPolicy
 from sigma_sim.rollout import rollout
 
@@ -107,8 +107,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     meta = read_meta(args.data)
-    source = load_source(args.oracle)
-    policy = source.policy
+    policy = SigmaPolicy.from_pretrained(open_source(args.oracle).directory).eval()
     width = policy.dims.environment_state_dim
     if not width:
         raise SystemExit(f"{args.oracle}: not an oracle (model.dims.environment_state_dim is 0)")

@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 
 from sigma_core import SigmaBatch
 from sigma_core.data import ENVIRONMENT_STATE, ShardDataset, collate, read_meta
-from sigma_core.eval.replay import load_source
+from sigma_core.eval.replay import open_source
+from sigma_core.model.policy import SigmaPolicy
 
 
 def main() -> None:
@@ -42,7 +43,7 @@ def main() -> None:
         probe = SceneProbe(args.spec, width)
         probe.load_state_dict(load_file(args.probe))
     else:
-        policy = load_source(args.probe).policy
+        policy = SigmaPolicy.from_pretrained(open_source(args.probe).directory).eval()
 
         def probe(images: torch.Tensor) -> torch.Tensor:
             b = images.shape[0]
