@@ -63,7 +63,7 @@ INFO_KEYS = ("tcp_to_obj_dist", "obj_to_target_dist", "is_grasped", "lift_height
 
 
 def episode_steps(max_seconds: float, fps: int) -> int:
-    """Control steps of an episode: ``floor(max_seconds * fps)``, at least 1 (as the closed loop)."""
+    """Steps of an episode: ``floor(max_seconds * fps)``, at least 1 (as the closed loop)."""
     return max(1, math.floor(max_seconds * fps + 1e-9))
 
 
@@ -148,7 +148,7 @@ class So101PickPlaceGymEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Start evaluation episode ``seed`` (reset seed ``2**32 + seed``; see the module docstring).
+        """Start evaluation episode ``seed`` (reset seed ``2**32 + seed``; module docstring).
 
         Raises:
             sigma_core.SigmaUserError: a negative seed.
@@ -170,9 +170,7 @@ class So101PickPlaceGymEnv(gym.Env):
         self._wrong = False
         return self._observation(obs), self._info(info, False)
 
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         """One control step with joint targets in dataset units; terminates on success."""
         from sigma_sim.rollout import dataset_to_sim
 
