@@ -160,3 +160,32 @@ def test_lerobot_eval_on_the_env_equals_sigma_eval_sim_per_seed(sim, tmp_path) -
     assert eval_info["overall"]["n_episodes"] == 3
     videos = [Path(p) for p in task["metrics"]["video_paths"]]
     assert len(videos) == 3 and all(p.stat().st_size > 0 for p in videos)
+
+
+@pytest.mark.slow
+def test_lerobot_eval_runs_an_act_trained_by_lerobot_on_the_recording(sim, tmp_path) -> None:
+    """The same harness for LeRobot's own policies: ACT (2 steps, from scratch, offline)."""
+    env = subprocess_env()
+    train = [
+        sys.executable, "-m", "lerobot.scripts.lerobot_train", "--policy.type=act",
+        "--policy.pretrained_backbone_weights=null", "--policy.chunk_size=8",
+        "--policy.n_action_steps=8", "--dataset.repo_id=sigma/so101_pickplace_sim",
+        f"--dataset.root={sim.dataset}", f"--output_dir={tmp_path / 'act'}", "--steps=2",
+        "--batch_size=2", "--save_freq=2", "--num_workers=0", "--policy.push_to_hub=false",
+        "--wandb.enable=false", "--policy.device=cpu",
+    ]  # fmt: skip
+    trained = subprocess.run(train, capture_output=True, text=True, env=env, timeout=900)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    checkpoint = tmp_path / "act" / "checkpoints" / "000002" / "pretrained_model"
+    # ACT reads every input the recording has, the privileged scene state included
+    evaluate = [
+        sys.executable, "-m", "lerobot.scripts.lerobot_eval", f"--policy.path={checkpoint}",
+        "--env.type=sigma_so101", f"--env.scene={sim.dataset}", "--env.environment_state=true",
+        "--env.max_seconds=1", "--eval.n_episodes=2", "--eval.batch_size=1", "--seed=10000",
+        "--policy.device=cpu", f"--output_dir={tmp_path / 'eval'}",
+    ]  # fmt: skip
+    evaluated = subprocess.run(evaluate, capture_output=True, text=True, env=env, timeout=900)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    eval_info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
+    assert eval_info["overall"]["n_episodes"] == 2
+    assert len(eval_info["per_task"][0]["metrics"]["successes"]) == 2
