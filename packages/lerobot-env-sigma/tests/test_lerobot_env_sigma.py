@@ -30,7 +30,7 @@ def discovered() -> None:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> SimPolicy:
-    return tiny_sim_policy(tmp_path_factory.mktemp("lerobot-env"))
+    return tiny_sim_policy(tmp_path_factory.getbasetemp() / "sim-policy")
 
 
 def test_lerobot_finds_the_env_and_maps_its_keys_to_the_policy_features(sim) -> None:

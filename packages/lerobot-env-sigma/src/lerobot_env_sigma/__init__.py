@@ -2,10 +2,15 @@
 
 LeRobot's tools import every installed distribution named ``lerobot_env_*`` at start
 (``lerobot.utils.import_utils.register_third_party_plugins``); importing this package
-registers :class:`SigmaSo101Env` with LeRobot's ``EnvConfig`` registry. The
-simulator itself (:mod:`sigma_sim.gym_env`) loads when the environment is built.
+registers :class:`SigmaSo101Env` with LeRobot's ``EnvConfig`` registry and the
+scene for so101_nexus's simulated follower (:mod:`lerobot_env_sigma.follower`) with
+gymnasium. The simulator itself (:mod:`sigma_sim.gym_env`) loads when an
+environment is built.
 """
 
 from lerobot_env_sigma.configuration_sigma_so101 import ENV_TYPE, SigmaSo101Env
+from lerobot_env_sigma.follower import FOLLOWER_ENV_ID, register_follower_env
 
-__all__ = ["ENV_TYPE", "SigmaSo101Env"]
+register_follower_env()
+
+__all__ = ["ENV_TYPE", "FOLLOWER_ENV_ID", "SigmaSo101Env"]

@@ -212,6 +212,65 @@ def make_gym_env(
     return TimeLimit(env, max_episode_steps=episode_steps(max_seconds, cfg.fps))
 
 
+class SceneResets(gym.Wrapper):
+    """The raw so101_nexus env of the scene, with :func:`sigma_sim.scene.reset_episode`'s resets.
+
+    For robot adapters that drive the simulator's own observations and joint-radian
+    actions (``so101_nexus.lerobot_adapter``'s ``sim_so_follower``): ``reset(seed=s)``
+    is evaluation episode ``s`` (reset seed ``2**32 + s``, no distractor sharing the
+    named cube's colour), as in :class:`So101PickPlaceGymEnv`; a reset with options
+    (e.g. the adapter's ``init_qpos``) or no seed is passed to the simulator as is.
+    """
+
+    def __init__(self, env: gym.Env, colors: list[str]) -> None:
+        super().__init__(env)
+        self.colors = colors
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        from sigma_sim.rollout import eval_env_seed
+        from sigma_sim.scene import reset_episode
+
+        if seed is None or options:
+            return self.env.reset(seed=seed, options=options)
+        obs, info, _ = reset_episode(self.env.unwrapped, eval_env_seed(int(seed), 0), self.colors)
+        return obs, info
+
+
+def make_follower_env(
+    render_mode: str | None = None,
+    control_mode: str = "pd_joint_pos",
+    scene: str | None = None,
+    **settings: Any,
+) -> gym.Env:
+    """The scene for a simulated robot adapter (``gymnasium.make`` entry point).
+
+    Args:
+        render_mode: accepted for the adapter's ``gym.make`` call; the cameras are
+            the scene's (``overhead_camera``, ``wrist_camera``), not ``render()``.
+        control_mode: must be ``pd_joint_pos`` (absolute joint targets, as recorded).
+        scene: a shard directory or recorded dataset (:func:`recorded_scene`).
+        settings: ``So101PickPlaceConfig`` fields (``image_size``, ``cube_colors``,
+            ``target_colors``, ``distractors``, ...), over the scene's.
+
+    Raises:
+        ValueError: another control mode, or settings the scene refuses.
+    """
+    from sigma_sim.config import So101PickPlaceConfig
+    from sigma_sim.scene import make_env
+
+    if control_mode != "pd_joint_pos":
+        raise ValueError(f"the Sigma scene runs control_mode pd_joint_pos, not {control_mode!r}")
+    base: dict[str, Any] = {}
+    if scene:
+        base = recorded_scene(
+            scene, image_size=settings.get("image_size"), fps=settings.get("fps")
+        ).model_dump(mode="json")
+    cfg = So101PickPlaceConfig(**{**base, **settings})
+    return SceneResets(make_env(cfg), list(cfg.cube_colors))
+
+
 def recorded_scene(
     path: str | Path,
     *,
@@ -259,4 +318,12 @@ def recorded_scene(
     )
 
 
-__all__ = ["CAMERAS", "So101PickPlaceGymEnv", "episode_steps", "make_gym_env", "recorded_scene"]
+__all__ = [
+    "CAMERAS",
+    "SceneResets",
+    "So101PickPlaceGymEnv",
+    "episode_steps",
+    "make_follower_env",
+    "make_gym_env",
+    "recorded_scene",
+]
