@@ -53,12 +53,25 @@ def rollout(sim: SimPolicy, env: dict[str, str], robot: list[str], *extra: str) 
     return log
 
 
-def test_the_helper_refuses_bad_input_with_a_message(follower) -> None:
-    env, _ = follower
-    bad = [sys.executable, "-m", "lerobot_env_sigma.follower", "--cube-color", "pink"]
-    result = subprocess.run(bad, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 2
-    assert "--cube-color 'pink'" in result.stderr and "Traceback" not in result.stderr
+def test_the_helper_refuses_bad_input_with_a_message(capsys, tmp_path) -> None:
+    from lerobot_env_sigma.follower import main
+
+    assert main(["--cube-color", "pink", "--calibration-dir", str(tmp_path)]) == 2
+    assert "--cube-color 'pink': one of red, orange" in capsys.readouterr().err
+    assert main(["--scene", str(tmp_path / "missing")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written on bad input
+
+
+def test_robot_args_name_the_scene_cameras_and_calibration(tmp_path) -> None:
+    from lerobot_env_sigma.follower import FOLLOWER_ENV_ID, robot_args
+
+    args = dict(a.split("=", 1) for a in robot_args("r1", 48, settings={"distractors": 1}))
+    assert args["--robot.env_id"] == FOLLOWER_ENV_ID and args["--robot.id"] == "r1"
+    assert json.loads(args["--robot.env_kwargs"]) == {"image_size": 48, "distractors": 1}
+    cameras = json.loads(args["--robot.cameras"])
+    assert {c["source"] for c in cameras.values()} == {"overhead_camera", "wrist_camera"}
+    assert all(c["width"] == c["height"] == 48 for c in cameras.values())
 
 
 def test_lerobot_rollout_base_strategy_drives_a_sigma_export(sim, follower) -> None:
