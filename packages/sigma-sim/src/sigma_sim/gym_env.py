@@ -52,6 +52,7 @@ from sigma_sim.render import ensure_gl_backend
 
 if TYPE_CHECKING:
     from sigma_sim.config import So101PickPlaceConfig
+    from sigma_sim.scene import Episode
 
 ensure_gl_backend()  # before anything imports mujoco
 
@@ -122,6 +123,8 @@ class So101PickPlaceGymEnv(gym.Env):
         self.observation_space = spaces.Dict(obs)
         self.task = self.task_description = ""
         self.episode_seed: int | None = None
+        #: what the last reset drew (task, cube and goal poses): for scripted experts
+        self.episode: Episode | None = None
         self._last: dict[str, np.ndarray] | None = None
         self._distractors: Any = None
         self._wrong = False
@@ -164,7 +167,7 @@ class So101PickPlaceGymEnv(gym.Env):
 
             torch.manual_seed(env_seed)
         obs, info, drawn = reset_episode(self.sim, env_seed, self.colors)
-        self.episode_seed = episode
+        self.episode_seed, self.episode = episode, drawn
         self.task = self.task_description = drawn.task
         self._distractors = Distractors(self.sim, self.colors)
         self._wrong = False
