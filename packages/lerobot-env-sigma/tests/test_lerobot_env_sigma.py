@@ -135,21 +135,25 @@ def test_lerobots_rollout_loop_runs_the_closed_loops_episodes_step_by_step(sim) 
 def test_lerobot_eval_on_the_env_equals_sigma_eval_sim_per_seed(sim, tmp_path) -> None:
     """Both command lines, out of process, on the same 3 seeds: the same successes."""
     env = subprocess_env()
-    sigma = subprocess.run(
-        [sys.executable, "-m", "sigma_cli", "eval", str(sim.run), "--data", str(sim.shards),
-         "--out", str(tmp_path / "sigma"), "--split", "val", "--sim", "3", "--seed", "0",
-         "--max-seconds", "1", "--no-plots"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert sigma.returncode == 0, sigma.stdout[-2000:] + sigma.stderr[-3000:]
-    lerobot = subprocess.run(
-        [sys.executable, "-m", "lerobot.scripts.lerobot_eval", f"--policy.path={sim.export}",
-         "--env.type=sigma_so101", f"--env.scene={sim.shards}", "--env.max_seconds=1",
-         "--eval.n_episodes=3", "--eval.batch_size=1", "--seed=10000", "--policy.device=cpu",
-         f"--output_dir={tmp_path / 'lerobot'}"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert lerobot.returncode == 0, lerobot.stdout[-2000:] + lerobot.stderr[-3000:]
+    sigma_cmd = [
+        sys.executable, "-m", "sigma_cli", "eval", str(sim.run), "--data", str(sim.shards),
+        "--out", str(tmp_path / "sigma"), "--split", "val", "--sim", "3", "--seed", "0",
+        "--max-seconds", "1", "--no-plots",
+    ]  # fmt: skip
+    lerobot_cmd = [
+        sys.executable, "-m", "lerobot.scripts.lerobot_eval", f"--policy.path={sim.export}",
+        "--env.type=sigma_so101", f"--env.scene={sim.shards}", "--env.max_seconds=1",
+        "--eval.n_episodes=3", "--eval.batch_size=1", "--seed=10000", "--policy.device=cpu",
+        f"--output_dir={tmp_path / 'lerobot'}",
+    ]  # fmt: skip
+    # both at once: most of each run is importing torch, LeRobot and MuJoCo
+    running = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for cmd in (sigma_cmd, lerobot_cmd)
+    ]
+    for proc in running:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{proc.args[2:4]}: " + out[-2000:] + err[-3000:]
     report = json.loads((tmp_path / "sigma" / "report.json").read_text())
     detail = report["closed_loop"]["run"]["episodes_detail"]
     assert [d["seed"] for d in detail] == [10_000, 10_001, 10_002]
