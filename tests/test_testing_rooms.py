@@ -9,6 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ROOMS = (
+    "lerobot_env_sigma.testing",
     "sigma_core.testing",
     "sigma_intent.testing",
     "sigma_lerobot.testing",
