@@ -24,6 +24,26 @@ from sigma_core.eval.replay import open_source
 from sigma_core.model.policy import SigmaPolicy
 
 
+def load_policy(path: str) -> SigmaPolicy:
+    """A saved policy or run, or a training checkpoint (``RUN/checkpoints/step_N``)."""
+    from pathlib import Path
+
+    from sigma_core import build_policy, get_registry
+    from sigma_core.model.checkpoint import pin_providers, read_meta
+    from sigma_core.spec import validate_spec
+    from sigma_core.train.checkpoint import load_trained
+    from sigma_core.train.stages import configure_stage
+
+    if not (Path(path) / "heads.safetensors").is_file():
+        return SigmaPolicy.from_pretrained(open_source(path).directory).eval()
+    registry = get_registry()
+    spec = validate_spec(pin_providers(read_meta(path), registry, path), registry)
+    policy = build_policy(spec, registry)
+    configure_stage(policy, spec.train.stage)
+    load_trained(policy, Path(path))
+    return policy.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shards")
@@ -43,7 +63,7 @@ def main() -> None:
         probe = SceneProbe(args.spec, width)
         probe.load_state_dict(load_file(args.probe))
     else:
-        policy = SigmaPolicy.from_pretrained(open_source(args.probe).directory).eval()
+        policy = load_policy(args.probe)
 
         def probe(images: torch.Tensor) -> torch.Tensor:
             b = images.shape[0]
