@@ -157,3 +157,83 @@ def test_a_sigma_export_loads_in_lerobot_to_the_same_actions(tmp_path):
     lerobot = get_policy_class("sigma").from_pretrained(str(tmp_path / "out")).eval()
     batch = example_batch(sigma.dims, batch_size=2)
     assert torch.equal(planned_actions(sigma, batch), planned_actions(lerobot.model, batch))
+
+
+def cli(*args: object):
+    from typer.testing import CliRunner
+
+    from sigma_cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def stage_sigma_run(tmp_path_factory):
+    """`sigma train` stage base, then stage sigma on it by a path relative to the run's
+    directory (as the quickstart does): the export must not depend on either."""
+    from sigma_core.testing import write_synthetic_shards
+
+    root = tmp_path_factory.mktemp("portable")
+    shards = write_synthetic_shards(root / "shards", val_fraction=0, test_fraction=0)
+    raw = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+    base = {**raw, "train": {**raw["train"], "stage": "base"}}
+    sigma = {**raw, "base_policy": {"type": "checkpoint", "path": "runs/base/policy"}}
+    (root / "base.yaml").write_text(yaml.safe_dump(base))
+    (root / "sigma.yaml").write_text(yaml.safe_dump(sigma))
+    here = Path.cwd()
+    os.chdir(root)
+    try:
+        for stage in ("base", "sigma"):
+            result = cli("train", f"{stage}.yaml", "--data", shards, "--out", f"runs/{stage}")
+            assert result.exit_code == 0, result.output
+    finally:
+        os.chdir(here)
+    return root
+
+
+def test_an_export_of_a_stage_sigma_run_loads_anywhere_after_the_run_is_deleted(
+    stage_sigma_run, tmp_path, monkeypatch
+):
+    """sigma export bundles the frozen base: move the folder, delete the run, load it in
+    Sigma and in LeRobot from another directory: bit-equal plans."""
+    import shutil
+
+    from lerobot.policies.factory import get_policy_class
+
+    from sigma_core import SigmaPolicy as Model
+    from sigma_core.testing import example_batch, planned_actions
+
+    root = stage_sigma_run
+    monkeypatch.chdir(root)
+    trained = Model.from_pretrained("runs/sigma/policy").eval()
+    batch = example_batch(trained.dims, batch_size=2)
+    want = planned_actions(trained, batch)
+    assert not torch.equal(want, planned_actions(trained.base_policy.base, batch))
+
+    result = cli("export", "runs/sigma", root / "export")
+    assert result.exit_code == 0, result.output
+    assert {"base/model.safetensors", "base/sigma.json"} <= set(json.loads(result.output)["files"])
+    meta = json.loads((root / "export" / "sigma.json").read_text())
+    assert meta["bundled"] == {"base_policy.path": "base"}
+    assert meta["spec"]["base_policy"]["path"] == "base"
+    assert json.loads((root / "export" / "config.json").read_text())["bundled"] == meta["bundled"]
+
+    moved = tmp_path / "elsewhere" / "my-policy"
+    shutil.move(root / "export", moved)
+    shutil.copytree(root / "runs", tmp_path / "runs-kept")  # restored for other tests
+    shutil.rmtree(root / "runs")
+    monkeypatch.chdir(tmp_path)
+    try:
+        sigma = Model.from_pretrained(moved).eval()
+        lerobot = get_policy_class("sigma").from_pretrained(str(moved)).eval()
+        assert torch.equal(planned_actions(sigma, batch), want)
+        assert torch.equal(planned_actions(lerobot.model, batch), want)
+        # LeRobot's save keeps the bundle: the copy loads on its own too
+        lerobot.save_pretrained(tmp_path / "again")
+        again = get_policy_class("sigma").from_pretrained(str(tmp_path / "again")).eval()
+        assert torch.equal(planned_actions(again.model, batch), want)
+        assert json.loads((tmp_path / "again" / "config.json").read_text())["spec_dict"][
+            "base_policy"
+        ]["path"] == "base"
+    finally:
+        shutil.copytree(tmp_path / "runs-kept", root / "runs")

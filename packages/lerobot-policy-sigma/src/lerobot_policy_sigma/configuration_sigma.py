@@ -24,10 +24,15 @@ class SigmaConfig(PreTrainedConfig):
     spec's ``model.dims`` (cameras, state and action sizes, image size) are taken
     from LeRobot's input/output features; ``horizon`` / ``chunk_horizon`` from the
     spec. State and actions are normalised mean/std, as Sigma's own shards are.
+    ``bundled`` names spec paths (the frozen base of a stage-sigma export) that
+    live inside the saved folder and resolve against it wherever it is loaded.
     """
 
     spec: str = ""
     spec_dict: dict[str, Any] = field(default_factory=dict)
+    # spec key -> subfolder of the saved policy (a `sigma export` bundles its frozen base
+    # as base/): resolved against the folder the policy is loaded from
+    bundled: dict[str, str] = field(default_factory=dict)
     n_action_steps: int | None = None  # executed per plan; default the spec's stride
 
     normalization_mapping: dict[str, NormalizationMode] = field(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -9,7 +13,12 @@ import torch.nn.functional as F
 from lerobot.policies.pretrained import PreTrainedPolicy
 from torch import Tensor
 
+from sigma_core import SigmaUserError
+
 from lerobot_policy_sigma.configuration_sigma import IMAGE_PREFIX, SigmaConfig
+
+#: hub arguments of LeRobot's ``from_pretrained`` that ``snapshot_download`` takes too
+HUB_ARGS = ("revision", "cache_dir", "force_download", "token", "local_files_only")
 
 
 class SigmaPolicy(PreTrainedPolicy):
@@ -20,7 +29,8 @@ class SigmaPolicy(PreTrainedPolicy):
       terms), on LeRobot's normalised batch with ``action`` (B, T, A) as the target
       trajectory (its first step the vector, its first H_c steps the chunk).
     * ``select_action`` / ``reset``: Sigma's streaming control (memory carried
-      across plans, actions served from the plan queue).
+      across plans, actions served from the plan queue), computed without dropout and
+      leaving every module's train/eval mode as it was.
     * ``predict_action_chunk``: one plan ``controller(fusion(a_base + s·Δa))`` (B, H_c, A).
 
     Only the stage's trainable parameters reach the optimizer (``get_optim_params``).
@@ -29,24 +39,100 @@ class SigmaPolicy(PreTrainedPolicy):
     config_class = SigmaConfig
     name = "sigma"
 
-    def __init__(self, config: SigmaConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, config: SigmaConfig, bundle_root: str | Path | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(config)
         config.validate_features()
         from sigma_core import SigmaPolicy as Model
-        from sigma_core import get_registry, validate_spec
-        from sigma_core.train import LossConfig, StageObjective, configure_stage
+        from sigma_core import get_registry, resolve_bundled, validate_spec
+        from sigma_core.train import LossConfig, StageObjective
 
         raw = config.raw_spec()
         raw.setdefault("model", {})["dims"] = config.dims()
+        if config.bundled:  # a frozen base inside the saved folder (sigma export)
+            root = bundle_root or config.pretrained_path
+            if root is None:
+                raise SigmaUserError(
+                    f"this Sigma policy bundles {', '.join(config.bundled)} in its folder; "
+                    "load it with from_pretrained(<the folder>)"
+                )
+            raw = resolve_bundled(raw, config.bundled, root)
+            self.bundle_root: Path | None = Path(root)
+        else:
+            self.bundle_root = None
         spec = validate_spec(raw, get_registry(), source=config.spec or "--policy.spec")
-        config.spec_dict = spec.model_dump(mode="json")  # saved with the policy
+        saved = spec.model_dump(mode="json")
+        for key, folder in config.bundled.items():  # saved relative, as it was loaded
+            *parents, last = key.split(".")
+            node = saved
+            for part in parents:
+                node = node[part]
+            node[last] = folder
+        config.spec_dict = saved  # saved with the policy
         self.model = Model(spec)
-        configure_stage(self.model, spec.train.stage)
+        self.stage = spec.train.stage
         losses = spec.train.losses or LossConfig()
         self.objective = StageObjective(self.model, spec.train.stage, losses, spec.train.steps)
         self.image_keys = [f"{IMAGE_PREFIX}{c}" for c in spec.model.dims.cameras]
-        self._step = 0
+        # the TSAC ramps' step t: a buffer, so LeRobot's checkpoints (and --resume) keep it
+        self.register_buffer("tsac_step", torch.zeros((), dtype=torch.long))
+        # The stage's trainable set is applied when training starts (get_optim_params,
+        # train(), a training forward), not here: a policy loaded for inference keeps the
+        # requires_grad flags sigma_core's loader gives it, and so plans bit-identically
+        # (torch picks other kernels for frozen weights). Under LeRobot's PEFT the
+        # adapter, not the stage, decides what trains.
+        self._stage_configured = False
         self.reset()
+
+    def configure_for_training(self) -> None:
+        """Freeze all but the spec's stage (once; never under LeRobot's PEFT)."""
+        from sigma_core.train import configure_stage
+
+        if self._stage_configured or self.config.use_peft:
+            return
+        configure_stage(self.model, self.stage)
+        self._stage_configured = True
+
+    def train(self, mode: bool = True) -> SigmaPolicy:
+        if mode:
+            self.configure_for_training()
+        return super().train(mode)
+
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls,
+        pretrained_name_or_path: str | Path,
+        *,
+        config: SigmaConfig | None = None,
+        **kwargs: Any,
+    ) -> SigmaPolicy:
+        """LeRobot's loader, with the folder's bundled base resolved against the folder.
+
+        A hub id is downloaded whole (``snapshot_download``: a bundled ``base/`` is a
+        subfolder), then loaded like a local folder.
+        """
+        from lerobot.configs.policies import PreTrainedConfig
+
+        root = Path(pretrained_name_or_path).expanduser()
+        if not root.is_dir():
+            from huggingface_hub import snapshot_download
+
+            hub = {k: kwargs[k] for k in HUB_ARGS if kwargs.get(k) is not None}
+            root = Path(snapshot_download(str(pretrained_name_or_path), **hub))
+        if config is None:
+            config = PreTrainedConfig.from_pretrained(root)
+        return super().from_pretrained(root, config=config, bundle_root=root, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path, state_dict: Any = None) -> None:
+        """LeRobot's save, plus the bundled folders (the saved config names them relatively)."""
+        super()._save_pretrained(save_directory, state_dict=state_dict)
+        if self.bundle_root is None:
+            return
+        for folder in set(self.config.bundled.values()):
+            src, dst = self.bundle_root / folder, Path(save_directory) / folder
+            if src.resolve() != dst.resolve():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
 
     @classmethod
     def _load_as_safetensor(
@@ -65,6 +151,7 @@ class SigmaPolicy(PreTrainedPolicy):
         return super()._load_as_safetensor(model, model_file, map_location, strict)
 
     def get_optim_params(self) -> list[torch.nn.Parameter]:
+        self.configure_for_training()
         return [p for p in self.parameters() if p.requires_grad]
 
     def reset(self) -> None:
@@ -89,24 +176,41 @@ class SigmaPolicy(PreTrainedPolicy):
         texts = batch.get("task") or [""] * state.shape[0]
         if isinstance(texts, str):
             texts = [texts] * state.shape[0]
-        targets = None
+        targets = valid = None
         a = batch.get("action")
         if isinstance(a, Tensor) and a.ndim == 3:  # training: the (B, T, A) trajectory
             targets = ActionSet(a[:, 0], a[:, : self.model.dims.chunk_horizon], a)
+            pad = batch.get("action_is_pad")  # steps past the episode's end
+            valid = None if pad is None else ~pad.bool()
         frames = torch.stack(images, dim=1)[:, :, None]  # (B, C, F=1, 3, P, P)
-        return SigmaBatch(frames, state, list(texts), targets=targets)
+        return SigmaBatch(frames, state, list(texts), targets=targets, target_valid=valid)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
-        loss, row = self.objective([self.sigma_batch(batch)], self._step)
-        self._step += 1
+        """The stage objective at TSAC step ``tsac_step`` (advanced by training calls)."""
+        if self.training:
+            self.configure_for_training()
+        loss, row = self.objective([self.sigma_batch(batch)], int(self.tsac_step))
+        if self.training:
+            self.tsac_step += 1
         return loss, row
+
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Eval semantics (no dropout) for one call; every module's mode is restored after."""
+        modes = [(m, m.training) for m in self.modules()]
+        self.model.eval()
+        try:
+            yield
+        finally:
+            for m, training in modes:
+                m.training = training
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs: Any) -> Tensor:
-        self.eval()
-        return self.model.act(self.sigma_batch(batch))[0]
+        with self._inference():
+            return self.model.act(self.sigma_batch(batch))[0]
 
     @torch.no_grad()
     def select_action(self, batch: dict[str, Tensor], **kwargs: Any) -> Tensor:
-        self.eval()
-        return self.model.step(self.sigma_batch(batch))
+        with self._inference():
+            return self.model.step(self.sigma_batch(batch))

@@ -45,6 +45,7 @@ from sigma_core.components import Component
 from sigma_core.config import Dims
 from sigma_core.errors import SigmaUserError
 from sigma_core.kinds import MODEL_SLOTS
+from sigma_core.model.bundle import BUNDLED, resolve_bundled
 from sigma_core.model.checkpoint import (
     META,
     WEIGHTS,
@@ -192,7 +193,9 @@ class SigmaPolicy(nn.Module):
         """Rebuild a policy saved by :meth:`save_pretrained` from its resolved spec and weights.
 
         Pretrained weights are loaded by the build from the sources the spec names
-        and must have the fingerprint recorded at save time. Each slot is built
+        and must have the fingerprint recorded at save time; a base bundled in the
+        folder (``sigma export``, see :mod:`sigma_core.model.bundle`) is read from
+        it, whatever the current directory. Each slot is built
         from the distribution recorded in ``sigma.json`` (whatever the clash rule
         would pick today), and ``strict_versions=False`` does not relax that.
 
@@ -207,6 +210,8 @@ class SigmaPolicy(nn.Module):
         registry = registry or get_registry()
         meta = read_meta(directory)
         pinned = pin_providers(meta, registry, str(directory))  # before any build or tensor
+        # a base bundled in the folder (sigma export) resolves against the folder itself
+        pinned = resolve_bundled(pinned, meta.get(BUNDLED, {}), directory)
         if strict_versions:
             check_versions(meta, registry, str(directory))
         spec = validate_spec(pinned, registry, source=f"{directory}/{META}")
