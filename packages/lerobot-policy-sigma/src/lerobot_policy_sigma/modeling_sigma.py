@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from lerobot.policies.pretrained import PreTrainedPolicy
 from torch import Tensor
 
-from sigma_core import SigmaUserError
-
 from lerobot_policy_sigma.configuration_sigma import IMAGE_PREFIX, SigmaConfig
+from sigma_core import SigmaUserError
 
 #: hub arguments of LeRobot's ``from_pretrained`` that ``snapshot_download`` takes too
 HUB_ARGS = ("revision", "cache_dir", "force_download", "token", "local_files_only")
