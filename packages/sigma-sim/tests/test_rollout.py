@@ -166,12 +166,13 @@ def test_summarize_reports_the_wilson_interval() -> None:
 
 
 def test_observer_keeps_a_frame_history() -> None:
-    from sigma_core.data import Normalizer
+    from sigma_core.data import ObservationProcessor
     from sigma_sim.rollout import Observer
 
-    norm = Normalizer({"mean": [0.0] * 6, "std": [1.0] * 6})
+    stats = {"observation.state": {"mean": [0.0] * 6, "std": [1.0] * 6}}
     cams = {"overhead": "overhead_camera", "wrist": "wrist_camera"}
-    obs = Observer(cams, 16, 3, norm, (-0.17, 1.74), torch.device("cpu"))
+    processor = ObservationProcessor(list(cams), 16, 3, stats)
+    obs = Observer(cams, processor, (-0.17, 1.74), torch.device("cpu"))
 
     def frame(v: int) -> dict[str, np.ndarray]:
         img = np.full((24, 32, 3), v, dtype=np.uint8)  # not square: padded like preprocessing

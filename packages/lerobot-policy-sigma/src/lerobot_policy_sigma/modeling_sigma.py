@@ -9,12 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lerobot.policies.pretrained import PreTrainedPolicy
 from torch import Tensor
 
 from lerobot_policy_sigma.configuration_sigma import IMAGE_PREFIX, SigmaConfig
 from sigma_core import SigmaUserError
+from sigma_core.data import FrameHistory
+
+
+def stats_as_lists(stats: dict[str, Any]) -> dict[str, Any]:
+    """LeRobot's dataset stats (tensors / arrays) as JSON lists, only what Sigma keeps."""
+    from sigma_core.data import policy_stats
+
+    return {
+        k: {s: torch.as_tensor(v).flatten().tolist() for s, v in feature.items()}
+        for k, feature in policy_stats(stats).items()
+    }
+
 
 #: hub arguments of LeRobot's ``from_pretrained`` that ``snapshot_download`` takes too
 HUB_ARGS = ("revision", "cache_dir", "force_download", "token", "local_files_only")
@@ -82,6 +93,10 @@ class SigmaPolicy(PreTrainedPolicy):
         # (torch picks other kernels for frozen weights). Under LeRobot's PEFT the
         # adapter, not the stage, decides what trains.
         self._stage_configured = False
+        if not config.normalization_stats and kwargs.get("dataset_stats") is not None:
+            config.normalization_stats = stats_as_lists(kwargs["dataset_stats"])
+        self._processor: Any = None
+        self.history = FrameHistory(spec.model.dims.frame_history)
         self.reset()
 
     def configure_for_training(self) -> None:
@@ -155,23 +170,68 @@ class SigmaPolicy(PreTrainedPolicy):
 
     def reset(self) -> None:
         self.model.reset(self.config.n_action_steps)
+        self.history.reset()
+
+    def normalizes_state(self) -> bool:
+        """Whether the policy normalises the state itself (LeRobot's processors do not)."""
+        from lerobot.configs.types import NormalizationMode
+
+        mode = self.config.normalization_mapping.get("STATE", NormalizationMode.IDENTITY)
+        return mode is NormalizationMode.IDENTITY
+
+    def observation_processor(self) -> Any:
+        """Sigma's observation processor with the statistics this policy was trained with.
+
+        Raises:
+            SigmaUserError: no statistics (a policy saved before they were kept): pass
+                the dataset's to ``make_pre_post_processors(..., dataset_stats=...)``.
+        """
+        from sigma_core.data import ObservationProcessor
+
+        if self._processor is None:
+            stats = self.config.normalization_stats
+            if "observation.state" not in stats:
+                raise SigmaUserError(
+                    "this Sigma policy has no saved normalisation statistics (it was saved "
+                    "before they were kept); pass the dataset's to make_pre_post_processors("
+                    "config, dataset_stats=...) or export it again with sigma export"
+                )
+            self._processor = ObservationProcessor.for_policy(self.model.dims, stats)
+        return self._processor
+
+    def frames(self, x: Tensor) -> Tensor:
+        """(B, [F,] 3, H, W) frames of any size, uint8 or [0, 1] -> (B, F', 3, P, P) in [0, 1],
+        resized with pad as the shards were (Sigma's ResizeWithPad)."""
+        from sigma_core.data import ResizeWithPad
+
+        lead = x.shape[:-3]
+        flat = x.reshape(-1, *x.shape[-3:])
+        out = ResizeWithPad(self.model.dims.image_size)(flat.cpu()).to(x.device)
+        return out.reshape(*lead, *out.shape[1:]).float().div_(255)
 
     def sigma_batch(self, batch: dict[str, Any]) -> Any:
-        """LeRobot's (normalised) batch as a :class:`sigma_core.SigmaBatch`."""
+        """LeRobot's batch as a :class:`sigma_core.SigmaBatch`, through Sigma's observation
+        processor: frames resized with pad, the frame history (LeRobot's delta indices in
+        training; kept here between calls at inference), the state normalised with the
+        policy's saved statistics (unless LeRobot's processors normalised it)."""
         from sigma_core import ActionSet, SigmaBatch
 
-        size = self.model.dims.image_size
-        images = []
+        f = self.model.dims.frame_history
+        per_camera = []
         for key in self.image_keys:
             x = batch[key]
-            if x.ndim == 5:  # (B, n_obs, 3, H, W): the latest observation
-                x = x[:, -1]
-            if x.shape[-1] != size or x.shape[-2] != size:
-                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-            images.append(x)
+            if x.ndim == 5:  # (B, n, 3, H, W): the dataset's history, the last F frames
+                per_camera.append(x[:, -f:])
+            else:
+                per_camera.append(x[:, None])
+        images = self.frames(torch.stack(per_camera, dim=1))  # (B, C, n, 3, P, P)
+        if images.shape[2] != f:  # inference: one frame per call, the history kept here
+            images = self.history(images[:, :, -1])
         state = batch["observation.state"]
         if state.ndim == 3:
             state = state[:, -1]
+        if self.normalizes_state():
+            state = self.observation_processor().normalize(state)
         texts = batch.get("task") or [""] * state.shape[0]
         if isinstance(texts, str):
             texts = [texts] * state.shape[0]
@@ -181,8 +241,7 @@ class SigmaPolicy(PreTrainedPolicy):
             targets = ActionSet(a[:, 0], a[:, : self.model.dims.chunk_horizon], a)
             pad = batch.get("action_is_pad")  # steps past the episode's end
             valid = None if pad is None else ~pad.bool()
-        frames = torch.stack(images, dim=1)[:, :, None]  # (B, C, F=1, 3, P, P)
-        return SigmaBatch(frames, state, list(texts), targets=targets, target_valid=valid)
+        return SigmaBatch(images, state, list(texts), targets=targets, target_valid=valid)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
         """The stage objective at TSAC step ``tsac_step`` (advanced by training calls)."""

@@ -4,7 +4,11 @@ The folder (written under a temporary name and renamed)::
 
     model.safetensors, sigma.json    what SigmaPolicy.from_pretrained(DIR) loads
     config.json                      LeRobot's view (type sigma): what
-                                     get_policy_class("sigma").from_pretrained(DIR) loads
+                                     get_policy_class("sigma").from_pretrained(DIR) loads,
+                                     with the normalisation statistics it was trained with
+    policy_preprocessor.json, ...    LeRobot's processors (when lerobot_policy_sigma is
+                                     installed): make_pre_post_processors(config,
+                                     pretrained_path=DIR) needs no dataset
     adapter_model.safetensors,       the backbone's LoRA in PEFT's own format (from the
     adapter_config.json              run's newest checkpoint), when the run has one
     spec.yaml                        the resolved run spec
@@ -93,8 +97,10 @@ def export_run(
             for name in ADAPTER_FILES:
                 shutil.copy2(checkpoint / name, tmp / name)
         (tmp / "spec.yaml").write_text(yaml.safe_dump(meta["spec"], sort_keys=False))
-        config = lerobot_config(meta["spec"], meta.get("bundled"))
+        config = lerobot_config(meta["spec"], meta.get("bundled"), meta.get("stats"))
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        if meta.get("stats"):
+            write_lerobot_processors(tmp)
         if report_data is not None:
             (tmp / "eval").mkdir()
             (tmp / "eval" / "report.json").write_text(json.dumps(report_data, indent=1) + "\n")
@@ -105,15 +111,29 @@ def export_run(
     return out_dir
 
 
-def lerobot_config(spec: dict[str, Any], bundled: dict[str, str] | None = None) -> dict[str, Any]:
+def write_lerobot_processors(directory: Path) -> None:
+    """LeRobot's processor files (the action normaliser with the policy's statistics),
+    when ``lerobot_policy_sigma`` is installed; without it the folder still loads in Sigma."""
+    try:
+        from lerobot_policy_sigma.processor_sigma import write_processors
+    except ImportError:
+        return
+    write_processors(directory)
+
+
+def lerobot_config(
+    spec: dict[str, Any],
+    bundled: dict[str, str] | None = None,
+    stats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """config.json for LeRobot (``lerobot_policy_sigma``): type sigma, the spec, the features.
 
     ``bundled`` (spec key -> subfolder) tells LeRobot's loader which spec paths
-    resolve against the folder it loads.
+    resolve against the folder it loads; ``stats`` are the normalisation statistics
+    the policy was trained with (``normalization_stats``: no dataset is needed).
 
     Cameras become ``observation.images.<camera>``; LeRobot's ``rename_map`` maps a
-    dataset's own keys onto them. Normalisation statistics come from the dataset
-    (``make_pre_post_processors(config, dataset_stats=...)``).
+    dataset's own keys onto them.
     """
     dims = spec["model"]["dims"]
     p = dims["image_size"]
@@ -126,6 +146,7 @@ def lerobot_config(spec: dict[str, Any], bundled: dict[str, str] | None = None) 
         "type": "sigma",
         "spec_dict": spec,
         "bundled": dict(bundled or {}),
+        "normalization_stats": dict(stats or {}),
         "input_features": inputs,
         "output_features": {"action": {"type": "ACTION", "shape": [dims["action_dim"]]}},
         "device": "cpu",
