@@ -316,7 +316,8 @@ class ExpertReplay(torch.nn.Module):
     actions are: closed-loop success then depends only on rollout's conversions."""
 
     def __init__(self, spec: Any, plan: np.ndarray, meta: dict[str, Any], limits: Any) -> None:
-        from sigma_sim.rollout import Normalizer, sim_to_dataset
+        from sigma_core.data import Normalizer
+        from sigma_sim.rollout import sim_to_dataset
 
         super().__init__()
         self.spec = spec
@@ -591,3 +592,16 @@ def test_workers_fork_in_a_process_that_has_not_rendered(meta, policy, tmp_path)
     assert [{k: v for k, v in d.items() if k not in drop} for d in forked] == [
         _plain(r) for r in here
     ]
+
+
+def test_the_closed_loop_normalises_with_the_policys_saved_statistics() -> None:
+    from types import SimpleNamespace
+
+    from sigma_sim.rollout import deployment_stats
+
+    saved = {"observation.state": {"mean": [1.0], "std": [2.0]}}
+    data = {"stats": {"observation.state": {"mean": [0.0], "std": [1.0]}}}
+    assert deployment_stats(SimpleNamespace(stats=saved), data) is saved
+    assert deployment_stats(SimpleNamespace(stats=None), data) is data["stats"]  # older policy
+    with pytest.raises(SigmaUserError, match="no saved normalisation statistics"):
+        deployment_stats(SimpleNamespace(stats=None), {})

@@ -890,13 +890,16 @@ def _episode(
             replan = steps % n_steps == 0
             read = render_every_step or replan
             scene = None
-            if read and observer.environment_norm is not None:
+            if read and observer.processor.normalize.environment is not None:
                 scene = environment_state(env, colors)
             batch = observer.batch(obs, episode.task, scene, read=read)
             if replan:  # the plan is relative to this state
                 anchor = batch.state
             if switch is not None:
-                switch.set(render_every_step or frame_is_read(steps + 1, n_steps, observer.frames))
+                switch.set(
+                    render_every_step
+                    or frame_is_read(steps + 1, n_steps, observer.processor.history.frames)
+                )
             t0 = time.perf_counter()
             action = space.decode(policy.step(batch), anchor)
             latencies.append(time.perf_counter() - t0)
