@@ -37,7 +37,7 @@ import typer
 import yaml
 
 from sigma_cli.ui import out, user_errors
-from sigma_core import SigmaUserError, __version__, atomic_dir, make_portable
+from sigma_core import SigmaUserError, __version__, atomic_dir
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 CITATIONS = """```bibtex
@@ -80,6 +80,7 @@ def export_run(
     run: Path, out_dir: Path, report: Path | None = None, base_model: str | None = None
 ) -> Path:
     """Write the hub-ready folder of ``run`` to ``out_dir`` (see the module docstring)."""
+    from sigma_core import make_portable  # loads the model package (torch): not at import
     policy = policy_dir(run)
     meta = json.loads((policy / "sigma.json").read_text())
     report_data = None
