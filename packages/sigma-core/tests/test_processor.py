@@ -52,7 +52,7 @@ def test_processor_batches_one_step_with_the_policys_statistics():
     assert batch.state.tolist() == [[1.0, 1.0]]
     with pytest.raises(SigmaUserError, match="no camera"):
         p({"a": img}, np.zeros(2), "go")
-    with pytest.raises(SigmaUserError, match="observation.state"):
+    with pytest.raises(SigmaUserError, match=r"observation\.state"):
         ObservationProcessor(["a"], 16, 1, {})
     with pytest.raises(SigmaUserError, match="environment_state"):
         ObservationProcessor(["a"], 16, 1, STATS, environment_state_dim=3)
