@@ -81,6 +81,7 @@ def export_run(
 ) -> Path:
     """Write the hub-ready folder of ``run`` to ``out_dir`` (see the module docstring)."""
     from sigma_core import make_portable  # loads the model package (torch): not at import
+
     policy = policy_dir(run)
     meta = json.loads((policy / "sigma.json").read_text())
     report_data = None
