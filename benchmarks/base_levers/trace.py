@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sigma_core import SigmaPolicy
-from sigma_core.data import ActionSpace, Normalizer, environment_normalizer
+from sigma_core.data import ActionSpace, Normalizer, ObservationProcessor
 from sigma_sim import rollout as loop
 from sigma_sim.scene import environment_state, make_env, reset_episode
 
@@ -41,14 +41,10 @@ def main() -> None:
     low, high = env.action_space.low.astype(float), env.action_space.high.astype(float)
     gripper = (float(low[-1]), float(high[-1]))
     actions, space = Normalizer(stats["action"]), ActionSpace(policy.spec.data.actions, stats)
-    scene = None
-    if dims.environment_state_dim:
-        scene = environment_normalizer(meta, args.shards, dims.environment_state_dim)
+    scene = dims.environment_state_dim
     cameras = loop.sim_cameras(meta, list(dims.cameras))
-    states = Normalizer(stats["observation.state"])
-    observer = loop.Observer(
-        cameras, dims.image_size, dims.frame_history, states, gripper, torch.device("cpu"), scene
-    )
+    processor = ObservationProcessor.for_policy(dims, stats)
+    observer = loop.Observer(cameras, processor, gripper, torch.device("cpu"))
     colors, stride = list(cfg.cube_colors), args.stride or policy.spec.run_stride()
     try:
         for seed in (int(s) for s in args.seeds.split(",")):

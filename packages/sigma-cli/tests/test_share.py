@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sigma_cli.main import app
-from sigma_core import SigmaPolicy
+from sigma_core import SigmaPolicy, SigmaUserError
 from sigma_core.testing import example_batch, planned_actions, write_synthetic_shards
 
 REPO = Path(__file__).resolve().parents[3]
@@ -131,3 +132,83 @@ def test_model_card_shows_closed_loop_success_with_its_interval():
     card = "\n".join(evaluation_table(report))
     assert "| sigma | 10 | 3: 30% [11%, 60%] |" in card
     assert "episodes_detail" not in card and "latency" not in card  # not the whole summary
+
+
+@pytest.fixture(scope="module")
+def on_a_base(tmp_path_factory):
+    """A saved stage-sigma policy on a frozen checkpoint base named by a relative path."""
+    from sigma_core import build_policy, get_registry, validate_spec
+
+    root = tmp_path_factory.mktemp("on-a-base")
+    raw = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+    base = {**raw, "train": {**raw["train"], "stage": "base", "seed": 1}}
+    build_policy(validate_spec(base, get_registry())).save_pretrained(root / "runs/base/policy")
+    here = Path.cwd()
+    os.chdir(root)
+    try:
+        sigma = {**raw, "base_policy": {"type": "checkpoint", "path": "runs/base/policy"}}
+        build_policy(validate_spec(sigma, get_registry())).save_pretrained(root / "sigma")
+    finally:
+        os.chdir(here)
+    return root
+
+
+def plans_from(directory: Path) -> torch.Tensor:
+    policy = SigmaPolicy.from_pretrained(directory).eval()
+    return planned_actions(policy, example_batch(policy.dims, batch_size=2))
+
+
+def test_export_names_the_base_by_path_or_hub_id_instead_of_bundling_it(
+    on_a_base, tmp_path, monkeypatch
+):
+    import huggingface_hub
+
+    monkeypatch.chdir(on_a_base)
+    want = plans_from(on_a_base / "sigma")
+    kept = tmp_path / "kept-base"
+    shutil.copytree(on_a_base / "runs/base/policy", kept)
+    named = invoke("export", "sigma", tmp_path / "by-path", "--base-model", kept)
+    assert named.exit_code == 0, named.output
+    assert not (tmp_path / "by-path" / "base").exists()
+    meta = json.loads((tmp_path / "by-path" / "sigma.json").read_text())
+    assert meta["spec"]["base_policy"]["path"] == str(kept) and "bundled" not in meta
+
+    fetched = []
+
+    def snapshot_download(repo_id, **kwargs):
+        fetched.append(repo_id)
+        return str(kept)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    hub = invoke("export", "sigma", tmp_path / "by-id", "--base-model", "me/sigma-base")
+    assert hub.exit_code == 0, hub.output
+    front = yaml.safe_load((tmp_path / "by-id" / "README.md").read_text().split("---")[1])
+    assert front["base_model"] == "me/sigma-base"
+    monkeypatch.chdir(tmp_path)
+    assert torch.equal(plans_from(tmp_path / "by-path"), want)
+    assert torch.equal(plans_from(tmp_path / "by-id"), want) and fetched == ["me/sigma-base"]
+
+    # a hub base with other weights is refused by the sha256 recorded at training
+    other = tmp_path / "other-base"
+    shutil.copytree(on_a_base / "sigma", other)  # another policy's weights
+    for name in ("sigma.json",):
+        shutil.copy2(kept / name, other / name)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **k: str(other))
+    with pytest.raises(SigmaUserError, match="sha256"):
+        SigmaPolicy.from_pretrained(tmp_path / "by-id")
+
+
+def test_export_refuses_a_base_it_cannot_find_or_that_changed(on_a_base, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not where the run was trained: the relative path is gone
+    lost = invoke("export", on_a_base / "sigma", tmp_path / "out")
+    assert lost.exit_code == 2 and "--base-model" in lost.output
+    assert "runs/base/policy" in lost.output and not (tmp_path / "out").exists()
+    monkeypatch.chdir(on_a_base)
+    shutil.copytree(on_a_base / "runs", tmp_path / "runs")
+    weights = on_a_base / "runs/base/policy/model.safetensors"
+    shutil.copy2(on_a_base / "sigma" / "model.safetensors", weights)  # the base changed
+    try:
+        changed = invoke("export", "sigma", tmp_path / "out")
+        assert changed.exit_code == 2 and "not the ones" in changed.output
+    finally:
+        shutil.copy2(tmp_path / "runs/base/policy/model.safetensors", weights)

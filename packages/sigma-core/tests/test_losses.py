@@ -126,3 +126,27 @@ def test_objective_logs_table1_columns_and_backpropagates():
     loss.backward()
     for slot in ("residual", "intent", "memory"):
         assert any(p.grad is not None for p in getattr(policy, slot).parameters()), slot
+
+
+def test_traf_leaves_padded_target_steps_out():
+    """valid (B, T): steps past an episode's end (LeRobot's action_is_pad) do not count,
+    and the per-sample mean is over the valid steps only."""
+    g = torch.Generator().manual_seed(0)
+    pred = ActionSet(*(torch.randn(2, *s, 3, generator=g) for s in ((), (4,), (8,))))
+    target = pred.map(torch.zeros_like)
+    valid = torch.ones(2, 8, dtype=torch.bool)
+    valid[0, 2:] = False
+    terms = traf(pred, target, LossConfig(), valid)
+    want_chk = torch.stack([pred.chunk[0, :2].pow(2).mean(), pred.chunk[1].pow(2).mean()])
+    want_trj = torch.stack([pred.trajectory[0, :2].pow(2).mean(), pred.trajectory[1].pow(2).mean()])
+    torch.testing.assert_close(terms.mse["chk"], want_chk)
+    torch.testing.assert_close(terms.mse["trj"], want_trj)
+    torch.testing.assert_close(terms.mse["vec"], pred.vector.pow(2).mean(1))
+    far = target.map(torch.clone)
+    far.trajectory[0, 2:] += 1e3  # whatever fills the padding
+    far.chunk[0, 2:] += 1e3
+    assert torch.equal(traf(pred, far, LossConfig(), valid).total, terms.total)
+    every = torch.ones(2, 8, dtype=torch.bool)
+    assert torch.equal(
+        traf(pred, target, LossConfig()).total, traf(pred, target, LossConfig(), every).total
+    )

@@ -166,12 +166,13 @@ def test_summarize_reports_the_wilson_interval() -> None:
 
 
 def test_observer_keeps_a_frame_history() -> None:
-    from sigma_core.data import Normalizer
+    from sigma_core.data import ObservationProcessor
     from sigma_sim.rollout import Observer
 
-    norm = Normalizer({"mean": [0.0] * 6, "std": [1.0] * 6})
+    stats = {"observation.state": {"mean": [0.0] * 6, "std": [1.0] * 6}}
     cams = {"overhead": "overhead_camera", "wrist": "wrist_camera"}
-    obs = Observer(cams, 16, 3, norm, (-0.17, 1.74), torch.device("cpu"))
+    processor = ObservationProcessor(list(cams), 16, 3, stats)
+    obs = Observer(cams, processor, (-0.17, 1.74), torch.device("cpu"))
 
     def frame(v: int) -> dict[str, np.ndarray]:
         img = np.full((24, 32, 3), v, dtype=np.uint8)  # not square: padded like preprocessing
@@ -315,7 +316,8 @@ class ExpertReplay(torch.nn.Module):
     actions are: closed-loop success then depends only on rollout's conversions."""
 
     def __init__(self, spec: Any, plan: np.ndarray, meta: dict[str, Any], limits: Any) -> None:
-        from sigma_sim.rollout import Normalizer, sim_to_dataset
+        from sigma_core.data import Normalizer
+        from sigma_sim.rollout import sim_to_dataset
 
         super().__init__()
         self.spec = spec
@@ -590,3 +592,16 @@ def test_workers_fork_in_a_process_that_has_not_rendered(meta, policy, tmp_path)
     assert [{k: v for k, v in d.items() if k not in drop} for d in forked] == [
         _plain(r) for r in here
     ]
+
+
+def test_the_closed_loop_normalises_with_the_policys_saved_statistics() -> None:
+    from types import SimpleNamespace
+
+    from sigma_sim.rollout import deployment_stats
+
+    saved = {"observation.state": {"mean": [1.0], "std": [2.0]}}
+    data = {"stats": {"observation.state": {"mean": [0.0], "std": [1.0]}}}
+    assert deployment_stats(SimpleNamespace(stats=saved), data) is saved
+    assert deployment_stats(SimpleNamespace(stats=None), data) is data["stats"]  # older policy
+    with pytest.raises(SigmaUserError, match="no saved normalisation statistics"):
+        deployment_stats(SimpleNamespace(stats=None), {})

@@ -23,20 +23,34 @@ class SigmaConfig(PreTrainedConfig):
     built (it is what checkpoints save, so a saved policy needs no file). The
     spec's ``model.dims`` (cameras, state and action sizes, image size) are taken
     from LeRobot's input/output features; ``horizon`` / ``chunk_horizon`` from the
-    spec. State and actions are normalised mean/std, as Sigma's own shards are.
+    spec. State and actions are normalised mean/std, as Sigma's own shards are: the
+    state by Sigma's observation processor with ``normalization_stats``, the actions
+    by LeRobot's processors. ``bundled`` names spec paths (the frozen base of a
+    stage-sigma export) that live inside the saved folder and resolve against it
+    wherever it is loaded.
     """
 
     spec: str = ""
     spec_dict: dict[str, Any] = field(default_factory=dict)
+    # spec key -> subfolder of the saved policy (a `sigma export` bundles its frozen base
+    # as base/): resolved against the folder the policy is loaded from
+    bundled: dict[str, str] = field(default_factory=dict)
     n_action_steps: int | None = None  # executed per plan; default the spec's stride
 
+    # The state is normalised by the policy's own observation processor (sigma_core's,
+    # the one Sigma's preprocessing and closed loop use) with normalization_stats;
+    # LeRobot's processors normalise the actions. Checkpoints saved with STATE:
+    # MEAN_STD (before) keep LeRobot normalising their state.
     normalization_mapping: dict[str, NormalizationMode] = field(
         default_factory=lambda: {
             "VISUAL": NormalizationMode.IDENTITY,
-            "STATE": NormalizationMode.MEAN_STD,
+            "STATE": NormalizationMode.IDENTITY,
             "ACTION": NormalizationMode.MEAN_STD,
         }
     )
+    # the statistics the policy was trained with ({feature: {mean, std, ...}}, lists):
+    # from the dataset when lerobot-train builds it, from sigma.json in a sigma export
+    normalization_stats: dict[str, Any] = field(default_factory=dict)
     optimizer_lr: float = 1e-4
     optimizer_weight_decay: float = 1e-4
 
@@ -68,8 +82,11 @@ class SigmaConfig(PreTrainedConfig):
         return int(dims["horizon"]), int(dims["chunk_horizon"])
 
     @property
-    def observation_delta_indices(self) -> None:
-        return None
+    def observation_delta_indices(self) -> list[int] | None:
+        """The spec's frame history F: the F most recent frames (LeRobot repeats the
+        episode's first frame before it starts, as Sigma's loader does)."""
+        frames = int(self.raw_spec().get("model", {}).get("dims", {}).get("frame_history", 1))
+        return list(range(1 - frames, 1)) if frames > 1 else None
 
     @property
     def action_delta_indices(self) -> list[int]:

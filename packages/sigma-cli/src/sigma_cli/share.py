@@ -4,16 +4,26 @@ The folder (written under a temporary name and renamed)::
 
     model.safetensors, sigma.json    what SigmaPolicy.from_pretrained(DIR) loads
     config.json                      LeRobot's view (type sigma): what
-                                     get_policy_class("sigma").from_pretrained(DIR) loads
+                                     get_policy_class("sigma").from_pretrained(DIR) loads,
+                                     with the normalisation statistics it was trained with
+    policy_preprocessor.json, ...    LeRobot's processors (when lerobot_policy_sigma is
+                                     installed): make_pre_post_processors(config,
+                                     pretrained_path=DIR) needs no dataset
     adapter_model.safetensors,       the backbone's LoRA in PEFT's own format (from the
     adapter_config.json              run's newest checkpoint), when the run has one
     spec.yaml                        the resolved run spec
+    base/                            the frozen base of a stage-sigma run (a Sigma
+                                     checkpoint or LeRobot policy at base_policy.path),
+                                     unless --base-model names it (a hub id or path)
     README.md                        the model card (hub metadata, components, training,
                                      pretrained weights with sha256, evaluation, citations)
     eval/report.json, report.md      the evaluation, when one is given
 
-Pretrained weights (π0.5, a LeRobot base policy, a backbone) are never copied:
-the card and sigma.json name them with their sha256.
+The frozen base is bundled so that the folder loads from any directory and on
+any machine; sigma.json and config.json record ``"bundled": {"base_policy.path":
+"base"}`` and every loader resolves it against the folder it loads
+(:func:`sigma_core.make_portable`). Other pretrained weights (π0.5 by hub id, a
+backbone) are not copied: the card and sigma.json name them with their sha256.
 """
 
 from __future__ import annotations
@@ -70,6 +80,8 @@ def export_run(
     run: Path, out_dir: Path, report: Path | None = None, base_model: str | None = None
 ) -> Path:
     """Write the hub-ready folder of ``run`` to ``out_dir`` (see the module docstring)."""
+    from sigma_core import make_portable  # loads the model package (torch): not at import
+
     policy = policy_dir(run)
     meta = json.loads((policy / "sigma.json").read_text())
     report_data = None
@@ -80,13 +92,17 @@ def export_run(
         report_data = json.loads(path.read_text())
     checkpoint = newest_checkpoint(run)
     with atomic_dir(out_dir) as tmp:
-        for name in ("model.safetensors", "sigma.json"):
-            shutil.copy2(policy / name, tmp / name)
+        meta = make_portable(meta, tmp, policy, base_model)
+        shutil.copy2(policy / "model.safetensors", tmp / "model.safetensors")
+        (tmp / "sigma.json").write_text(json.dumps(meta, indent=2) + "\n")
         if checkpoint is not None and all((checkpoint / f).is_file() for f in ADAPTER_FILES):
             for name in ADAPTER_FILES:
                 shutil.copy2(checkpoint / name, tmp / name)
         (tmp / "spec.yaml").write_text(yaml.safe_dump(meta["spec"], sort_keys=False))
-        (tmp / "config.json").write_text(json.dumps(lerobot_config(meta["spec"]), indent=2))
+        config = lerobot_config(meta["spec"], meta.get("bundled"), meta.get("stats"))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        if meta.get("stats"):
+            write_lerobot_processors(tmp)
         if report_data is not None:
             (tmp / "eval").mkdir()
             (tmp / "eval" / "report.json").write_text(json.dumps(report_data, indent=1) + "\n")
@@ -97,12 +113,29 @@ def export_run(
     return out_dir
 
 
-def lerobot_config(spec: dict[str, Any]) -> dict[str, Any]:
+def write_lerobot_processors(directory: Path) -> None:
+    """LeRobot's processor files (the action normaliser with the policy's statistics),
+    when ``lerobot_policy_sigma`` is installed; without it the folder still loads in Sigma."""
+    try:
+        from lerobot_policy_sigma.processor_sigma import write_processors
+    except ImportError:
+        return
+    write_processors(directory)
+
+
+def lerobot_config(
+    spec: dict[str, Any],
+    bundled: dict[str, str] | None = None,
+    stats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """config.json for LeRobot (``lerobot_policy_sigma``): type sigma, the spec, the features.
 
+    ``bundled`` (spec key -> subfolder) tells LeRobot's loader which spec paths
+    resolve against the folder it loads; ``stats`` are the normalisation statistics
+    the policy was trained with (``normalization_stats``: no dataset is needed).
+
     Cameras become ``observation.images.<camera>``; LeRobot's ``rename_map`` maps a
-    dataset's own keys onto them. Normalisation statistics come from the dataset
-    (``make_pre_post_processors(config, dataset_stats=...)``).
+    dataset's own keys onto them.
     """
     dims = spec["model"]["dims"]
     p = dims["image_size"]
@@ -114,6 +147,8 @@ def lerobot_config(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "sigma",
         "spec_dict": spec,
+        "bundled": dict(bundled or {}),
+        "normalization_stats": dict(stats or {}),
         "input_features": inputs,
         "output_features": {"action": {"type": "ACTION", "shape": [dims["action_dim"]]}},
         "device": "cpu",
@@ -174,15 +209,21 @@ def model_card(meta: dict[str, Any], report: dict[str, Any] | None, base_model: 
             f" {len(trained_on.get('train_episodes', []))} training episodes."
         )
     pretrained = meta.get("pretrained") or {}
-    lines += ["", "## Pretrained weights (referenced, not included)", ""]
+    bundled = set((meta.get("bundled") or {}).values())
+    lines += ["", "## Pretrained weights", ""]
     if pretrained:
         lines += ["| module | source | sha256 |", "|---|---|---|"]
         for name, rec in pretrained.items():
-            lines.append(f"| {name} | `{rec['source']}` | `{rec.get('sha256') or 'not hashed'}` |")
+            where = f"bundled in `{rec['source']}/`" if rec["source"] in bundled else None
+            lines.append(
+                f"| {name} | {where or '`' + rec['source'] + '`'} |"
+                f" `{rec.get('sha256') or 'not hashed'}` |"
+            )
         lines.append("")
         lines.append(
-            "Download them to the same paths (or edit `spec.yaml`) before loading;"
-            " `SigmaPolicy.from_pretrained` refuses weights with another sha256."
+            "Bundled weights load with the folder; download the others to the same paths"
+            " (or edit `spec.yaml`) before loading. `SigmaPolicy.from_pretrained` refuses"
+            " weights with another sha256."
         )
     else:
         lines.append("None: every tensor is in `model.safetensors`.")
@@ -239,10 +280,15 @@ def export(
         Path | None, typer.Option(help="A sigma eval output (or its report.json) to include.")
     ] = None,
     base_model: Annotated[
-        str | None, typer.Option(help="Hub id of the base model, for the card's metadata.")
+        str | None,
+        typer.Option(
+            help="Hub id (or path) of the frozen base: the export names it instead of bundling"
+            " it as base/; also the card's base_model metadata."
+        ),
     ] = None,
 ) -> None:
-    """Write a hub-ready folder: weights, PEFT adapter, spec, model card (no frozen weights)."""
+    """Write a hub-ready folder that loads anywhere: weights, PEFT adapter, spec, model card,
+    and the frozen base of a stage-sigma run (bundled as base/, or named by --base-model)."""
     folder = export_run(run, out_dir, report, base_model)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -254,7 +300,10 @@ def push(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Training run (or policy) directory.")],
     repo_id: Annotated[str, typer.Argument(metavar="REPO_ID", help="Hub repo, e.g. me/sigma.")],
     report: Annotated[Path | None, typer.Option(help="A sigma eval output to include.")] = None,
-    base_model: Annotated[str | None, typer.Option(help="Hub id of the base model.")] = None,
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="Hub id of the frozen base: named instead of bundled as base/."),
+    ] = None,
     private: Annotated[bool, typer.Option(help="Create the repo private.")] = False,
 ) -> None:
     """Export RUN and upload it to the hub (the token comes from `hf auth login`/HF_TOKEN)."""

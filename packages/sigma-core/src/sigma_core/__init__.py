@@ -44,6 +44,7 @@ from sigma_core.plugins import (
     load_registry,
 )
 from sigma_core.pretrained import (
+    local_directory,
     register_pretrained,
     shared,
     sharing,
@@ -88,6 +89,8 @@ _LAZY = {
     "build_policy": "sigma_core.model",
     "build_component": "sigma_core.model",
     "parameter_counts": "sigma_core.model",
+    "make_portable": "sigma_core.model.bundle",
+    "resolve_bundled": "sigma_core.model.bundle",
 }
 
 if TYPE_CHECKING:
@@ -110,6 +113,7 @@ if TYPE_CHECKING:
         VisionWorkspace,
     )
     from sigma_core.model import SigmaPolicy, build_component, build_policy, parameter_counts
+    from sigma_core.model.bundle import make_portable, resolve_bundled
     from sigma_core.types import (
         ActionSet,
         AdapterOutput,
@@ -170,8 +174,11 @@ __all__ = [
     "is_internal_error",
     "load_registry",
     "load_spec",
+    "local_directory",
+    "make_portable",
     "parameter_counts",
     "register_pretrained",
+    "resolve_bundled",
     "shared",
     "sharing",
     "source_record",

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sigma_core.errors import SigmaUserError, is_internal_error
+
 if TYPE_CHECKING:  # importing sigma_core must not import torch
     from torch import nn
 
@@ -88,9 +90,61 @@ def weights_fingerprint(path: str | Path) -> str | None:
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 
 
-def source_record(source: str, revision: str | None = None) -> dict[str, Any]:
-    """``{"source", "revision", "sha256"}`` of a local path (hashed) or a hub id (not hashed)."""
-    return {"source": str(source), "revision": revision, "sha256": weights_fingerprint(source)}
+def source_record(
+    source: str, revision: str | None = None, local: str | Path | None = None
+) -> dict[str, Any]:
+    """``{"source", "revision", "sha256"}`` of a local path (hashed) or a hub id.
+
+    A hub id is hashed only through ``local``, the directory it was downloaded to
+    (:func:`local_directory`); without it its sha256 is ``None`` (not compared).
+    """
+    sha = weights_fingerprint(local if local is not None else source)
+    return {"source": str(source), "revision": revision, "sha256": sha}
+
+
+def is_hub_id(source: str) -> bool:
+    """Whether ``source`` reads as a hub repo id (``owner/name``) rather than a path."""
+    parts = source.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not source.startswith((".", "~"))
+        and "\\" not in source
+        and not Path(source).expanduser().exists()
+    )
+
+
+def local_directory(source: str, what: str) -> Path:
+    """A local directory for ``source``: the path itself, or the hub snapshot of a repo id.
+
+    A hub id (``owner/name``) that is not a local path is fetched with
+    ``huggingface_hub.snapshot_download`` (from its cache when offline), so a
+    policy exported with ``--base-model owner/name`` loads on any machine.
+
+    Raises:
+        SigmaUserError: neither a local directory nor a downloadable repo (the
+            message names ``what``, e.g. ``base_policy.path``).
+    """
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return local
+    if local.exists():
+        raise SigmaUserError(f"{what} {source!r}: a file, not a directory")
+    if not is_hub_id(source):
+        raise SigmaUserError(f"{what} {source!r}: no such directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source))
+    except Exception as e:
+        if is_internal_error(e):
+            raise
+        raise SigmaUserError(
+            f"{what} {source!r}: no such local directory, and no hub download "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+            f"download it where the hub is reachable (`hf download {source} --local-dir DIR`) "
+            "and point the path at DIR"
+        ) from e
 
 
 def register_pretrained(

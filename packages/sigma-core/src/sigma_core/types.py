@@ -62,6 +62,9 @@ class SigmaBatch:
         targets: optional ground-truth actions for training and evaluation.
         environment_state: optional (B, E_env) privileged scene state (normalized),
             read only by specs with ``model.dims.environment_state_dim`` > 0.
+        target_valid: optional (B, T) bool, which steps of ``targets.trajectory`` are
+            real (False: padding past the episode's end, LeRobot's ``action_is_pad``);
+            TRAF leaves the padded steps out. ``None``: every step is real.
     """
 
     images: Tensor
@@ -70,6 +73,7 @@ class SigmaBatch:
     base_actions: ActionSet | None = None
     targets: ActionSet | None = None
     environment_state: Tensor | None = None
+    target_valid: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 6:
@@ -96,6 +100,7 @@ class SigmaBatch:
             environment_state=None
             if self.environment_state is None
             else self.environment_state.to(device),
+            target_valid=None if self.target_valid is None else self.target_valid.to(device),
         )
 
 

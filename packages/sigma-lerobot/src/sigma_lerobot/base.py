@@ -24,6 +24,7 @@ from sigma_core import (
     SigmaBatch,
     SigmaUserError,
     is_internal_error,
+    local_directory,
     register_pretrained,
     shared,
     source_record,
@@ -278,9 +279,7 @@ def load_policy(path: str) -> LoadedPolicy:
     """A LeRobot policy directory through LeRobot's factory, frozen, weights checked."""
     from lerobot.policies.factory import get_policy_class
 
-    directory = Path(path).expanduser()
-    if not directory.is_dir():
-        raise SigmaUserError(f"base_policy.path {path!r}: no such directory")
+    directory = local_directory(path, "base_policy.path")  # a path or a hub id
     if not (directory / "config.json").is_file():
         raise SigmaUserError(f"{directory}: not a LeRobot policy directory (no config.json)")
     config = read_policy_config(directory)
@@ -302,7 +301,7 @@ def load_policy(path: str) -> LoadedPolicy:
             "point base_policy.path at a complete LeRobot checkpoint (pretrained_model/)"
         )
     policy.requires_grad_(False).eval()
-    return LoadedPolicy(policy, directory, source_record(str(directory)))
+    return LoadedPolicy(policy, directory, source_record(str(path), local=directory))
 
 
 def load_weights(

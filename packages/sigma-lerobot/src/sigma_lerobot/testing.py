@@ -81,13 +81,14 @@ def write_random_walk_dataset(
     lengths: list[int],
     repo_id: str = "sim/so101",
     task: str = "pick up the red cube",
-    size: int = 32,
+    size: int | tuple[int, int] = 32,
 ) -> Path:
     """A LeRobot v3 dataset written by LeRobot's own writer: random-walk SO-101 episodes.
 
     Actions are Gaussian random walks (degrees), the state is the action + 0.5,
-    cameras ``up`` and ``side`` are noise images (``side`` the flipped ``up``),
-    stored as images; seeded, so the same call writes the same dataset.
+    cameras ``up`` and ``side`` are noise images (``side`` the flipped ``up``) of
+    ``size`` (a side, or (height, width)), stored as images (lossless); seeded, so
+    the same call writes the same dataset.
     """
     import numpy as np
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -95,7 +96,8 @@ def write_random_walk_dataset(
     from sigma_lerobot.schema import FPS, ROBOT_TYPE, so101_features
 
     root = Path(root)
-    feats = so101_features({"up": (size, size), "side": (size, size)}, use_videos=False)
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    feats = so101_features({"up": hw, "side": hw}, use_videos=False)
     ds = LeRobotDataset.create(
         repo_id, fps=FPS, root=root, robot_type=ROBOT_TYPE, features=feats, use_videos=False
     )
@@ -103,7 +105,7 @@ def write_random_walk_dataset(
     for n in lengths:
         act = np.cumsum(rng.normal(0, 2, (n, 6)), 0).astype(np.float32)
         for t in range(n):
-            img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
             frame = {"task": task, "action": act[t], "observation.state": act[t] + 0.5}
             frame |= {"observation.images.up": img, "observation.images.side": img[::-1]}
             ds.add_frame(frame)

@@ -9,10 +9,10 @@ numbers worth reporting.
 One control step (``fps`` of the shard directory's source, one ``env.step``)::
 
     render overhead + wrist          (so101_nexus, HWC uint8, render_size px)
-    -> (3, P, P) uint8               (sigma_core.data.resize_with_pad, as preprocessing)
-    -> history of F frames           (the first frame repeated at the episode start,
-                                      as sigma_core.data.ShardDataset does)
-    -> images float in [0, 1], state = normalize(sim_qpos_to_dataset_row(qpos))
+    -> sigma_core.data.ObservationProcessor, the one preprocessing and LeRobot use:
+       (3, P, P) uint8 resized with pad, a history of F frames (the first frame
+       repeated at the episode start), images float in [0, 1],
+       state = normalize(sim_qpos_to_dataset_row(qpos)) with the policy's saved stats
     -> policy.step(SigmaBatch)       (B = 1, timed with time.perf_counter)
     -> denormalize -> dataset units (degrees, gripper 0-100)
     -> dataset_row_to_sim_qpos -> clip to the action space -> env.step (pd_joint_pos)
@@ -89,13 +89,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sigma_core import SigmaUserError
-from sigma_core.data import ActionSpace, Normalizer
+from sigma_core.data import ActionSpace, ObservationProcessor
 from sigma_core.eval import CLOSED_LOOP_EPISODE_FIELDS, STAGES
 from sigma_sim.render import ensure_gl_backend
 
@@ -302,38 +301,37 @@ def _fps(meta: dict[str, Any]) -> int:
 
 
 class Observer:
-    """Turns simulator observations into :class:`SigmaBatch` es with a frame history."""
+    """Turns simulator observations into :class:`SigmaBatch` es through the policy's
+    :class:`sigma_core.data.ObservationProcessor` (resize with pad, frame history,
+    normalisation with the statistics the policy was trained with).
+
+    Args:
+        cameras: spec camera -> simulator observation key (:func:`sim_cameras`).
+        processor: the policy's observation processor (its cameras are the keys of
+            ``cameras``).
+        gripper_limits: the simulator gripper's (low, high) radians, for dataset units.
+        device: where the batches go.
+    """
 
     def __init__(
         self,
         cameras: dict[str, str],
-        image_size: int,
-        frames: int,
-        state_norm: Normalizer,
+        processor: ObservationProcessor,
         gripper_limits: tuple[float, float],
         device: torch.device,
-        environment_norm: Normalizer | None = None,
     ) -> None:
-        self.cameras, self.size, self.frames = cameras, image_size, frames
-        self.state_norm, self.gripper_limits, self.device = state_norm, gripper_limits, device
-        #: set when the policy reads the privileged scene state (an oracle spec)
-        self.environment_norm = environment_norm
-        self.history: deque[torch.Tensor | None] = deque(maxlen=frames)
+        self.cameras, self.processor = cameras, processor
+        self.gripper_limits, self.device = gripper_limits, device
         self.last_images: torch.Tensor | None = None
         self.last_environment: torch.Tensor | None = None
 
     def reset(self) -> None:
-        self.history.clear()
+        self.processor.reset()
         self.last_images = self.last_environment = None
 
     def images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         """(C, 3, P, P) uint8: every camera resized with padding, as preprocessing does."""
-        import torch
-
-        from sigma_core.data import resize_with_pad
-
-        hwc = torch.stack([torch.from_numpy(obs[key].copy()) for key in self.cameras.values()])
-        return resize_with_pad(hwc.permute(0, 3, 1, 2), self.size)
+        return self.processor.images({c: obs[key] for c, key in self.cameras.items()})
 
     def batch(
         self,
@@ -345,8 +343,8 @@ class Observer:
         """The batch of this step; ``read=False`` on steps whose images the policy ignores.
 
         ``environment`` is :func:`sigma_sim.scene.environment_state` (needed on read
-        steps when :attr:`environment_norm` is set, else ignored; like the images, the
-        last read one stands in on the other steps).
+        steps when the policy reads it, else ignored; like the images, the last read
+        one stands in on the other steps).
 
         A camera image may be ``None`` (not rendered, see
         :class:`sigma_sim.scene.CameraSwitch`); such a frame keeps its place in the
@@ -362,25 +360,20 @@ class Observer:
         from sigma_core import SigmaBatch
 
         rendered = all(obs.get(key) is not None for key in self.cameras.values())
-        frame = self.images(obs) if rendered else None
-        if not self.history:  # episode start: the first frame repeated, as the loader does
-            self.history.extend([frame] * self.frames)
-        else:
-            self.history.append(frame)
+        history = self.processor.history
+        history.push(self.images(obs) if rendered else None)
+        scene = self.processor.normalize.environment
         if read or self.last_images is None:
-            if any(f is None for f in self.history):
-                raise RuntimeError("a frame the policy reads was not rendered")
-            images = torch.stack(list(self.history), dim=1)  # (C, F, 3, P, P)
-            self.last_images = images[None].to(self.device).float().div_(255)
-            if self.environment_norm is not None:  # read with the images, kept with them
+            self.last_images = history.window()[None].to(self.device).float().div_(255)
+            if scene is not None:  # read with the images, kept with them
                 if environment is None:
                     raise ValueError("this policy reads the environment state; pass it")
-                scene = self.environment_norm.normalize(torch.from_numpy(environment))
-                self.last_environment = scene[None].to(self.device)
+                env = scene.normalize(torch.from_numpy(environment))
+                self.last_environment = env[None].to(self.device)
         state = torch.from_numpy(sim_to_dataset(obs["state"], self.gripper_limits))
         return SigmaBatch(
             images=self.last_images,
-            state=self.state_norm.normalize(state)[None].to(self.device),
+            state=self.processor.normalize(state)[None].to(self.device),
             texts=[task],
             environment_state=self.last_environment,
         )
@@ -515,21 +508,21 @@ class _Plan:
     video_episodes: int
     render_every_step: bool
 
-    def normalizers(self) -> tuple[ActionSpace, Normalizer | None]:
-        """The action space (with the action and state normalizers) and the environment
-        state's normalizer (``None`` when the policy does not read it).
+    def action_space(self) -> ActionSpace:
+        """The action space (with the action and state normalizers) of the policy's stats."""
+        return ActionSpace(self.actions, self.stats)  # type: ignore[arg-type]
+
+    def processor(self) -> ObservationProcessor:
+        """The policy's observation processor (resize with pad, history, normalisation).
 
         Raises:
             SigmaUserError: statistics that lack what the policy's spec reads.
         """
-        from sigma_core.data import environment_normalizer
+        from sigma_core.data import ObservationProcessor
 
-        env_norm = None
-        if self.environment_state_dim:
-            env_norm = environment_normalizer(
-                {"stats": self.stats}, "meta.json", self.environment_state_dim
-            )
-        return ActionSpace(self.actions, self.stats), env_norm  # type: ignore[arg-type]
+        return ObservationProcessor(
+            list(self.cameras), self.size, self.frames, self.stats, self.environment_state_dim
+        )
 
     def settings(self) -> dict[str, Any]:
         """Everything here that decides an episode's outcome (the journal's key)."""
@@ -565,11 +558,8 @@ class _Runner:
         low = self.env.action_space.low.astype(np.float64)
         high = self.env.action_space.high.astype(np.float64)
         self.bounds = (low, high, (float(low[-1]), float(high[-1])))
-        self.space, env_norm = plan.normalizers()
-        self.observer = Observer(
-            plan.cameras, plan.size, plan.frames, self.space.state, self.bounds[2], self.device,
-            env_norm,
-        )  # fmt: skip
+        self.space = plan.action_space()
+        self.observer = Observer(plan.cameras, plan.processor(), self.bounds[2], self.device)
 
     def episode(self, i: int) -> EpisodeResult:
         import torch
@@ -624,6 +614,25 @@ def _worker_episode(i: int) -> EpisodeResult:
     return _WORKER.episode(i)
 
 
+def deployment_stats(policy: SigmaPolicy, meta: dict[str, Any]) -> dict[str, Any]:
+    """The normalisation statistics to run ``policy`` with: the ones saved in it (since
+    sigma-vla saves them with every policy), else the data's meta.json (older policies).
+
+    Raises:
+        SigmaUserError: neither has them.
+    """
+    saved = getattr(policy, "stats", None)
+    if saved:
+        return saved
+    if meta.get("stats"):
+        return meta["stats"]
+    raise SigmaUserError(
+        "closed loop: the policy has no saved normalisation statistics (saved before "
+        "sigma-vla kept them) and the data's meta.json has none; pass the meta.json of "
+        "the shards it was trained on"
+    )
+
+
 def rollout(
     policy: SigmaPolicy,
     meta: dict[str, Any],
@@ -647,7 +656,8 @@ def rollout(
         policy: a :class:`SigmaPolicy` (put in eval mode for the rollout, its
             previous mode restored afterwards), on any device.
         meta: the content of the training shard directory's ``meta.json``: its
-            ``stats`` normalize the state and de-normalize the actions, its
+            ``stats`` normalize the state and de-normalize the actions when the
+            policy has none saved (:func:`deployment_stats`), its
             ``options`` give the cameras and image size, ``source.fps`` the
             control rate (default 30) and ``source.cameras`` which simulator
             camera each spec camera is.
@@ -722,14 +732,14 @@ def rollout(
         limit=max(1, math.floor(max_seconds * fps + 1e-9)),
         n_steps=n_steps,
         seed=seed,
-        stats=meta["stats"],
+        stats=deployment_stats(policy, meta),
         actions=policy.spec.data.actions,
         environment_state_dim=policy.spec.model.observed_scene_state_dim,
         video_dir=None if video_dir is None else Path(video_dir),
         video_episodes=video_episodes,
         render_every_step=render_every_step,
     )
-    plan.normalizers()  # refuses statistics the policy cannot use before any simulator starts
+    plan.action_space(), plan.processor()  # refuse statistics before a simulator starts
     book = None
     done: dict[int, EpisodeResult] = {}
     if journal is not None:
@@ -888,13 +898,16 @@ def _episode(
             replan = steps % n_steps == 0
             read = render_every_step or replan
             scene = None
-            if read and observer.environment_norm is not None:
+            if read and observer.processor.normalize.environment is not None:
                 scene = environment_state(env, colors)
             batch = observer.batch(obs, episode.task, scene, read=read)
             if replan:  # the plan is relative to this state
                 anchor = batch.state
             if switch is not None:
-                switch.set(render_every_step or frame_is_read(steps + 1, n_steps, observer.frames))
+                switch.set(
+                    render_every_step
+                    or frame_is_read(steps + 1, n_steps, observer.processor.history.frames)
+                )
             t0 = time.perf_counter()
             action = space.decode(policy.step(batch), anchor)
             latencies.append(time.perf_counter() - t0)

@@ -14,5 +14,7 @@ class InternalBaseConfig(StrictModel):
 class CheckpointBaseConfig(StrictModel):
     """A frozen saved policy (e.g. the result of stage ``base``) supplies a_base."""
 
-    path: str = Field(description="directory written by save_pretrained / sigma train")
+    path: str = Field(
+        description="directory written by save_pretrained / sigma train, or the hub id of one"
+    )
     strict_versions: bool = Field(True, description="refuse a checkpoint of other versions")

@@ -12,7 +12,7 @@ from sigma_core.config import Dims
 from sigma_core.data.dims import DATA_DIMS, check_dims
 from sigma_core.model.policy import SigmaPolicy, build_policy
 from sigma_core.plugins.registry import get_registry
-from sigma_core.pretrained import register_pretrained, source_record
+from sigma_core.pretrained import local_directory, register_pretrained, source_record
 from sigma_core.spec import validate_spec
 from sigma_core.types import ActionSet, SigmaBatch
 
@@ -50,11 +50,12 @@ class CheckpointBasePolicy(BasePolicy):
 
     def __init__(self, config: CheckpointBaseConfig, dims: Dims) -> None:
         super().__init__(config, dims)
-        base = SigmaPolicy.from_pretrained(config.path, strict_versions=config.strict_versions)
+        local = local_directory(config.path, "base_policy.path")  # a path or a hub id
+        base = SigmaPolicy.from_pretrained(local, strict_versions=config.strict_versions)
         have = {k: getattr(base.dims, k) for k in DATA_DIMS}
         check_dims(dims, have, f"base_policy.path {config.path}", what="base")
         self.base = base.requires_grad_(False).eval()
-        register_pretrained(self, "base", source_record(config.path))
+        register_pretrained(self, "base", source_record(config.path, local=local))
 
     def train(self, mode: bool = True) -> CheckpointBasePolicy:
         super().train(mode)

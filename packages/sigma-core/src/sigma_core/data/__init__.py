@@ -27,6 +27,14 @@ from sigma_core.data.paper import data_cameras as paper_cameras
 from sigma_core.data.paper import data_chunk as paper_chunk
 from sigma_core.data.precompute import precompute_base_actions
 from sigma_core.data.prepare import PreprocessOptions, preprocess, read_meta, remove_output
+from sigma_core.data.processor import (
+    FrameHistory,
+    NormalizeObservation,
+    ObservationProcessor,
+    ResizeWithPad,
+    policy_stats,
+    to_uint8_frames,
+)
 from sigma_core.data.stats import Normalizer
 from sigma_core.data.windows import WindowRule, action_l2, cut_windows
 
@@ -38,10 +46,14 @@ __all__ = [
     "Episode",
     "EpisodeSource",
     "EpochSampler",
+    "FrameHistory",
     "InMemorySource",
+    "NormalizeObservation",
     "Normalizer",
+    "ObservationProcessor",
     "PaperShards",
     "PreprocessOptions",
+    "ResizeWithPad",
     "RunDataset",
     "ShardDataset",
     "SourceInfo",
@@ -58,6 +70,7 @@ __all__ = [
     "make_loader",
     "paper_cameras",
     "paper_chunk",
+    "policy_stats",
     "precompute_base_actions",
     "preprocess",
     "read_base_actions",
@@ -65,4 +78,5 @@ __all__ = [
     "remove_output",
     "resize_with_pad",
     "shard_dims",
+    "to_uint8_frames",
 ]

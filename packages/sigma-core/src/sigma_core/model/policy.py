@@ -45,6 +45,7 @@ from sigma_core.components import Component
 from sigma_core.config import Dims
 from sigma_core.errors import SigmaUserError
 from sigma_core.kinds import MODEL_SLOTS
+from sigma_core.model.bundle import BUNDLED, resolve_bundled
 from sigma_core.model.checkpoint import (
     META,
     WEIGHTS,
@@ -134,6 +135,10 @@ class SigmaPolicy(nn.Module):
                     nn.GELU(),
                     nn.Linear(d, dims.auxiliary_state_dim),
                 )
+        #: The normalisation statistics the policy was trained with (meta.json's ``stats``
+        #: layout, the keys of :data:`sigma_core.data.processor.POLICY_STATS`): saved in
+        #: sigma.json, so that deployment needs no dataset; None when unknown.
+        self.stats: dict[str, Any] | None = None
         #: Parameters trainable when built (frozen-by-construction ones, e.g. a backbone's
         #: base weights or a frozen base policy, are not): the only ones a stage may train.
         self.trainable_at_build = frozenset(
@@ -165,6 +170,7 @@ class SigmaPolicy(nn.Module):
         directory: str | Path,
         registry: Registry | None = None,
         trained_on: dict[str, Any] | None = None,
+        stats: dict[str, Any] | None = None,
     ) -> Path:
         """Save weights (safetensors), the resolved spec and component versions, atomically.
 
@@ -174,13 +180,20 @@ class SigmaPolicy(nn.Module):
         trainer's record of its shards: dataset fingerprint, train episodes) goes
         into ``sigma.json`` so that ``sigma eval`` can refuse windows it trained on.
         Pretrained weights (a backbone's base, pi0.5) are not copied: ``sigma.json``
-        records their source and sha256 (:meth:`pretrained_sources`).
+        records their source and sha256 (:meth:`pretrained_sources`). ``stats`` (the
+        training shards' normalisation statistics; default :attr:`stats`) are saved
+        too, so that deployment (the closed loop, LeRobot) needs no dataset.
         """
         from safetensors.torch import save_model
 
         meta = policy_meta(self.spec, registry) | {"pretrained": self.pretrained_sources()}
         if trained_on:
             meta["trained_on"] = trained_on
+        stats = stats if stats is not None else self.stats
+        if stats:
+            from sigma_core.data.processor import policy_stats
+
+            meta["stats"] = policy_stats(stats)
         with atomic_dir(directory) as tmp:
             save_model(self, str(tmp / WEIGHTS))
             write_meta(tmp, meta)
@@ -193,7 +206,9 @@ class SigmaPolicy(nn.Module):
         """Rebuild a policy saved by :meth:`save_pretrained` from its resolved spec and weights.
 
         Pretrained weights are loaded by the build from the sources the spec names
-        and must have the fingerprint recorded at save time. Each slot is built
+        and must have the fingerprint recorded at save time; a base bundled in the
+        folder (``sigma export``, see :mod:`sigma_core.model.bundle`) is read from
+        it, whatever the current directory. Each slot is built
         from the distribution recorded in ``sigma.json`` (whatever the clash rule
         would pick today), and ``strict_versions=False`` does not relax that.
 
@@ -208,6 +223,8 @@ class SigmaPolicy(nn.Module):
         registry = registry or get_registry()
         meta = read_meta(directory)
         pinned = pin_providers(meta, registry, str(directory))  # before any build or tensor
+        # a base bundled in the folder (sigma export) resolves against the folder itself
+        pinned = resolve_bundled(pinned, meta.get(BUNDLED, {}), directory)
         if strict_versions:
             check_versions(meta, registry, str(directory))
         spec = validate_spec(pinned, registry, source=f"{directory}/{META}")
@@ -215,6 +232,7 @@ class SigmaPolicy(nn.Module):
         if strict_versions:
             check_pretrained(meta, policy.pretrained_sources(), str(directory))
         load_model(policy, str(weights_file(directory)), strict=True)
+        policy.stats = meta.get("stats")
         return policy
 
     def act(self, batch: SigmaBatch, m_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:

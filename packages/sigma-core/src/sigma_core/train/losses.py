@@ -41,9 +41,20 @@ from sigma_core.spec import Ramp as Ramp
 from sigma_core.types import ActionSet, SigmaOutput
 
 
-def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B, ...) -> (B,) mean squared error per sample."""
-    return (pred - target).pow(2).flatten(1).mean(1)
+def per_sample_mse(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, ...) -> (B,) mean squared error per sample.
+
+    ``valid`` (B, L') bool, for (B, L, A) actions: only steps ``t < L`` with
+    ``valid[:, t]`` count (the mean is over the valid steps and A; padding past an
+    episode's end is left out). A sample with no valid step contributes 0.
+    """
+    err = (pred - target).pow(2)
+    if valid is None or err.ndim != 3:
+        return err.flatten(1).mean(1)
+    w = valid[:, : err.shape[1]].to(err.dtype).unsqueeze(-1)  # (B, L, 1)
+    return (err * w).sum((1, 2)) / (w.sum((1, 2)) * err.shape[2]).clamp_min(1)
 
 
 def state_loss(
@@ -82,13 +93,19 @@ def hard_set(difficulty: torch.Tensor, ratio: float) -> torch.Tensor:
     return mask
 
 
-def traf(pred: ActionSet, target: ActionSet, cfg: LossConfig) -> TrafTerms:
-    """TRAF on residual-corrected actions ``pred = a_base + Δa`` (module docstring)."""
+def traf(
+    pred: ActionSet, target: ActionSet, cfg: LossConfig, valid: torch.Tensor | None = None
+) -> TrafTerms:
+    """TRAF on residual-corrected actions ``pred = a_base + Δa`` (module docstring).
+
+    ``valid`` (B, T) bool marks the target steps that are real; padded steps
+    (LeRobot's ``action_is_pad``) are left out of the chunk and trajectory MSEs.
+    """
     return traf_from_losses(
         {
             "vec": per_sample_mse(pred.vector, target.vector),
-            "chk": per_sample_mse(pred.chunk, target.chunk),
-            "trj": per_sample_mse(pred.trajectory, target.trajectory),
+            "chk": per_sample_mse(pred.chunk, target.chunk, valid),
+            "trj": per_sample_mse(pred.trajectory, target.trajectory, valid),
         },
         cfg,
     )
@@ -179,13 +196,15 @@ def sigma_objective(
     step: int,
     cfg: LossConfig,
     total_steps: int,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The full stage-``sigma`` loss of one window and its log row (:data:`LOG_COLUMNS`).
 
     ``loss = L_act,total + w_sem(t)·L_sem + w_int(t)·L_int + w_τ(t)·L_τ`` with the
-    ramps evaluated at step ``t`` of ``total_steps``; ``tau_rms = sqrt(mean τ²)``.
+    ramps evaluated at step ``t`` of ``total_steps``; ``tau_rms = sqrt(mean τ²)``;
+    ``valid`` (B, T) leaves padded target steps out of TRAF.
     """
-    act = traf(out.actions, target, cfg)
+    act = traf(out.actions, target, cfg, valid)
     it = out.intent
     time = l_time(it.z_pool, m_prev)
     sem = time + cfg.beta_mi * info_nce(it.z_pool, it.c_text + it.c_env, cfg.temperature)

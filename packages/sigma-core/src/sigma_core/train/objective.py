@@ -64,7 +64,15 @@ class StageObjective(nn.Module):
             for batch in run:
                 out = self.policy(batch, m_prev)
                 terms.append(
-                    sigma_objective(out, batch.targets, m_prev, step, self.losses, self.total_steps)
+                    sigma_objective(
+                        out,
+                        batch.targets,
+                        m_prev,
+                        step,
+                        self.losses,
+                        self.total_steps,
+                        batch.target_valid,
+                    )
                 )
                 m_prev = out.intent.m_t
         else:
@@ -76,7 +84,11 @@ class StageObjective(nn.Module):
         return loss, row | {"loss": loss.item()}
 
     def base_objective(self, batch: SigmaBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Stage base on one batch: TRAF on the tau = 0 branches plus ``λ_fuse·L_fuse``."""
+        """Stage base on one batch: TRAF on the tau = 0 branches plus ``λ_fuse·L_fuse``.
+
+        Padded target steps (``batch.target_valid``) are left out of the MSEs; the
+        branches' own losses (``base_loss: native``) see every step.
+        """
         native = self.losses.base_loss == "native"
         auxiliary = self.policy.dims.auxiliary_state_dim > 0
         with torch.no_grad() if native and not auxiliary else contextlib.nullcontext():
@@ -86,8 +98,8 @@ class StageObjective(nn.Module):
             actions = actions.map(torch.Tensor.detach)
             terms = traf_from_losses(self.branch_losses(batch), self.losses)
         else:
-            terms = traf(actions, batch.targets, self.losses)
-        l_fuse = self.fusion_loss(actions, batch.targets.chunk)
+            terms = traf(actions, batch.targets, self.losses, batch.target_valid)
+        l_fuse = self.fusion_loss(actions, batch.targets.chunk, batch.target_valid)
         total = terms.total + self.losses.lambda_fuse * l_fuse
         row = {**traf_columns(terms), "L_fuse": l_fuse.item()}
         if auxiliary:
@@ -105,7 +117,9 @@ class StageObjective(nn.Module):
             row["L_state"] = l_state.item()
         return total, {"loss": total.item(), **row}
 
-    def fusion_loss(self, actions: ActionSet, target_chunk: torch.Tensor) -> torch.Tensor:
+    def fusion_loss(
+        self, actions: ActionSet, target_chunk: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``L_fuse = mean_i MSE(fusion(sg(a_vec), sg(a_chk), sg(a_trj))_i, a*_chk,i)``.
 
         The branch outputs are detached, so only the fusion weights learn from it:
@@ -114,7 +128,7 @@ class StageObjective(nn.Module):
         """
         a = actions.map(torch.Tensor.detach)
         fused = self.policy.fusion(a.vector, a.chunk, a.trajectory)
-        return per_sample_mse(fused, target_chunk).mean()
+        return per_sample_mse(fused, target_chunk, valid).mean()
 
     def branch_losses(self, batch: SigmaBatch) -> dict[str, torch.Tensor]:
         """Each tau = 0 branch's own per-sample loss against the targets (B,) per scale."""

@@ -341,7 +341,9 @@ class Trainer:
                 writer.close()
         if self.step == self.steps and self.main:
             # the final weights as a plain policy directory (a base_policy: checkpoint path)
-            self.policy.save_pretrained(self.out / "policy", trained_on=self.trained_on())
+            self.policy.save_pretrained(
+                self.out / "policy", trained_on=self.trained_on(), stats=self.dataset.meta["stats"]
+            )
         self.accelerator.wait_for_everyone()
         return TrainResult(self.step, row, self._last(), skipped)
 
@@ -387,7 +389,10 @@ class Trainer:
             row["val_L_act"] = self.validate()
             if row["val_L_act"] < self.best_val:
                 self.best_val = row["val_L_act"]
-                self.policy.save_pretrained(self.out / "best", trained_on=self.trained_on())
+                stats = self.dataset.meta["stats"]
+                self.policy.save_pretrained(
+                    self.out / "best", trained_on=self.trained_on(), stats=stats
+                )
         self.accelerator.wait_for_everyone()
 
     @torch.no_grad()
