@@ -2,9 +2,9 @@
 
 :func:`tiny_sim_policy` records a few 32 px demonstrations of the so101-pickplace
 scene, preprocesses them, trains a tiny stage-base policy for a few steps with
-``sigma train`` (out of process), exports it with ``sigma export`` and writes
-LeRobot's normaliser processors into the export (:func:`write_lerobot_processors`),
-so that ``lerobot-eval --policy.path=<export>`` and ``lerobot-rollout`` load it.
+``sigma train`` (out of process) and exports it with ``sigma export``, which writes
+LeRobot's normaliser processors into the export, so that ``lerobot-eval
+--policy.path=<export>`` and ``lerobot-rollout`` load it as is.
 Never imported by production code.
 """
 
@@ -93,31 +93,6 @@ def tiny_spec(steps: int = 4) -> dict[str, Any]:
     }
 
 
-def write_lerobot_processors(export: Path, stats: dict[str, Any]) -> None:
-    """Save LeRobot's pre/post-processors (mean/std of state and action from ``stats``,
-    a shard meta.json's ``stats``) into ``export``, as ``lerobot-train`` saves them.
-
-    A ``sigma export`` folder that already holds them is left alone.
-    """
-    if (export / "policy_preprocessor.json").is_file():
-        return
-    import torch
-    from lerobot.policies.factory import get_policy_class
-    from lerobot.utils.import_utils import register_third_party_plugins
-
-    register_third_party_plugins()
-    from lerobot_policy_sigma.processor_sigma import make_sigma_pre_post_processors
-
-    config = get_policy_class("sigma").config_class.from_pretrained(str(export))
-    tensors = {
-        key: {k: torch.as_tensor(v, dtype=torch.float32) for k, v in stats[key].items()}
-        for key in ("observation.state", "action")
-    }
-    pre, post = make_sigma_pre_post_processors(config, dataset_stats=tensors)
-    pre.save_pretrained(str(export))
-    post.save_pretrained(str(export))
-
-
 def tiny_sim_policy(root: Path, episodes: int = 3, steps: int = 4) -> SimPolicy:
     """Record, preprocess, train, export (see the module docstring); about a minute.
 
@@ -160,7 +135,7 @@ def tiny_sim_policy(root: Path, episodes: int = 3, steps: int = 4) -> SimPolicy:
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
     exported = sigma_cli("export", paths.run, paths.export)
     assert exported.returncode == 0, exported.stdout[-2000:] + exported.stderr[-3000:]
-    write_lerobot_processors(paths.export, paths.meta["stats"])
+    assert (paths.export / "policy_preprocessor.json").is_file(), "export without processors"
     (root / "done").write_text("")
     return paths
 
@@ -173,5 +148,4 @@ __all__ = [
     "subprocess_env",
     "tiny_sim_policy",
     "tiny_spec",
-    "write_lerobot_processors",
 ]
