@@ -15,11 +15,10 @@ Writes ``EVAL/report.json`` in the shape ``table.py`` reads, one torch thread.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
 import torch
+from estimated_oracle import write_report
 from torch import Tensor
 
 from sigma_core import SigmaBatch
@@ -77,16 +76,7 @@ def main() -> None:
         n_action_steps=1,
         journal=out / "episodes.jsonl",
     )
-    episodes = [r.as_dict() for r in results]
-    report = {
-        "closed_loop": {args.name: {"episodes_detail": episodes}},
-        "groups": {args.name: {"metrics": {}}},
-        "settings": vars(args),
-    }
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "report.json")
-    print(f"{args.name}: success {sum(e['success'] for e in episodes)}/{len(episodes)}")
+    write_report(out, args.name, results, vars(args))
 
 
 if __name__ == "__main__":

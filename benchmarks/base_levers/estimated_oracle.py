@@ -133,17 +133,22 @@ def main() -> None:
         journal=out / "episodes.jsonl",
         progress=True,
     )
+    write_report(out, args.name, results, vars(args))
+
+
+def write_report(out: Path, name: str, results: list, settings: dict) -> None:
+    """``out/report.json`` in the shape ``table.py`` reads (closed-loop episodes only),
+    written atomically; prints the success count."""
     episodes = [r.as_dict() for r in results]
     report = {
-        "closed_loop": {args.name: {"episodes_detail": episodes}},
-        "groups": {args.name: {"metrics": {}}},
-        "settings": vars(args),
+        "closed_loop": {name: {"episodes_detail": episodes}},
+        "groups": {name: {"metrics": {}}},
+        "settings": settings,
     }
     tmp = out / "report.json.tmp"
     tmp.write_text(json.dumps(report, indent=1))
     os.replace(tmp, out / "report.json")
-    wins = sum(e["success"] for e in episodes)
-    print(f"{args.name}: success {wins}/{len(episodes)}")
+    print(f"{name}: success {sum(e['success'] for e in episodes)}/{len(episodes)}")
 
 
 if __name__ == "__main__":
