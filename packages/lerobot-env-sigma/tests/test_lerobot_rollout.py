@@ -74,6 +74,7 @@ def test_robot_args_name_the_scene_cameras_and_calibration(tmp_path) -> None:
     assert all(c["width"] == c["height"] == 48 for c in cameras.values())
 
 
+@pytest.mark.slow  # the episodic test below runs the same loop out of process, and records
 def test_lerobot_rollout_base_strategy_drives_a_sigma_export(sim, follower) -> None:
     env, robot = follower
     log = rollout(sim, env, robot, "--strategy.type=base", f"--task={TASK}", "--duration=1")
