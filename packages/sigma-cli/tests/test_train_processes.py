@@ -77,6 +77,7 @@ def start_and_stop_at(cmd: list[str], last: Path, checkpoint: str, sig: int) -> 
     return proc.returncode, stderr.decode()
 
 
+@pytest.mark.slow  # 80 s; in-process resume is in test_cli (test_train_cli_runs_resumes_...)
 def test_ctrl_c_and_kill_9_then_resume_give_bit_identical_weights(tmp_path, tiny_shards):
     # stage sigma, memory unrolled over runs of 2 windows; a random base (a smoke test)
     run2 = {"run_length": 2, "run_stride": 4}
@@ -107,6 +108,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 50 s: two accelerate processes on the CI's two cores
 def test_two_process_data_parallel_matches_one_process(tmp_path, tiny_shards):
     """torchrun x2 with batch 4 each == one process with batch 8 (same samples per step).
 

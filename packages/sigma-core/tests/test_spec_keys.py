@@ -51,7 +51,7 @@ def test_every_spec_key_is_read() -> None:
 
 
 def test_model_slots_are_the_model_sections_components() -> None:
-    assert set(ModelSpec.model_fields) - {"dims", "telepathy"} == set(MODEL_SLOTS)
+    assert set(ModelSpec.model_fields) - {"dims", "telepathy", "scene_state"} == set(MODEL_SLOTS)
 
 
 def test_every_section_model_is_checked() -> None:
