@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from sigma_core import SigmaBatch, build_component, get_registry, load_spec
 from sigma_core.data import environment_normalizer, read_meta
 from sigma_core.eval.replay import open_source
+from sigma_core.layers import scene_head
 from sigma_core.model.policy import SigmaPolicy
 from sigma_sim.rollout import rollout
 
@@ -48,10 +49,7 @@ class SceneProbe(nn.Module):
         spec = load_spec(spec_path)
         self.dims = spec.model.dims
         self.vision = build_component("vision", spec.model.vision, self.dims, get_registry())
-        d = self.dims.d_model
-        self.auxiliary_state = nn.Sequential(
-            nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, width)
-        )
+        self.auxiliary_state = scene_head(self.dims.d_model, width)
 
     def forward(self, images: Tensor) -> Tensor:
         state = torch.zeros(images.shape[0], self.dims.vision_state_dim)

@@ -62,6 +62,7 @@ def main() -> None:
     if args.spec:
         probe = SceneProbe(args.spec, width)
         probe.load_state_dict(load_file(args.probe))
+        probe.eval()
     else:
         policy = load_policy(args.probe)
 
@@ -70,7 +71,6 @@ def main() -> None:
             blank = SigmaBatch(images, torch.zeros(b, policy.dims.state_dim), [""] * b)
             return policy.encode_vision(blank)[2]
 
-    probe = probe.eval() if isinstance(probe, torch.nn.Module) else probe
     ds = ShardDataset(args.shards, args.split, environment_state=width, verify=False)
     err = []
     with torch.no_grad():

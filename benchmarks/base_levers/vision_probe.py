@@ -28,6 +28,7 @@ from torch import nn
 
 from sigma_core import build_component, get_registry, load_spec
 from sigma_core.data import ENVIRONMENT_STATE, ShardDataset, collate, read_meta
+from sigma_core.layers import scene_head
 
 TARGETS = {"cube-xy": slice(0, 2), "all": slice(0, None)}  # cube-xy: cube.x, cube.y
 
@@ -37,11 +38,6 @@ def batches(ds: ShardDataset, size: int, gen: torch.Generator):
         for idx in torch.randperm(len(ds), generator=gen).split(size):
             if len(idx) == size:
                 yield collate([ds[int(i)] for i in idx])
-
-
-def scene_head(d: int, width: int) -> nn.Module:
-    """The shape of ``SigmaPolicy.auxiliary_state``."""
-    return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, width))
 
 
 def probe(

@@ -15,6 +15,12 @@ def mlp(d_in: int, d_hidden: int, d_out: int, dropout: float = 0.0) -> nn.Sequen
     )
 
 
+def scene_head(d: int, width: int) -> nn.Sequential:
+    """The auxiliary scene-state head ``s_hat = head(mean_n V_base,n)``: LayerNorm, Linear,
+    GELU, Linear (D -> D -> S_aux)."""
+    return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, width))
+
+
 class CrossAttentionBlock(nn.Module):
     """Pre-LN cross-attention + FFN: ``x = x + Attn(LN(x), LN(ctx)); x = x + FFN(LN(x))``."""
 

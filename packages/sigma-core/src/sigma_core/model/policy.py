@@ -45,6 +45,7 @@ from sigma_core.components import Component
 from sigma_core.config import Dims
 from sigma_core.errors import SigmaUserError
 from sigma_core.kinds import MODEL_SLOTS
+from sigma_core.layers import scene_head
 from sigma_core.model.bundle import BUNDLED, resolve_bundled
 from sigma_core.model.checkpoint import (
     META,
@@ -128,13 +129,7 @@ class SigmaPolicy(nn.Module):
             # privileged supervision (stage base only): the scene state from V_base
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(slot_seed(spec.train.seed, "auxiliary_state"))
-                d = dims.d_model
-                self.auxiliary_state = nn.Sequential(
-                    nn.LayerNorm(d),
-                    nn.Linear(d, d),
-                    nn.GELU(),
-                    nn.Linear(d, dims.auxiliary_state_dim),
-                )
+                self.auxiliary_state = scene_head(dims.d_model, dims.auxiliary_state_dim)
         #: The normalisation statistics the policy was trained with (meta.json's ``stats``
         #: layout, the keys of :data:`sigma_core.data.processor.POLICY_STATS`): saved in
         #: sigma.json, so that deployment needs no dataset; None when unknown.
@@ -319,7 +314,7 @@ class SigmaPolicy(nn.Module):
         scene = s_hat.detach()
         forcing = self.spec.train.teacher_forcing
         if self.training and self.spec.train.stage == "base" and forcing > 0:
-            truth = self.vision_state(batch)[:, -n:]
+            truth = self.vision_state(batch)[:, -n:]  # the checked observation
             pick = torch.rand(b, 1, device=scene.device) < forcing
             scene = torch.where(pick, truth, scene)
         weights = self.spec.train.losses.state_weights
