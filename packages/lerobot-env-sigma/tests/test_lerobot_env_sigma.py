@@ -66,6 +66,9 @@ def test_the_scene_comes_from_shards_or_the_recorded_dataset_with_overrides(sim)
         SigmaSo101Env(distractors=9)
     with pytest.raises(ValueError, match=r"--env\.scene"):
         SigmaSo101Env(scene=str(sim.root / "nothing-here"))
+    assert SigmaSo101Env(instruction_steps=3).gym_kwargs["instruction_steps"] == 3
+    with pytest.raises(ValueError, match=r"--env\.instruction_steps must be >= 0"):
+        SigmaSo101Env(instruction_steps=-1)
 
 
 def test_lerobots_rollout_loop_runs_the_closed_loops_episodes_step_by_step(sim) -> None:

@@ -95,3 +95,26 @@ def test_the_follower_scene_resets_to_the_same_episode(env) -> None:
             make_follower_env(control_mode="pd_joint_delta_pos")
     finally:
         follower.close()
+
+
+def test_the_instruction_once_env_hides_the_task_after_k_steps() -> None:
+    from sigma_core import SigmaUserError
+    from sigma_sim.gym_env import make_gym_env
+
+    env = make_gym_env({"image_size": 32}, max_seconds=1.0, instruction_steps=2)
+    try:
+        obs, _ = env.reset(seed=3)
+        instruction = env.unwrapped.episode.task
+        assert instruction and env.unwrapped.task_description == instruction
+        texts = []
+        for _ in range(3):  # the texts of the observations of steps 1, 2, 3
+            env.step(obs["agent_pos"])
+            texts.append(env.unwrapped.task_description)
+        assert texts == [instruction, "", ""] and env.unwrapped.task == ""
+        assert env.unwrapped.episode.task == instruction
+        env.reset(seed=4)  # a new episode shows its instruction again
+        assert env.unwrapped.task == env.unwrapped.episode.task != ""
+    finally:
+        env.close()
+    with pytest.raises(SigmaUserError, match="instruction_steps must be >= 0"):
+        make_gym_env({"image_size": 32}, instruction_steps=-1)

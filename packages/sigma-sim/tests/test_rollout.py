@@ -283,6 +283,28 @@ def test_rollout_with_distractors(meta, policy) -> None:
     assert summary["latency_ms"]["p50"] > 0 and summary["latency_ms"]["p99"] > 0
 
 
+def test_the_instruction_once_variant_shows_the_task_on_the_first_k_steps(
+    meta, policy, tmp_path
+) -> None:
+    from sigma_sim.rollout import rollout
+
+    seen = Seen(policy)
+    (result,) = rollout(seen, meta, 1, distractors=1, max_seconds=0.4, instruction_steps=5)
+    texts = [b.texts[0] for b in seen.batches]
+    assert len(texts) == 12 and result.task  # 0.4 s at 30 fps
+    assert texts == [result.task] * 5 + [""] * 7
+    assert all(torch.isfinite(a).all() for a in seen.actions)  # "" is a valid instruction
+    always = Seen(policy)
+    rollout(always, meta, 1, distractors=1, max_seconds=0.4)
+    assert {b.texts[0] for b in always.batches} == {result.task}
+    journal = tmp_path / "policy.jsonl"  # the variant is a setting: not read back as the plain run
+    rollout(policy, meta, 1, max_seconds=0.2, journal=journal)
+    rollout(policy, meta, 1, max_seconds=0.2, journal=journal, instruction_steps=2)
+    assert len(journal.read_text().splitlines()) == 2
+    with pytest.raises(SigmaUserError, match="instruction_steps must be >= 0"):
+        rollout(policy, meta, 1, instruction_steps=-1)
+
+
 def test_wrong_object_detects_a_moved_distractor() -> None:
     import mujoco
 

@@ -45,6 +45,9 @@ class SigmaSo101Env(EnvConfig):
         seed_policy_noise: a seeded reset seeds torch's generator with the episode's
             reset seed, as ``sigma eval --sim`` does, so a policy that samples noise
             reproduces it episode by episode (with ``--eval.batch_size=1``).
+        instruction_steps: show the instruction on the first ``k`` control steps
+            only, then the empty text (the instruction-once test of the memory, as
+            ``sigma eval --sim --instruction-steps``); default: always.
         fps: the control rate; with ``scene``, the recording's.
     """
 
@@ -56,6 +59,7 @@ class SigmaSo101Env(EnvConfig):
     max_seconds: float = 15.0
     environment_state: bool = False
     seed_policy_noise: bool = True
+    instruction_steps: int | None = None
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
 
@@ -93,6 +97,8 @@ class SigmaSo101Env(EnvConfig):
 
         if self.max_seconds <= 0:
             raise ValueError(f"--env.max_seconds must be > 0, got {self.max_seconds}")
+        if self.instruction_steps is not None and self.instruction_steps < 0:
+            raise ValueError(f"--env.instruction_steps must be >= 0, got {self.instruction_steps}")
         try:
             if self.scene:
                 cfg = recorded_scene(
@@ -117,6 +123,7 @@ class SigmaSo101Env(EnvConfig):
             "max_seconds": self.max_seconds,
             "environment_state": self.environment_state,
             "seed_policy_noise": self.seed_policy_noise,
+            "instruction_steps": self.instruction_steps,
         }
 
     def create_envs(

@@ -60,6 +60,14 @@ def evaluate(
             "the spec's replanning stride).",
         ),
     ] = None,
+    instruction_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Closed loop: show the instruction on the first K control steps only, then"
+            " the empty text (does the memory carry the intent?). Default: always.",
+        ),
+    ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
     device: Annotated[
@@ -111,6 +119,7 @@ def evaluate(
             workers=workers,
             journal_dir=journal_dir(out_dir),
             n_action_steps=n_action_steps,
+            instruction_steps=instruction_steps,
         )
     err.print(f"evaluating {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} on {where}")
     with stdout_to_stderr():  # library prints and worker processes too: stdout is the report's
@@ -223,12 +232,15 @@ def simulator(
     workers: int = 1,
     journal_dir: Path | None = None,
     n_action_steps: int | None = None,
+    instruction_steps: int | None = None,
 ) -> Callable[[Any, dict[str, Any]], dict[str, Any]]:
     """The closed-loop evaluator of ``sigma eval --sim``, from the SO-101 simulator package.
 
     ``workers`` processes run episodes; with ``journal_dir`` each policy's finished
     episodes go to ``journal_dir/<policy name>.jsonl`` and are read back on a rerun;
-    ``n_action_steps`` overrides each policy's replanning stride.
+    ``n_action_steps`` overrides each policy's replanning stride; with
+    ``instruction_steps`` the instruction is shown on the first K control steps only
+    (recorded in each policy's summary).
     """
     try:
         from sigma_sim.rollout import rollout, summarize
@@ -252,7 +264,11 @@ def simulator(
             workers=workers,
             journal=journal_dir / f"{source.name}.jsonl" if journal_dir else None,
             n_action_steps=n_action_steps,
+            instruction_steps=instruction_steps,
         )
-        return summarize(results)
+        summary = summarize(results)
+        if instruction_steps is not None:
+            summary["instruction_steps"] = instruction_steps
+        return summary
 
     return run

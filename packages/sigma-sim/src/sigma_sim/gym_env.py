@@ -30,6 +30,12 @@ torch's global generator with the reset seed, as the closed loop does before eac
 episode, so a policy that samples noise (the flow trajectory branch) draws the same
 noise as under ``sigma eval --sim`` when episodes run one at a time.
 
+With ``instruction_steps=k`` the task text (``task`` / ``task_description``, what
+LeRobot's ``add_envs_task`` reads at every step) is the instruction for the
+observations of the first ``k`` control steps and ``""`` from step ``k`` on, as in
+the closed loop's instruction-once variant (:mod:`sigma_sim.rollout`);
+``episode.task`` keeps the instruction.
+
 The episode terminates at the first step whose ``info["success"]`` is true (the cube
 rests on the goal disc, released): ``info["is_success"]`` (LeRobot's key) is that flag.
 Truncation after ``floor(max_seconds * fps)`` steps is the caller's
@@ -77,6 +83,8 @@ class So101PickPlaceGymEnv(gym.Env):
         environment_state: add the privileged ``environment_state`` observation.
         seed_policy_noise: a seeded reset also seeds torch's global generator with
             the reset seed (the closed loop's per-episode noise seed).
+        instruction_steps: the task text is shown on the first ``k`` control steps'
+            observations only, then ``""`` (``None``: always).
         render_mode: ``"rgb_array"`` (``render()`` returns the overhead frame) or ``None``.
     """
 
@@ -88,6 +96,7 @@ class So101PickPlaceGymEnv(gym.Env):
         *,
         environment_state: bool = False,
         seed_policy_noise: bool = True,
+        instruction_steps: int | None = None,
         render_mode: str | None = "rgb_array",
     ) -> None:
         from gymnasium import spaces
@@ -99,6 +108,12 @@ class So101PickPlaceGymEnv(gym.Env):
         self.colors = list(cfg.cube_colors)
         self.with_environment_state = environment_state
         self.seed_policy_noise = seed_policy_noise
+        if instruction_steps is not None and instruction_steps < 0:
+            from sigma_core import SigmaUserError
+
+            raise SigmaUserError(f"instruction_steps must be >= 0, got {instruction_steps}")
+        self.instruction_steps = instruction_steps
+        self._steps = 0
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": cfg.fps}
         self.sim = make_env(cfg)
@@ -168,7 +183,8 @@ class So101PickPlaceGymEnv(gym.Env):
             torch.manual_seed(env_seed)
         obs, info, drawn = reset_episode(self.sim, env_seed, self.colors)
         self.episode_seed, self.episode = episode, drawn
-        self.task = self.task_description = drawn.task
+        self._steps = 0
+        self._show_task()
         self._distractors = Distractors(self.sim, self.colors)
         self._wrong = False
         return self._observation(obs), self._info(info, False)
@@ -182,9 +198,17 @@ class So101PickPlaceGymEnv(gym.Env):
         row = np.asarray(action, dtype=np.float32).reshape(-1)
         target = np.clip(dataset_to_sim(row, self.gripper), *self.bounds)
         obs, reward, _, _, info = self.sim.step(target)
+        self._steps += 1
+        self._show_task()
         self._wrong = self._wrong or self._distractors.disturbed()
         success = bool(info["success"])
         return self._observation(obs), float(reward), success, False, self._info(info, success)
+
+    def _show_task(self) -> None:
+        """The task text of the coming observation: the instruction, or ``""`` after k steps."""
+        hidden = self.instruction_steps is not None and self._steps >= self.instruction_steps
+        text = "" if hidden or self.episode is None else self.episode.task
+        self.task = self.task_description = text
 
     def render(self) -> np.ndarray | None:
         """The last overhead camera frame (``render_mode="rgb_array"``), else ``None``."""
@@ -201,6 +225,7 @@ def make_gym_env(
     max_seconds: float = 15.0,
     environment_state: bool = False,
     seed_policy_noise: bool = True,
+    instruction_steps: int | None = None,
 ) -> gym.Env:
     """:class:`So101PickPlaceGymEnv` of ``So101PickPlaceConfig(**scene)`` under a
     ``TimeLimit`` of :func:`episode_steps` (picklable arguments: vector env workers)."""
@@ -210,7 +235,10 @@ def make_gym_env(
 
     cfg = So101PickPlaceConfig(**scene)
     env = So101PickPlaceGymEnv(
-        cfg, environment_state=environment_state, seed_policy_noise=seed_policy_noise
+        cfg,
+        environment_state=environment_state,
+        seed_policy_noise=seed_policy_noise,
+        instruction_steps=instruction_steps,
     )
     return TimeLimit(env, max_episode_steps=episode_steps(max_seconds, cfg.fps))
 

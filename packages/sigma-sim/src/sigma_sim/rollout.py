@@ -59,6 +59,14 @@ sampling noise (the flow trajectory branch draws ``torch.randn``) is seeded per
 episode from ``env_seed`` inside ``torch.random.fork_rng``, so a rollout is
 reproducible and leaves the caller's global RNG untouched.
 
+The instruction shown once
+--------------------------
+With ``instruction_steps=k`` the policy reads the episode's instruction on the first
+``k`` control steps only; from step ``k`` on its batch carries the empty text ``""``.
+A policy that carries the intent in its memory can keep going for the named cube; one
+without memory cannot know which cube was asked for once distractors are on the table.
+:attr:`EpisodeResult.task` stays the instruction the episode was built for.
+
 Wrong object
 ------------
 With distractors, :attr:`EpisodeResult.wrong_object` is true when, at any
@@ -507,6 +515,7 @@ class _Plan:
     video_dir: Path | None
     video_episodes: int
     render_every_step: bool
+    instruction_steps: int | None = None
 
     def action_space(self) -> ActionSpace:
         """The action space (with the action and state normalizers) of the policy's stats."""
@@ -539,6 +548,11 @@ class _Plan:
             "stats": self.stats,
             "actions": self.actions,
             "environment_state_dim": self.environment_state_dim,
+            **(
+                {}
+                if self.instruction_steps is None
+                else {"instruction_steps": self.instruction_steps}
+            ),
             "versions": {p: version(p) for p in ("so101-nexus", "mujoco")},
         }
 
@@ -586,6 +600,7 @@ class _Runner:
                 video,
                 self.switch,
                 plan.render_every_step or video is not None,
+                plan.instruction_steps,
             )
 
     def close(self) -> None:
@@ -649,6 +664,7 @@ def rollout(
     workers: int = 1,
     journal: Path | None = None,
     render_every_step: bool = False,
+    instruction_steps: int | None = None,
 ) -> list[EpisodeResult]:
     """Run ``policy`` closed-loop in the SO-101 pick-and-place simulator.
 
@@ -688,6 +704,8 @@ def rollout(
             cameras were switched off between the frames the policy reads
             (the reference of ``benchmarks/closed_loop_speed.py``). Results do not
             depend on it.
+        instruction_steps: show the instruction on the first ``k`` control steps
+            only, then the empty text (see the module docstring); ``None``: always.
 
     Returns:
         One :class:`EpisodeResult` per episode, in order.
@@ -708,6 +726,8 @@ def rollout(
         raise SigmaUserError(f"max_seconds must be > 0, got {max_seconds}")
     if workers < 1:
         raise SigmaUserError(f"workers must be >= 1, got {workers}")
+    if instruction_steps is not None and instruction_steps < 0:
+        raise SigmaUserError(f"instruction_steps must be >= 0, got {instruction_steps}")
     eval_env_seed(seed, 0)  # rejects a negative seed before the scene is built
     have = shard_dims(meta)
     dims = policy.dims
@@ -738,6 +758,7 @@ def rollout(
         video_dir=None if video_dir is None else Path(video_dir),
         video_episodes=video_episodes,
         render_every_step=render_every_step,
+        instruction_steps=instruction_steps,
     )
     plan.action_space(), plan.processor()  # refuse statistics before a simulator starts
     book = None
@@ -871,6 +892,7 @@ def _episode(
     video: _Video | None,
     switch: CameraSwitch | None = None,
     render_every_step: bool = True,
+    instruction_steps: int | None = None,
 ) -> EpisodeResult:
     import numpy as np
 
@@ -900,7 +922,8 @@ def _episode(
             scene = None
             if read and observer.processor.normalize.environment is not None:
                 scene = environment_state(env, colors)
-            batch = observer.batch(obs, episode.task, scene, read=read)
+            shown = instruction_steps is None or steps < instruction_steps
+            batch = observer.batch(obs, episode.task if shown else "", scene, read=read)
             if replan:  # the plan is relative to this state
                 anchor = batch.state
             if switch is not None:
