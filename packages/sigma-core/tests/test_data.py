@@ -141,6 +141,32 @@ def test_loader_batches_are_normalized_and_seeded(tmp_path, eps):
     assert all_t.mean().abs() < 0.3  # train targets normalized with train statistics
 
 
+def test_shards_adopt_a_trained_policys_statistics(tmp_path, eps):
+    """preprocess(stats=): a frozen base's statistics normalize new data, not the data's own."""
+    own = preprocess(source(eps), tmp_path / "own", options())
+    theirs = {
+        "action": own["stats"]["action"] | {"mean": [1.0] * 6, "std": [2.0] * 6},
+        "observation.state": own["stats"]["observation.state"] | {"mean": [-1.0] * 6},
+        "observation.environment_state": {"mean": [0.0] * 20, "std": [1.0] * 20},
+    }
+    meta = preprocess(source(eps), tmp_path / "out", options(), stats=("runs/base", theirs))
+    assert meta["stats_from"] == "runs/base"
+    assert meta["stats"]["action"] == theirs["action"]
+    assert meta["stats"]["observation.state"] == theirs["observation.state"]
+    assert "observation.environment_state" not in meta["stats"]  # the data has none
+    assert meta["split"] == own["split"]
+    raw = ShardDataset(tmp_path / "out", split="train", normalize=False)[0]
+    item = ShardDataset(tmp_path / "out", split="train")[0]
+    torch.testing.assert_close(item["chunk"], (raw["chunk"] - 1.0) / 2.0)
+    torch.testing.assert_close(item["state"], (raw["state"] + 1.0) / torch.tensor(theirs[
+        "observation.state"]["std"]))  # fmt: skip
+    with pytest.raises(SigmaUserError, match=r"different parameters \(stats_from"):
+        preprocess(source(eps), tmp_path / "out", options())  # not resumed with other stats
+    narrow = {"action": {"mean": [0.0] * 5, "std": [1.0] * 5}}
+    with pytest.raises(SigmaUserError, match=r"elsewhere: statistics 'action' have width 5, this"):
+        preprocess(source(eps), tmp_path / "bad", options(), stats=("elsewhere", narrow))
+
+
 def test_relative_actions_are_deltas_from_the_state_in_their_own_units(tmp_path, eps):
     """data.actions: relative. meta.json holds the deltas' train statistics; the loader's
     targets are (a_{t+k} - s_t - mu_d) / sigma_d; ActionSpace.decode inverts exactly."""

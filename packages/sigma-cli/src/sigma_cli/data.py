@@ -162,6 +162,13 @@ def preprocess(
     overwrite_base_actions: Annotated[
         bool, typer.Option(help="Replace base actions of another base policy.")
     ] = False,
+    stats_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="A trained policy whose saved statistics normalize these shards (for a"
+            " stage that builds on it as a frozen base); default: this data's own."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print meta.json's summary as JSON.")
     ] = False,
@@ -176,7 +183,11 @@ def preprocess(
     """
     if (dataset is None) == (from_sigma_shards is None):
         raise SigmaUserError("give exactly one of --dataset and --from-sigma-shards")
+    if stats_from is not None and from_sigma_shards is not None:
+        raise SigmaUserError("--stats-from applies to --dataset")
     from sigma_core.data import PreprocessOptions
+
+    adopted = None if stats_from is None else saved_stats(stats_from)
 
     dims = _dims(spec or base_policy)
     if from_sigma_shards is not None:
@@ -226,7 +237,7 @@ def preprocess(
             str(dataset), dims.cameras, parse_camera_map(camera_map), revision, video_backend
         )
         with progress_bar(len(source.episode_lengths()), "episodes") as advance:
-            meta = run_preprocess(source, out_dir, opts, dims=dims, progress=advance)
+            meta = run_preprocess(source, out_dir, opts, dims=dims, progress=advance, stats=adopted)
     seconds = time.perf_counter() - start
     base = None
     if base_policy is not None:
@@ -234,6 +245,23 @@ def preprocess(
             out_dir, base_policy, meta, base_batch_size, device, overwrite_base_actions
         )
     _report(out_dir, meta, seconds, as_json, base)
+
+
+def saved_stats(policy_dir: Path) -> tuple[str, dict[str, Any]]:
+    """``(path, statistics)`` saved with a trained policy (``sigma.json``'s ``stats``).
+
+    Raises:
+        SigmaUserError: not a saved policy, or one saved without statistics.
+    """
+    from sigma_core.model.checkpoint import read_meta
+
+    stats = read_meta(policy_dir).get("stats")
+    if not stats:
+        raise SigmaUserError(
+            f"{policy_dir}: the policy carries no statistics (saved before they travelled"
+            " with policies); preprocess without --stats-from"
+        )
+    return str(policy_dir), stats
 
 
 def precompute(

@@ -47,6 +47,8 @@ from sigma_core.errors import SigmaUserError
 META = "meta.json"
 PROGRESS = ".progress.json"
 META_FORMAT = "sigma-shards/1"
+#: (label, statistics): a trained policy's saved statistics to normalize with
+Adopted = tuple[str, dict[str, Any]]
 Progress = Callable[[int], None]
 
 
@@ -186,8 +188,15 @@ def preprocess(
     *,
     dims: Dims | None = None,
     progress: Progress | None = None,
+    stats: Adopted | None = None,
 ) -> dict[str, Any]:
     """Turn ``source`` into shards under ``out``; return the meta.json content.
+
+    ``stats``: ``(label, statistics)`` of a trained policy (its saved ``stats``) to
+    normalize with instead of this data's own: shards for a stage that builds on a
+    frozen base must present it the inputs it was trained on. Each statistic it
+    holds replaces the computed one (same width, or an error naming the key); the
+    others are computed; ``meta["stats_from"]`` records the label.
 
     Raises :class:`SigmaUserError` when the source's action or state width differs
     from ``dims`` (the spec's), on an output directory made with other parameters,
@@ -199,7 +208,7 @@ def preprocess(
         check_dims(dims, have, info.dataset)
     groups = plan_shards(source.episode_lengths(), opts.shard_frames)
     return write_shards(
-        out, info, opts, groups, lambda g: build_shard(source, g, opts, progress), progress
+        out, info, opts, groups, lambda g: build_shard(source, g, opts, progress), progress, stats
     )
 
 
@@ -213,8 +222,10 @@ def write_shards(
     groups: list[list[Any]],
     build: Build,
     progress: Progress | None = None,
+    stats: Adopted | None = None,
 ) -> dict[str, Any]:
-    """Write one shard per group with ``build(group)``, resumably; then meta.json.
+    """Write one shard per group with ``build(group)``, resumably; then meta.json
+    (with ``stats`` adopted as :func:`preprocess` says).
 
     ``build`` returns (tensors, tasks, counts); ``counts`` holds ``candidates``,
     ``dropped_nonfinite``, ``dropped_static``, ``short_episodes`` and, where a group
@@ -222,6 +233,8 @@ def write_shards(
     """
     out = Path(out)
     params = _params(info, opts)
+    if stats is not None:  # other statistics make other shards: not resumed into these
+        params["stats_from"] = {"label": stats[0], "sha256": _digest(stats[1])}
     prev = _prepare_out(out, params)
     if prev is not None and (out / META).is_file():
         for rec in prev["shards"]:
@@ -248,7 +261,8 @@ def write_shards(
             rec |= file_record(path) | {"windows": len(tensors["window.frame"])}
         done[str(i)] = rec
         atomic_write_text(out / PROGRESS, json.dumps(state, indent=1, sort_keys=True))
-    return _finish(out, info, opts, params, [done[str(i)] for i in range(len(groups))])
+    groups_done = [done[str(i)] for i in range(len(groups))]
+    return _finish(out, info, opts, params, groups_done, stats)
 
 
 def _intact(out: Path, rec: dict[str, Any]) -> bool:
@@ -265,8 +279,9 @@ def _finish(
     opts: PreprocessOptions,
     params: dict[str, Any],
     groups: list[dict[str, Any]],
+    adopted: Adopted | None = None,
 ) -> dict[str, Any]:
-    """Split, statistics and meta.json from the finished shards."""
+    """Split, statistics (``adopted`` replacing computed ones) and meta.json."""
     counts = {"candidates": 0, "dropped_nonfinite": 0, "dropped_static": 0}
     short: dict[str, int] = {}
     for g in groups:
@@ -332,6 +347,8 @@ def _finish(
         stats[RELATIVE_STATS] = relative_stats(
             trajectory[train_windows], window_state[train_windows]
         )
+    if adopted is not None:
+        stats = _adopt(stats, *adopted)
     meta = {
         "format": META_FORMAT,
         "params": params,
@@ -357,6 +374,7 @@ def _finish(
         },
         "tasks": tasks,
         "stats": stats,
+        **({} if adopted is None else {"stats_from": adopted[0]}),
         "shards": [
             {k: g[k] for k in ("file", "bytes", "sha256", "windows", "episodes")} for g in shards
         ],
@@ -365,6 +383,27 @@ def _finish(
     atomic_write_text(out / META, json.dumps(meta, indent=1, sort_keys=True) + "\n")
     (out / PROGRESS).unlink(missing_ok=True)
     return meta
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _adopt(computed: dict[str, Any], label: str, given: dict[str, Any]) -> dict[str, Any]:
+    """``computed`` with every statistic of ``given`` in its place (checked widths)."""
+    out = dict(computed)
+    for key, value in given.items():
+        if key not in computed:
+            continue  # e.g. a policy's scene-state statistics for data recorded without it
+        have, want = len(computed[key]["mean"]), len(value["mean"])
+        if have != want:
+            raise SigmaUserError(
+                f"{label}: statistics {key!r} have width {want}, this data's {have}"
+            )
+        out[key] = dict(value)
+    return out
 
 
 def read_meta(root: str | Path) -> dict[str, Any]:
