@@ -79,6 +79,26 @@ def test_sim_then_preprocess_then_load(tmp_path):
     assert "does not match the spec's model.dims: action_dim: data 6, spec 7" in bad.stderr
     assert "Traceback" not in bad.output and not (tmp_path / "s3").exists()
 
+    # --stats-from: a saved policy's statistics normalize the shards; bad input exits 2
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    stats = {"action": meta["stats"]["action"] | {"mean": [5.0] * 6}}
+    (policy / "sigma.json").write_text(json.dumps({"format": 1, "stats": stats}))
+    adopted = runner.invoke(
+        app, [*args, "--out", str(tmp_path / "s4"), "--stats-from", str(policy)]
+    )
+    assert adopted.exit_code == 0, adopted.output
+    meta4 = json.loads((tmp_path / "s4" / "meta.json").read_text())
+    assert meta4["stats"]["action"]["mean"] == [5.0] * 6 and meta4["stats_from"] == str(policy)
+    assert meta4["stats"]["observation.state"] == meta["stats"]["observation.state"]
+    for where, message in ((tmp_path / "none", "not a saved policy (no sigma.json)"),
+                           (tmp_path / "sim", "not a saved policy")):  # fmt: skip
+        refused = runner.invoke(
+            app, [*args, "--out", str(tmp_path / "s5"), "--stats-from", str(where)]
+        )
+        assert refused.exit_code == 2 and message in refused.stderr, refused.output
+        assert not (tmp_path / "s5").exists()
+
 
 def test_sim_set_reaches_the_source_config_and_bad_settings_exit_2(tmp_path):
     """--set KEY=VALUE: the calibrated task's settings (one cube and disc colour here)."""

@@ -253,9 +253,13 @@ def saved_stats(policy_dir: Path) -> tuple[str, dict[str, Any]]:
     Raises:
         SigmaUserError: not a saved policy, or one saved without statistics.
     """
-    from sigma_core.model.checkpoint import read_meta
-
-    stats = read_meta(policy_dir).get("stats")
+    path = policy_dir / "sigma.json"
+    try:
+        stats = json.loads(path.read_text()).get("stats")
+    except FileNotFoundError:
+        raise SigmaUserError(f"{policy_dir}: not a saved policy (no sigma.json)") from None
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise SigmaUserError(f"{path}: not a policy's sigma.json ({e})") from e
     if not stats:
         raise SigmaUserError(
             f"{policy_dir}: the policy carries no statistics (saved before they travelled"
