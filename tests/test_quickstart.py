@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from sigma_cli.quickstart import TASK
 from sigma_core.eval import METRICS
@@ -43,9 +44,11 @@ def smoke(tmp_path_factory):
 def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
     summary = quickstart(smoke, "--transfer")
     assert set(summary["seconds"]) == {
+        "base demonstrations",
+        "base preprocess",
+        "train base",
         "demonstrations",
         "preprocess",
-        "train base",
         "train sigma",
         "train lora-only",
         "eval",
@@ -114,10 +117,45 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
     ):
         assert (root / path).exists(), path
     assert json.loads((root / "quickstart.json").read_text()) == summary
+    # --smoke trains its base (the shipped one is 96 px) on its own demonstrations
+    assert summary["base"]["demonstrations"]["episodes"] == 4
+    base_meta = json.loads((root / "runs/base/policy/sigma.json").read_text())
+    assert base_meta["spec"]["model"]["scene_state"] == "estimated"
+    # Sigma's shards are normalized with the base's statistics, and no episode of them
+    # is one the base was trained on (another recording seed)
+    shards = json.loads((root / "shards/meta.json").read_text())
+    assert shards["stats_from"] == str(root / "runs/base/policy")
+    assert shards["stats"]["action"] == base_meta["stats"]["action"]
+    recorded = [
+        json.loads((root / d / "meta" / "sigma_sim.json").read_text())["seed"]
+        for d in ("data-base", "data", "data-transfer")
+    ]
+    assert recorded == [0, 2, 1]
+
+
+def test_every_run_on_the_base_loads_all_of_its_tensors(smoke):
+    """The frozen tau = 0 path of Sigma and the controls is the base's, tensor for tensor."""
+    from safetensors.torch import load_file
+
+    base = load_file(smoke / "runs/base/policy/model.safetensors")
+    # the LoRA-only control has no memory (memory: none): the pathway's, not the base's
+    for run, absent in (("sigma", ()), ("lora-only", ("memory.",)), ("transfer/base-longer", ())):
+        policy = load_file(smoke / "runs" / run / "policy" / "model.safetensors")
+        missing = [k for k in sorted(set(base) - set(policy)) if not k.startswith(absent)]
+        assert not missing, (run, missing[:5])
+        assert all(policy[k].shape == base[k].shape for k in set(base) & set(policy)), run
+    sigma = load_file(smoke / "runs/sigma/policy/model.safetensors")
+    frozen = [  # the vision's tau modulator (FiLM) is the pathway's: trained in stage sigma
+        k
+        for k in base
+        if k.startswith(("vision.", "auxiliary_state.", "query.", "vector.", "chunk."))
+        and not k.startswith("vision.modulator.")
+    ]
+    assert frozen and all(torch.equal(sigma[k], base[k]) for k in frozen)
 
 
 def test_a_rerun_skips_every_finished_stage(smoke):
     again = quickstart(smoke, "--transfer")
-    recorded = ("demonstrations", "transfer demonstrations")
+    recorded = ("base demonstrations", "demonstrations", "transfer demonstrations")
     assert all(again["seconds"][k] == 0.0 for k in again["seconds"] if k not in recorded)
     assert all(again["seconds"][k] < 5 for k in recorded)

@@ -2,9 +2,18 @@
 
 Stages, each skipped when its output is already complete (a rerun resumes):
 
-1. ``data/``    scripted SO-101 demonstrations in MuJoCo (``data_source: so101-pickplace``)
-2. ``shards/``  ``sigma preprocess`` of them (held-out val and test episodes)
-3. ``runs/base``       stage base: the CPU stand-in for π0.5, then frozen
+1. ``runs/base``  the frozen base, the CPU stand-in for π0.5: the pretrained base shipped
+   with the package (:data:`SHIPPED_BASE`, a camera-only ``configs/base-estimated.yaml``
+   trained on 204 demonstrations; the paper starts from ``lerobot/pi05_base`` the same
+   way), copied into the run directory. With ``--train-base`` it is trained here from
+   scratch instead (``data-base/``, ``shards-base/``: :func:`train_base`), which
+   reproduces the shipped file (same commands, seeds and one torch thread).
+2. ``data/``    scripted SO-101 demonstrations in MuJoCo (``data_source: so101-pickplace``),
+   recorded with a seed the base's demonstrations do not use (held-out episodes stay
+   held out from the base too)
+3. ``shards/``  ``sigma preprocess`` of them (held-out val and test episodes), normalized
+   with the base's statistics (``--stats-from``): the frozen base sees the inputs it
+   was trained on
 4. ``runs/sigma``      stage sigma on that base: telepathy pathway + LoRA (memory over runs)
 5. ``runs/lora-only``  the control: the same budget with the pathway off (LoRA + residual heads)
 6. ``eval/``    ``sigma eval`` of all three on the held-out test episodes, and in
@@ -21,9 +30,10 @@ With ``--transfer``, the setting Sigma is meant for, on top of the same base:
 
 Every demonstration and closed-loop episode uses the calibrated task :data:`TASK`.
 The specs are the configs shipped with the package (:data:`CONFIGS`, the
-repository's ``configs/``: base-tiny, sigma-tiny, control-lora-only,
-control-base-longer) at the size's image side, batch and steps; ``--smoke``
-shrinks everything to about a minute (CI runs it).
+repository's ``configs/``: sigma-tiny, control-lora-only) on the base's model
+(:func:`specs`: the base's architecture, the run's pathway settings) at the size's
+batch and steps; ``base-longer`` is the base's own spec continued. ``--smoke``
+shrinks everything to about a minute and trains its base (CI runs it).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from rich.table import Table
 
 from sigma_cli.evaluate import closed_loop_diffs, closed_loop_table, simulator
 from sigma_cli.ui import err, out, user_errors
-from sigma_core import SigmaSpec, get_registry, validate_spec
+from sigma_core import SigmaSpec, SigmaUserError, get_registry, sha256_file, validate_spec
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,10 @@ class Size:
     image_size: int
     base_steps: int
     sigma_steps: int
+    base_episodes: int  # demonstrations the base trains on (--train-base)
+    base_batch_size: int
+    base_split: float  # the base's val and test fraction each
+    shipped_base: bool  # start from SHIPPED_BASE unless --train-base (False: always train)
     batch_size: int
     run_length: int
     split: float  # val and test fraction each
@@ -62,12 +76,16 @@ class Size:
 FULL = Size(
     episodes=80,
     image_size=96,
-    base_steps=2000,
+    base_steps=8000,
     sigma_steps=300,
+    base_episodes=204,
+    base_batch_size=16,
+    base_split=0.05,
+    shipped_base=True,
     batch_size=8,
     run_length=4,
     split=0.1,
-    sim_episodes=10,
+    sim_episodes=30,
     sim_seconds=10.0,
     transfer_episodes=50,
     distractors=2,
@@ -77,6 +95,10 @@ SMOKE = Size(
     image_size=32,
     base_steps=4,
     sigma_steps=4,
+    base_episodes=4,
+    base_batch_size=2,
+    base_split=0.25,
+    shipped_base=False,
     batch_size=2,
     run_length=2,
     split=0.25,
@@ -102,13 +124,19 @@ TRANSFER_RUNS = ("sigma", "lora-only", "base-longer")
 
 
 #: The shipped configs each quickstart run starts from (``sigma_cli/configs``, which is
-#: also the repository's ``configs/``).
+#: also the repository's ``configs/``); ``base-longer`` continues the base's own spec.
 CONFIGS = {
-    "base": "base-tiny.yaml",
+    "base": "base-estimated.yaml",
     "sigma": "sigma-tiny.yaml",
     "lora-only": "control-lora-only.yaml",
-    "base-longer": "control-base-longer.yaml",
 }
+#: The model every pathway config is written against (its differences from this one are
+#: the run's own pathway settings, laid over the base's architecture by :func:`specs`).
+PATHWAY_REFERENCE = "base-tiny.yaml"
+#: The pretrained base shipped as package data (``sigma_cli/pretrained/base``): the
+#: output of ``sigma quickstart --train-base`` (its ``provenance.json`` says how it was
+#: made, with the weights' sha256).
+SHIPPED_BASE = "pretrained/base"
 
 
 def shipped_config(name: str) -> dict[str, Any]:
@@ -120,27 +148,63 @@ def shipped_config(name: str) -> dict[str, Any]:
     return yaml.safe_load((files("sigma_cli") / "configs" / name).read_text())
 
 
-def specs(size: Size, root: Path) -> dict[str, SigmaSpec]:
-    """The runs' specs: the shipped configs of the base, Sigma on it, the LoRA-only
-    control on it, and the base trained further for Sigma's budget (the compute-matched
-    control, ``base-longer``), at this size's image side, batch, run length and steps;
-    all but the base start from ``root/runs/base``."""
+def shipped_base() -> Path:
+    """The directory of the pretrained base shipped with the package (:data:`SHIPPED_BASE`)."""
+    from importlib.resources import files
+
+    return Path(str(files("sigma_cli") / SHIPPED_BASE))
+
+
+def base_spec(size: Size) -> dict[str, Any]:
+    """The base's spec (``configs/base-estimated.yaml``) at this size: what ``--train-base``
+    trains, and what the shipped base was trained with at the full size."""
+    raw = shipped_config(CONFIGS["base"])
+    raw["model"]["dims"]["image_size"] = size.image_size
+    raw["data"] = {"batch_size": size.base_batch_size}
+    raw["train"]["steps"] = size.base_steps
+    return raw
+
+
+def on_base(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The model section of a pathway config laid over the base's architecture.
+
+    The frozen tau = 0 path (dims, vision, scene state, backbone, query, branches) is
+    the base's, so every tensor of the base loads; the run keeps the settings in
+    which it differs from :data:`PATHWAY_REFERENCE` (e.g. the LoRA-only control's
+    ``telepathy: false`` and ``memory: none``). The base's
+    ``train.losses.state_weights`` travel too: they say which entries of its scene
+    estimate it reads.
+    """
+    reference = shipped_config(PATHWAY_REFERENCE)["model"]
+    model = dict(base["model"])
+    model |= {k: v for k, v in run["model"].items() if k != "dims" and v != reference.get(k)}
+    out = {**run, "model": model}
+    weights = base["train"].get("losses", {}).get("state_weights")
+    if weights is not None:
+        out["train"] = {**run["train"], "losses": {**run["train"].get("losses", {}),
+                                                    "state_weights": weights}}  # fmt: skip
+    return out
+
+
+def specs(size: Size, root: Path, base: dict[str, Any]) -> dict[str, SigmaSpec]:
+    """The runs' specs on the base whose spec is ``base`` (a dict): Sigma on it, the
+    LoRA-only control on it (:func:`on_base`), and the base trained further for Sigma's
+    budget (the compute-matched control, ``base-longer``: the base's own spec from its
+    weights), at this size's batch, run length and steps; all start from
+    ``root/runs/base``. ``"base"`` is the base's spec itself."""
     base_policy = str(root / "runs" / "base" / "policy")
-    steps = {"base": size.base_steps}
     registry = get_registry()
-    out = {}
-    for name, config in CONFIGS.items():
-        raw = shipped_config(config)
-        raw["model"]["dims"]["image_size"] = size.image_size
-        raw["data"] = {"batch_size": size.batch_size}
-        train = raw["train"]
-        train["steps"] = steps.get(name, size.sigma_steps)
-        if train["stage"] == "sigma":
-            raw["data"]["run_length"] = size.run_length
-            raw["base_policy"]["path"] = base_policy
-        if "init_from" in train:
-            train["init_from"] = base_policy
-        out[name] = validate_spec(raw, registry, source=f"quickstart:{name} (configs/{config})")
+    out = {"base": validate_spec(base, registry, source="quickstart:base")}
+    for name in ("sigma", "lora-only"):
+        raw = on_base(shipped_config(CONFIGS[name]), base)
+        raw["data"] = {"batch_size": size.batch_size, "run_length": size.run_length}
+        raw["train"]["steps"] = size.sigma_steps
+        raw["base_policy"]["path"] = base_policy
+        out[name] = validate_spec(raw, registry, source=f"quickstart:{name} ({CONFIGS[name]})")
+    longer = json.loads(json.dumps(base))  # a deep copy
+    longer["data"] = {"batch_size": size.batch_size}
+    longer["train"] |= {"steps": size.sigma_steps, "init_from": base_policy}
+    out["base-longer"] = validate_spec(longer, registry, source="quickstart:base-longer")
     return out
 
 
@@ -162,7 +226,10 @@ def _demonstrations(
     return info.load()(config).write(where, episodes, seed=seed, progress=True)
 
 
-def _preprocess(data: Path, shards: Path, size: Size, dims: Any, seed: int) -> None:
+def _preprocess(
+    data: Path, shards: Path, split: float, dims: Any, seed: int, stats_from: Path | None
+) -> None:
+    from sigma_cli.data import saved_stats
     from sigma_core.data import PreprocessOptions, preprocess
     from sigma_lerobot.dataset import LeRobotSource
 
@@ -171,13 +238,64 @@ def _preprocess(data: Path, shards: Path, size: Size, dims: Any, seed: int) -> N
         image_size=dims.image_size,
         horizon=dims.horizon,
         chunk=dims.chunk_horizon,
-        val_fraction=size.split,
-        test_fraction=size.split,
+        val_fraction=split,
+        test_fraction=split,
         split_seed=seed,
     )
-    preprocess(
-        LeRobotSource(str(data), list(dims.cameras), {}, None, None), shards, opts, dims=dims
-    )
+    source = LeRobotSource(str(data), list(dims.cameras), {}, None, None)
+    stats = None if stats_from is None else saved_stats(stats_from)
+    preprocess(source, shards, opts, dims=dims, stats=stats)
+
+
+def train_base(root: Path, size: Size, seed: int, timings: dict[str, float]) -> dict[str, Any]:
+    """``--train-base``: the base from scratch into ``root/runs/base`` (each step resumable).
+
+    ``size.base_episodes`` demonstrations of :data:`TASK` recorded with ``seed``
+    (``data-base/``), preprocessed with ``size.base_split`` held out for val and test
+    each (``shards-base/``, split seed ``seed``), then ``configs/base-estimated.yaml``
+    (:func:`base_spec`) trained on them, one torch thread. At the full size this is
+    how :data:`SHIPPED_BASE` was made. Returns the demonstrations' summary.
+    """
+    from sigma_core.train import Trainer
+
+    raw = base_spec(size)
+    spec = validate_spec(raw, get_registry(), source="quickstart:base")
+    data, shards, run = root / "data-base", root / "shards-base", root / "runs" / "base"
+    err.print("[bold]base demonstrations[/] ...")
+    t = time.perf_counter()
+    demo = _demonstrations(data, size.base_episodes, size.image_size, seed, 0)
+    timings["base demonstrations"] = time.perf_counter() - t
+    if (t := _stage("base preprocess", (shards / "meta.json").is_file(), timings)) is not None:
+        _preprocess(data, shards, size.base_split, spec.model.dims, seed, None)
+        timings["base preprocess"] = time.perf_counter() - t
+    if (t := _stage("train base", (run / "policy").is_dir(), timings)) is not None:
+        trainer = Trainer(spec, shards, run, checkpoint_every=500, val_every=1000)
+        trainer.train(resume=(run / "last").exists())
+        timings["train base"] = time.perf_counter() - t
+    return {k: demo[k] for k in ("episodes", "frames", "yield") if k in demo}
+
+
+def install_base(root: Path, timings: dict[str, float]) -> None:
+    """Copy the shipped base (:data:`SHIPPED_BASE`) to ``root/runs/base/policy``."""
+    import shutil
+
+    from sigma_core import atomic_dir
+
+    target = root / "runs" / "base" / "policy"
+    if _stage("base (shipped)", target.is_dir(), timings) is None:
+        return
+    t = time.perf_counter()
+    source = shipped_base()
+    if not (source / "model.safetensors").is_file():
+        raise SigmaUserError(
+            f"{source}: the shipped base is missing from this installation;"
+            " run sigma quickstart --train-base to train it"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(target) as tmp:
+        for name in ("model.safetensors", "sigma.json"):
+            shutil.copyfile(source / name, tmp / name)
+    timings["base (shipped)"] = time.perf_counter() - t
 
 
 _REPORTED = {  # the offline comparisons the summary keeps: (a, b) with b the reference
@@ -228,9 +346,20 @@ def _experiment(
     }
 
 
-def run_quickstart(root: Path, size: Size, seed: int = 0, transfer: bool = False) -> dict[str, Any]:
+#: Seed offsets of the quickstart's recordings: the base's demonstrations use ``seed``
+#: itself (as the shipped base did), the transfer scenes ``seed + 1``, the clean-scene
+#: demonstrations Sigma and the controls learn from ``seed + 2``: no episode of theirs is
+#: one the base was trained on, so the held-out test episodes are held out from it too.
+TRANSFER_SEED, CLEAN_SEED = 1, 2
+
+
+def run_quickstart(
+    root: Path, size: Size, seed: int = 0, transfer: bool = False, train: bool = False
+) -> dict[str, Any]:
     """Run (or resume) every stage under ``root``; return the summary written to quickstart.json.
 
+    The base is the shipped one (:data:`SHIPPED_BASE`) unless ``train`` (``--train-base``)
+    or the size has none (``--smoke``): then :func:`train_base` trains it here.
     With ``transfer``, also the setting Sigma is meant for: the base trained on clean
     scenes stays frozen while Sigma, the LoRA-only control and the base trained
     further learn from scenes with distractor cubes, where only the instruction
@@ -240,24 +369,30 @@ def run_quickstart(root: Path, size: Size, seed: int = 0, transfer: bool = False
 
     torch.set_num_threads(1)  # 2 busy cores: one thread is the fast setting (FACTS)
     timings: dict[str, float] = {}
+    base_policy = root / "runs" / "base" / "policy"
+    summary: dict[str, Any] = {"root": str(root), "size": size.__dict__, "task": TASK}
+    if size.shipped_base and not train:
+        install_base(root, timings)
+        summary["base"] = {"shipped": str(shipped_base())}
+    else:
+        summary["base"] = {"demonstrations": train_base(root, size, seed, timings)}
+    base = json.loads((base_policy / "sigma.json").read_text())["spec"]
+    summary["base"]["sha256"] = sha256_file(base_policy / "model.safetensors")
     data, shards = root / "data", root / "shards"
     # the data source resumes by itself: with the episodes already there it does nothing
     err.print("[bold]demonstrations[/] ...")
     t = time.perf_counter()
-    demo = _demonstrations(data, size.episodes, size.image_size, seed, 0)
+    demo = _demonstrations(data, size.episodes, size.image_size, seed + CLEAN_SEED, 0)
     timings["demonstrations"] = time.perf_counter() - t
-    run_specs = specs(size, root)
+    run_specs = specs(size, root, base)
     dims = run_specs["base"].model.dims
     if (t := _stage("preprocess", (shards / "meta.json").is_file(), timings)) is not None:
-        _preprocess(data, shards, size, dims, seed)
+        _preprocess(data, shards, size.split, dims, seed, base_policy)
         timings["preprocess"] = time.perf_counter() - t
-    runs = {name: run_specs[name] for name in ("base", "sigma", "lora-only")}
+    runs = {name: run_specs[name] for name in ("sigma", "lora-only")}
     evaluated = [root / "runs" / n for n in RUNS]
     main = _experiment(root, "", shards, runs, evaluated, size, seed, timings)
-    summary = {
-        "root": str(root),
-        "size": size.__dict__,
-        "task": TASK,
+    summary |= {
         "seconds": timings,
         "demonstrations": {k: demo[k] for k in ("episodes", "frames", "yield") if k in demo},
         **main,
@@ -267,12 +402,12 @@ def run_quickstart(root: Path, size: Size, seed: int = 0, transfer: bool = False
         err.print("[bold]transfer demonstrations[/] (distractor scenes) ...")
         t = time.perf_counter()
         tdemo = _demonstrations(
-            tdata, size.transfer_episodes, size.image_size, seed + 1, size.distractors
+            tdata, size.transfer_episodes, size.image_size, seed + TRANSFER_SEED, size.distractors
         )
         timings["transfer demonstrations"] = time.perf_counter() - t
         done = (tshards / "meta.json").is_file()
         if (t := _stage("transfer preprocess", done, timings)) is not None:
-            _preprocess(tdata, tshards, size, dims, seed)
+            _preprocess(tdata, tshards, size.split, dims, seed, base_policy)
             timings["transfer preprocess"] = time.perf_counter() - t
         truns = {name: run_specs[name] for name in TRANSFER_RUNS}
         tevaluated = [root / "runs" / "transfer" / n for n in TRANSFER_RUNS]
@@ -351,6 +486,14 @@ def quickstart(
             " on distractor scenes, on top of the clean-scene base."
         ),
     ] = False,
+    train_base: Annotated[
+        bool,
+        typer.Option(
+            "--train-base",
+            help="Train the base from scratch (204 demonstrations, 8,000 steps: about an hour"
+            " on 2 cores) instead of starting from the shipped one; reproduces it.",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of demonstrations, split and training.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -359,7 +502,7 @@ def quickstart(
     No hub, no GPU: the SO-101 simulator makes the data, a small base stands in for
     π0.5. A rerun skips every finished stage (and resumes an interrupted one).
     """
-    summary = run_quickstart(out_dir, SMOKE if smoke else FULL, seed, transfer)
+    summary = run_quickstart(out_dir, SMOKE if smoke else FULL, seed, transfer, train_base)
     if as_json:
         out.print_json(json.dumps(summary))
         return

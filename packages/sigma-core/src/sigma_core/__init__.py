@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from sigma_core._fileio import atomic_dir, atomic_write_bytes
+from sigma_core._fileio import atomic_dir, atomic_write_bytes, sha256_file
 from sigma_core._version import __version__
 from sigma_core.config import Dims, StrictModel
 from sigma_core.errors import (
@@ -179,6 +179,7 @@ __all__ = [
     "parameter_counts",
     "register_pretrained",
     "resolve_bundled",
+    "sha256_file",
     "shared",
     "sharing",
     "source_record",
