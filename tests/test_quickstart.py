@@ -159,3 +159,33 @@ def test_a_rerun_skips_every_finished_stage(smoke):
     recorded = ("base demonstrations", "demonstrations", "transfer demonstrations")
     assert all(again["seconds"][k] == 0.0 for k in again["seconds"] if k not in recorded)
     assert all(again["seconds"][k] < 5 for k in recorded)
+
+
+def test_the_shipped_base_is_the_recorded_file_and_every_run_builds_on_it(tmp_path):
+    """The package's pretrained base: its sha256, its spec, and the runs laid over it."""
+    from safetensors.torch import load_file
+
+    from sigma_cli.quickstart import FULL, install_base, shipped_base, specs
+    from sigma_core import build_policy, sha256_file
+    from sigma_core.model.checkpoint import init_from_checkpoint
+
+    source = shipped_base()
+    provenance = json.loads((source / "provenance.json").read_text())
+    assert sha256_file(source / "model.safetensors") == provenance["model.safetensors"]["sha256"]
+    timings: dict[str, float] = {}
+    install_base(tmp_path, timings)
+    base_dir = tmp_path / "runs" / "base" / "policy"
+    assert sha256_file(base_dir / "model.safetensors") == provenance["model.safetensors"]["sha256"]
+    base = json.loads((base_dir / "sigma.json").read_text())
+    assert base["spec"]["model"]["scene_state"] == "estimated" and base["stats"]
+    runs = specs(FULL, tmp_path, base["spec"])
+    assert runs["sigma"].model.vision == runs["base"].model.vision
+    assert runs["lora-only"].model.telepathy is False
+    assert runs["sigma"].train.losses.state_weights == runs["base"].train.losses.state_weights
+    assert runs["base-longer"].train.init_from == str(base_dir)
+    policy = build_policy(runs["sigma"])
+    counts = init_from_checkpoint(policy, base_dir)
+    assert counts["skipped"] == 0
+    assert counts["loaded"] == len(load_file(base_dir / "model.safetensors"))
+    install_base(tmp_path, timings)  # a rerun keeps what is there
+    assert timings["base (shipped)"] == 0.0

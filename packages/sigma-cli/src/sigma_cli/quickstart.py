@@ -291,6 +291,12 @@ def install_base(root: Path, timings: dict[str, float]) -> None:
             f"{source}: the shipped base is missing from this installation;"
             " run sigma quickstart --train-base to train it"
         )
+    want = json.loads((source / "provenance.json").read_text())["model.safetensors"]["sha256"]
+    if sha256_file(source / "model.safetensors") != want:
+        raise SigmaUserError(
+            f"{source / 'model.safetensors'}: not the shipped base (sha256 differs from"
+            " provenance.json); reinstall sigma-vla-cli or run sigma quickstart --train-base"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(target) as tmp:
         for name in ("model.safetensors", "sigma.json"):
