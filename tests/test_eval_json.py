@@ -80,21 +80,13 @@ def test_eval_sim_json_prints_only_json_on_stdout(small):
     assert "closed loop: tiny, 2 episodes" in again.stderr
     assert "2 of 2 episodes read back" in again.stderr  # sigma_sim's own message
     # the instruction-once variant is another setting: run, not read back, and reported
-    once = subprocess.run(
-        [*eval_cmd, "--instruction-steps", "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+    once, bad = (
+        subprocess.run(
+            [*eval_cmd, "--instruction-steps", k], capture_output=True, text=True, env=env
+        )
+        for k in ("1", "-1")
     )
     assert once.returncode == 0, once.stderr[-3000:]
     assert json.loads(once.stdout)["closed_loop"]["tiny"]["instruction_steps"] == 1
     assert "read back" not in once.stderr
-    bad = subprocess.run(
-        [*eval_cmd, "--instruction-steps", "-1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
     assert bad.returncode == 2 and "instruction-steps" in bad.stderr
