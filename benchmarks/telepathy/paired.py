@@ -1,0 +1,48 @@
+"""Paired difference of one closed-loop outcome between two policies of two reports.
+
+    python benchmarks/telepathy/paired.py A_REPORT#POLICY B_REPORT#POLICY [--metric wrong_object]
+
+Each report is a ``sigma eval --sim`` report.json; episodes are paired by seed (only
+seeds both ran), and ``a - b`` of the per-episode outcome (``success``,
+``wrong_object``, ``lifted``, ...; booleans as 0/1) is printed with a 95% percentile
+bootstrap interval over seeds (10,000 resamples, seed 0), as ``sigma eval`` computes
+``closed_loop_comparisons`` within one report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def outcomes(ref: str, metric: str) -> dict[int, float]:
+    path, _, policy = ref.partition("#")
+    loop = json.loads(Path(path).read_text())["closed_loop"]
+    episodes = loop[policy or next(iter(loop))]["episodes_detail"]
+    return {int(e["seed"]): float(e[metric]) for e in episodes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--metric", default="wrong_object")
+    args = parser.parse_args()
+    a, b = outcomes(args.a, args.metric), outcomes(args.b, args.metric)
+    seeds = sorted(set(a) & set(b))
+    diff = np.array([a[s] - b[s] for s in seeds])
+    rng = np.random.default_rng(0)
+    boot = diff[rng.integers(0, len(diff), (10_000, len(diff)))].mean(axis=1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    mean_a, mean_b = np.mean([a[s] for s in seeds]), np.mean([b[s] for s in seeds])
+    print(
+        f"{args.metric}: a {mean_a:.2f}, b {mean_b:.2f},"
+        f" a - b {diff.mean():+.2f} [{low:+.2f}, {high:+.2f}] over {len(seeds)} seeds"
+    )
+
+
+if __name__ == "__main__":
+    main()
