@@ -166,7 +166,7 @@ def base_spec(size: Size) -> dict[str, Any]:
 
 
 def on_base(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """The model section of a pathway config laid over the base's architecture.
+    """A pathway config (a spec dict) laid over the base's architecture.
 
     The frozen tau = 0 path (dims, vision, scene state, backbone, query, branches) is
     the base's, so every tensor of the base loads; the run keeps the settings in
@@ -178,12 +178,11 @@ def on_base(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     reference = shipped_config(PATHWAY_REFERENCE)["model"]
     model = dict(base["model"])
     model |= {k: v for k, v in run["model"].items() if k != "dims" and v != reference.get(k)}
-    out = {**run, "model": model}
+    train = dict(run["train"])
     weights = base["train"].get("losses", {}).get("state_weights")
     if weights is not None:
-        out["train"] = {**run["train"], "losses": {**run["train"].get("losses", {}),
-                                                    "state_weights": weights}}  # fmt: skip
-    return out
+        train["losses"] = {**train.get("losses", {}), "state_weights": weights}
+    return {**run, "model": model, "train": train}
 
 
 def specs(size: Size, root: Path, base: dict[str, Any]) -> dict[str, SigmaSpec]:
