@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sigma_core import load_spec
+from sigma_core import get_registry, load_spec, validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -48,31 +48,46 @@ def test_controls_and_ablations_change_one_thing():
 
 def test_quickstart_trains_what_the_shipped_configs_say(tmp_path):
     """sigma quickstart reads the configs shipped in sigma_cli/configs (the repository's
-    configs/ is that folder) and changes only sizes, steps and paths."""
+    configs/ is that folder): its base is configs/base-estimated.yaml (the shipped
+    base was trained with it), and Sigma and LoRA-only are sigma-tiny.yaml and
+    control-lora-only.yaml on that base's architecture, changing only sizes and paths."""
+    import json
     from importlib.resources import files
 
     shipped = files("sigma_cli") / "configs"
     assert sorted(p.name for p in CONFIGS) == sorted(
         p.name for p in shipped.iterdir() if p.name.endswith(".yaml")
     )
-    from sigma_cli.quickstart import FULL, specs
+    from sigma_cli.quickstart import FULL, base_spec, shipped_base, specs
 
-    built = specs(FULL, tmp_path)
-    for name, config in (
-        ("base", "base-tiny.yaml"),
-        ("sigma", "sigma-tiny.yaml"),
-        ("lora-only", "control-lora-only.yaml"),
-        ("base-longer", "control-base-longer.yaml"),
-    ):
-        want = load_spec(REPO / "configs" / config)
-        got = built[name]
-        assert got.model.model_dump(exclude={"dims"}) == want.model.model_dump(exclude={"dims"})
-        assert got.model.dims == want.model.dims, name
-        assert got.train.model_dump(exclude={"init_from"}) == want.train.model_dump(
-            exclude={"init_from"}
+    base = load_spec(REPO / "configs" / "base-estimated.yaml")
+    trained = json.loads((shipped_base() / "sigma.json").read_text())["spec"]
+    built = specs(FULL, tmp_path, trained)
+    for spec in (built["base"], validate_spec(base_spec(FULL), get_registry())):
+        assert spec.model == base.model
+        assert spec.train == base.train and spec.data.batch_size == base.data.batch_size
+    pathway = ("telepathy", "memory", "intent", "residual", "fusion", "controller", "adapter")
+    for name, config in (("sigma", "sigma-tiny.yaml"), ("lora-only", "control-lora-only.yaml")):
+        want, got = load_spec(REPO / "configs" / config), built[name]
+        for key in pathway:
+            assert getattr(got.model, key) == getattr(want.model, key), (name, key)
+        frozen = set(type(base.model).model_fields) - set(pathway)
+        for key in frozen:  # the tau = 0 path is the base's
+            assert getattr(got.model, key) == getattr(base.model, key), (name, key)
+        assert got.train.model_dump(exclude={"losses"}) == want.train.model_dump(
+            exclude={"losses"}
         ), name
+        assert got.train.losses.model_dump(exclude={"state_weights"}) == (
+            want.train.losses.model_dump(exclude={"state_weights"})
+        ), name
+        assert got.train.losses.state_weights == base.train.losses.state_weights, name
         assert (got.data.batch_size, got.data.run_length) == (
             want.data.batch_size,
             want.data.run_length,
         ), name
-        assert got.base_policy.type == want.base_policy.type, name
+        assert got.base_policy.type == want.base_policy.type == "checkpoint", name
+        assert got.base_policy.path == str(tmp_path / "runs" / "base" / "policy")
+    longer = built["base-longer"]
+    assert longer.model == base.model and longer.train.stage == "base"
+    assert longer.train.steps == FULL.sigma_steps and longer.data.batch_size == FULL.batch_size
+    assert longer.train.init_from == str(tmp_path / "runs" / "base" / "policy")
