@@ -68,6 +68,7 @@ PUBLIC = [
     "parameter_counts",
     "register_pretrained",
     "resolve_bundled",
+    "sha256_file",
     "shared",
     "sharing",
     "source_record",
