@@ -165,6 +165,7 @@ def test_shards_adopt_a_trained_policys_statistics(tmp_path, eps):
     narrow = {"action": {"mean": [0.0] * 5, "std": [1.0] * 5}}
     with pytest.raises(SigmaUserError, match=r"elsewhere: statistics 'action' have width 5, this"):
         preprocess(source(eps), tmp_path / "bad", options(), stats=("elsewhere", narrow))
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
 def test_relative_actions_are_deltas_from_the_state_in_their_own_units(tmp_path, eps):

@@ -206,6 +206,15 @@ def preprocess(
     if dims is not None:
         have = {"action_dim": info.action_dim, "state_dim": info.state_dim}
         check_dims(dims, have, info.dataset)
+    if stats is not None:  # refuse what can be refused before anything is written
+        widths = {"action": info.action_dim, RELATIVE_STATS: info.action_dim}
+        widths["observation.state"] = info.state_dim
+        for key, width in widths.items():
+            if key in stats[1] and len(stats[1][key]["mean"]) != width:
+                raise SigmaUserError(
+                    f"{stats[0]}: statistics {key!r} have width"
+                    f" {len(stats[1][key]['mean'])}, this data's {width}"
+                )
     groups = plan_shards(source.episode_lengths(), opts.shard_frames)
     return write_shards(
         out, info, opts, groups, lambda g: build_shard(source, g, opts, progress), progress, stats
