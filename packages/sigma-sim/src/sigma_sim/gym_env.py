@@ -101,17 +101,14 @@ class So101PickPlaceGymEnv(gym.Env):
     ) -> None:
         from gymnasium import spaces
 
-        from sigma_sim.rollout import sim_to_dataset
+        from sigma_sim.rollout import check_instruction_steps, sim_to_dataset
         from sigma_sim.scene import environment_state_names, make_env
 
         self.cfg = cfg
         self.colors = list(cfg.cube_colors)
         self.with_environment_state = environment_state
         self.seed_policy_noise = seed_policy_noise
-        if instruction_steps is not None and instruction_steps < 0:
-            from sigma_core import SigmaUserError
-
-            raise SigmaUserError(f"instruction_steps must be >= 0, got {instruction_steps}")
+        check_instruction_steps(instruction_steps)
         self.instruction_steps = instruction_steps
         self._steps = 0
         self.render_mode = render_mode
@@ -206,9 +203,10 @@ class So101PickPlaceGymEnv(gym.Env):
 
     def _show_task(self) -> None:
         """The task text of the coming observation: the instruction, or ``""`` after k steps."""
-        hidden = self.instruction_steps is not None and self._steps >= self.instruction_steps
-        text = "" if hidden or self.episode is None else self.episode.task
-        self.task = self.task_description = text
+        from sigma_sim.rollout import shown_task
+
+        task = "" if self.episode is None else self.episode.task
+        self.task = self.task_description = shown_task(task, self._steps, self.instruction_steps)
 
     def render(self) -> np.ndarray | None:
         """The last overhead camera frame (``render_mode="rgb_array"``), else ``None``."""

@@ -726,8 +726,7 @@ def rollout(
         raise SigmaUserError(f"max_seconds must be > 0, got {max_seconds}")
     if workers < 1:
         raise SigmaUserError(f"workers must be >= 1, got {workers}")
-    if instruction_steps is not None and instruction_steps < 0:
-        raise SigmaUserError(f"instruction_steps must be >= 0, got {instruction_steps}")
+    check_instruction_steps(instruction_steps)
     eval_env_seed(seed, 0)  # rejects a negative seed before the scene is built
     have = shard_dims(meta)
     dims = policy.dims
@@ -799,6 +798,22 @@ def rollout(
         bar.close()
         policy.train(was_training)
     return [done[seed + i] for i in range(episodes)]
+
+
+def check_instruction_steps(instruction_steps: int | None) -> None:
+    """Refuse a negative ``instruction_steps`` (``None``: the instruction always shown).
+
+    Raises:
+        SigmaUserError: naming the value.
+    """
+    if instruction_steps is not None and instruction_steps < 0:
+        raise SigmaUserError(f"instruction_steps must be >= 0, got {instruction_steps}")
+
+
+def shown_task(task: str, step: int, instruction_steps: int | None) -> str:
+    """The text a policy reads at control step ``step`` (0-based): the instruction on the
+    first ``instruction_steps`` steps, ``""`` after them (the instruction-once variant)."""
+    return task if instruction_steps is None or step < instruction_steps else ""
 
 
 def _run_in_workers(
@@ -922,8 +937,8 @@ def _episode(
             scene = None
             if read and observer.processor.normalize.environment is not None:
                 scene = environment_state(env, colors)
-            shown = instruction_steps is None or steps < instruction_steps
-            batch = observer.batch(obs, episode.task if shown else "", scene, read=read)
+            text = shown_task(episode.task, steps, instruction_steps)
+            batch = observer.batch(obs, text, scene, read=read)
             if replan:  # the plan is relative to this state
                 anchor = batch.state
             if switch is not None:
