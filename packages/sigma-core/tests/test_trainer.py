@@ -532,3 +532,79 @@ def test_state_weights_weight_l_state_and_hide_unestimated_entries():
     a = policy(batch, telepathy=False).actions.trajectory
     torch.manual_seed(0)
     assert torch.equal(a, policy(moved, telepathy=False).actions.trajectory)
+
+
+def test_the_scene_correction_starts_as_the_base_and_trains_in_stage_sigma_only():
+    """model.scene_correction: s_tau = s_hat + C([Attn(W_q tau, V_mod); tau; s_hat]) feeds
+    the tau pass's state tokens. C's last layer starts at zero, so an untrained correction
+    changes no action; it is a telepathy parameter (stage sigma), supervised by
+    λ_state·L_state(s_tau, s) on the named entries, and its gradient reaches only the tau
+    pass (the tau = 0 path stays the base's)."""
+    from dataclasses import replace
+
+    from sigma_core import build_policy
+    from sigma_core.testing.fakes import example_batch
+    from sigma_core.train.losses import state_loss
+    from sigma_core.train.objective import StageObjective
+    from sigma_core.train.stages import configure_stage
+
+    dims = {"d_model": 32, "image_size": 32, "environment_state_dim": 3, "auxiliary_state_dim": 3}
+    with pytest.raises(SigmaUserError, match=r"scene_correction .* needs model.scene_state"):
+        validate_spec({"model": {"dims": dims, "scene_correction": True}}, get_registry())
+
+    def build(correction: bool):
+        raw = {
+            "model": {"dims": dims, "scene_state": "estimated", "scene_correction": correction},
+            "train": {"stage": "sigma", "losses": {"state_weights": [1, 1, 0]}},
+        }
+        return build_policy(validate_spec(raw, get_registry()))
+
+    corrected, plain = build(True), build(False)
+    # every other slot initialises from its own seed: the two policies share their weights
+    shared = {k: v for k, v in corrected.state_dict().items() if k in plain.state_dict()}
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in shared.items())
+    extra = set(corrected.state_dict()) - set(plain.state_dict())
+    assert extra and all(k.startswith("scene_correction.") for k in extra)
+    batch = example_batch(corrected.spec.model.dims, batch_size=3)
+    for policy in (corrected, plain):
+        policy.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = corrected.act(batch)[0]
+        torch.manual_seed(0)
+        b = plain.act(batch)[0]
+    assert torch.equal(a, b)  # untrained: s_tau = s_hat exactly
+
+    telepathy = telepathy_parameter_names(corrected)
+    names = {n for n, _ in corrected.named_parameters() if n.startswith("scene_correction.")}
+    assert names and names <= telepathy
+    configure_stage(corrected, "base")
+    assert not any(p.requires_grad for p in corrected.scene_correction.parameters())
+    configure_stage(corrected, "sigma")
+    assert all(p.requires_grad for p in corrected.scene_correction.parameters())
+
+    corrected.train()
+    losses = corrected.spec.train.losses
+    objective = StageObjective(corrected, "sigma", losses, 10)
+    torch.manual_seed(0)
+    loss, row = objective([batch], 0)
+    loss.backward()
+    out = corrected(replace(batch))
+    want = state_loss(out.extras["corrected_state"], batch.environment_state, [1, 1, 0])
+    assert row["L_scene"] == pytest.approx(want.item(), rel=1e-5)
+    last = corrected.scene_correction.head[-1]
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0
+    # inference reads no privileged state and computes no training target
+    corrected.eval()
+    with torch.no_grad():
+        assert "corrected_state" not in corrected(replace(batch, environment_state=None)).extras
+
+    # a trained correction moves the tau pass only: a_0 (c_act_base) is unchanged
+    with torch.no_grad():
+        last.bias.add_(1.0)
+        torch.manual_seed(0)
+        moved = corrected(batch)
+        torch.manual_seed(0)
+        still = plain(batch)
+    torch.testing.assert_close(moved.c_act_base, still.c_act_base)
+    assert not torch.allclose(moved.actions.chunk, still.actions.chunk)

@@ -21,6 +21,33 @@ def scene_head(d: int, width: int) -> nn.Sequential:
     return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, width))
 
 
+class SceneCorrection(nn.Module):
+    """The telepathy path's correction of the base's scene estimate (``model.scene_correction``)::
+
+        p     = Attn(q = W_q tau, K = V = LN(V_mod))          (tau picks tokens of the scene)
+        s_tau = s_hat + W_2 GELU(W_1 [p; tau; s_hat])
+
+    ``W_2`` starts at zero, so an untrained correction is the identity (``s_tau = s_hat``)
+    and the telepathy path starts as the frozen base.
+    """
+
+    def __init__(self, d: int, width: int, heads: int = 4) -> None:
+        super().__init__()
+        self.query = nn.Linear(d, d)
+        self.norm = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.head = mlp(2 * d + width, d, width)
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, s_hat: Tensor, tau: Tensor, tokens: Tensor) -> Tensor:
+        """``(B, S_aux)`` corrected estimate from ``s_hat`` (B, S_aux), ``tau`` (B, D) and
+        the modulated vision tokens (B, N, D)."""
+        kv = self.norm(tokens)
+        picked = attend(self.attn, self.query(tau).unsqueeze(1), kv, None).squeeze(1)
+        return s_hat + self.head(torch.cat([picked, tau, s_hat], dim=-1))
+
+
 class CrossAttentionBlock(nn.Module):
     """Pre-LN cross-attention + FFN: ``x = x + Attn(LN(x), LN(ctx)); x = x + FFN(LN(x))``."""
 

@@ -168,12 +168,14 @@ def _table_of_dims_only(prefix: str) -> list[str]:
     defaults = SigmaSpec().model
     telepathy = ModelSpec.model_fields["telepathy"].description
     scene_state = ModelSpec.model_fields["scene_state"].description
+    correction = ModelSpec.model_fields["scene_correction"].description
     return [
         "| key | type | default | description |",
         "|---|---|---|---|",
         f"| `{prefix}dims` | Dims | see `model.dims` | shared sizes |",
         f"| `{prefix}telepathy` | bool | `true` | {telepathy} |",
         f"| `{prefix}scene_state` | 'observed' \\| 'estimated' | `\"observed\"` | {scene_state} |",
+        f"| `{prefix}scene_correction` | bool | `false` | {correction} |",
         *(
             f"| `{prefix}{slot}` | component | `{{type: {getattr(defaults, slot).type}}}` |"
             f" a registered {kind} |"

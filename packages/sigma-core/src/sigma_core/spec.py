@@ -97,6 +97,15 @@ class ModelSpec(config.StrictModel):
         " it; the truth supervises s_hat and, with probability train.teacher_forcing, stands"
         " in for it while the base trains; inference reads the cameras only)",
     )
+    scene_correction: bool = Field(
+        False,
+        description="with scene_state: estimated, the telepathy path corrects the frozen"
+        " base's scene estimate: s_tau = s_hat + C([attn(W_q tau, V_mod); tau; s_hat]), trained"
+        " in stage sigma by lambda_state * L_state(s_tau, observation.environment_state) (the"
+        " named cube's truth, training only) and L_act; the tau pass's state tokens read"
+        " s_tau, so the instruction selects the cube in the base's own state space"
+        " (docs/paper.md, deviations); the tau = 0 path stays the base's",
+    )
     vision: ComponentRef = _ref("perceiver")
     backbone: ComponentRef = _ref("tiny")
     memory: ComponentRef = _ref("gated")
@@ -118,6 +127,12 @@ class ModelSpec(config.StrictModel):
                 "model.scene_state: estimated feeds the auxiliary head's estimate to the"
                 " vision's state encoder: it needs model.dims.environment_state_dim and"
                 f" auxiliary_state_dim, equal and > 0 (got {e} and {a})"
+            )
+        if self.scene_correction and not (self.scene_state == "estimated" and self.telepathy):
+            raise ValueError(
+                "model.scene_correction corrects the estimated scene state on the telepathy"
+                " path: it needs model.scene_state: estimated and model.telepathy: true (got"
+                f" {self.scene_state} and {self.telepathy})"
             )
         return self
 

@@ -8,6 +8,9 @@ Forward for one batch (paper §1-3; symbols as in the paper):
 4. ``V_mod, S_tok = vision(images, state, tau)`` (pass 2: tau fed back to vision),
    computed as ``vision.modulate(pass 1, tau)``, which reuses pass 1's encoding
    where tau does not enter (the paper's stack: all but the modulator and block).
+   With ``model.scene_correction`` (a camera-only base, not in the paper) the tau pass's
+   state tokens read the corrected estimate ``s_tau = s_hat + C([Attn(W_q tau, V_mod);
+   tau; s_hat])`` (:class:`sigma_core.layers.SceneCorrection`) instead of ``s_hat``.
 5. Telepathy path: ``Q, c_act = query(high_level_rep, tau, S_tok, V_mod)`` and
    ``a_tau = branches(Q, c_act)``. Baseline path: the same with ``tau = 0``,
    V_base and ``c_text`` (= high_level_rep at tau = 0), giving ``c_act_base`` and
@@ -45,7 +48,7 @@ from sigma_core.components import Component
 from sigma_core.config import Dims
 from sigma_core.errors import SigmaUserError
 from sigma_core.kinds import MODEL_SLOTS
-from sigma_core.layers import scene_head
+from sigma_core.layers import SceneCorrection, scene_head
 from sigma_core.model.bundle import BUNDLED, resolve_bundled
 from sigma_core.model.checkpoint import (
     META,
@@ -130,6 +133,11 @@ class SigmaPolicy(nn.Module):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(slot_seed(spec.train.seed, "auxiliary_state"))
                 self.auxiliary_state = scene_head(dims.d_model, dims.auxiliary_state_dim)
+        if spec.model.scene_correction:
+            # the telepathy path's correction of s_hat (trained in stage sigma)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(slot_seed(spec.train.seed, "scene_correction"))
+                self.scene_correction = SceneCorrection(dims.d_model, dims.auxiliary_state_dim)
         #: The normalisation statistics the policy was trained with (meta.json's ``stats``
         #: layout, the keys of :data:`sigma_core.data.processor.POLICY_STATS`): saved in
         #: sigma.json, so that deployment needs no dataset; None when unknown.
@@ -317,11 +325,16 @@ class SigmaPolicy(nn.Module):
             truth = self.vision_state(batch)[:, -n:]  # the checked observation
             pick = torch.rand(b, 1, device=scene.device) < forcing
             scene = torch.where(pick, truth, scene)
-        weights = self.spec.train.losses.state_weights
-        if weights is not None:  # entries the estimate is not trained on are not read
-            scene = scene * torch.tensor([w > 0 for w in weights], device=scene.device)
-        state = torch.cat([batch.state, scene.to(batch.state.dtype)], dim=-1)
+        state = self._with_scene(batch.state, scene)
         return self.vision.restate(vis, batch.images, state), state, s_hat
+
+    def _with_scene(self, state: Tensor, scene: Tensor) -> Tensor:
+        """``[state; scene]`` as the vision's state encoder reads it: entries of weight 0
+        in ``train.losses.state_weights`` (never estimated) are read as 0."""
+        weights = self.spec.train.losses.state_weights
+        if weights is not None:
+            scene = scene * torch.tensor([w > 0 for w in weights], device=scene.device)
+        return torch.cat([state, scene.to(state.dtype)], dim=-1)
 
     def _encode(
         self, batch: SigmaBatch, m_prev: Tensor
@@ -380,9 +393,17 @@ class SigmaPolicy(nn.Module):
         pathway = telepathy and self.spec.model.telepathy
         tau = intent.tau if pathway else torch.zeros_like(intent.tau)
         noise = sampler_noise(b, self.dims.horizon, self.dims.action_dim, device)
+        extras: dict[str, Tensor] = {}
         if pathway:
             # pass 2 reuses pass 1's vision encoding (only the modulator and block see tau)
             vis_mod = self.vision.modulate(vis_base, batch.images, vision_state, tau)
+            if self.spec.model.scene_correction:
+                # the tau pass reads the corrected scene estimate (model.scene_correction)
+                s_tau = self.scene_correction(s_hat.detach(), tau, vis_mod.tokens)
+                state_tau = self._with_scene(batch.state, s_tau)
+                vis_mod = self.vision.restate(vis_mod, batch.images, state_tau)
+                if self.training:  # the target only training reads
+                    extras["corrected_state"] = s_tau
             # the tau = 0 and tau passes of the query and branches run as one batch of 2B:
             # each head's weights are read once, and the flow sampler loops once, not twice
             both_q = self.query(
@@ -415,7 +436,6 @@ class SigmaPolicy(nn.Module):
             c_act = q0.c_act
         actions = a_base + delta
         plan = self.controller(self.fusion(actions.vector, actions.chunk, actions.trajectory))
-        extras = {}
         if self.dims.auxiliary_state_dim and self.training:  # the target only training reads
             if s_hat is None:
                 s_hat = self.auxiliary_state(vis_base.tokens.mean(dim=1))

@@ -18,7 +18,7 @@ from sigma_core.train.losses import (
     traf_columns,
     traf_from_losses,
 )
-from sigma_core.types import ActionSet, SigmaBatch
+from sigma_core.types import ActionSet, SigmaBatch, SigmaOutput
 
 
 class StageObjective(nn.Module):
@@ -42,7 +42,9 @@ class StageObjective(nn.Module):
     Stage ``sigma``: :func:`sigma_objective` with the semantic memory unrolled over
     the run: window 1 starts from ``m_0``, window k+1 reads ``m_prev = m_t`` of
     window k, and gradients flow back through the whole run (truncated
-    back-propagation through time, truncated at the run's start). This trains
+    back-propagation through time, truncated at the run's start); with
+    ``model.scene_correction`` each window adds ``λ_state·L_state(s_tau, s)``
+    (:meth:`scene_term`). This trains
     the ``m_{t-1}`` half of the memory's gate and makes ``L_time`` live.
 
     The loss is computed inside ``forward`` so that DDP sees the loss, not the
@@ -74,6 +76,8 @@ class StageObjective(nn.Module):
                         batch.target_valid,
                     )
                 )
+                if "corrected_state" in out.extras:
+                    terms[-1] = self.scene_term(terms[-1], out, batch)
                 m_prev = out.intent.m_t
         else:
             terms = [self.base_objective(batch) for batch in run]
@@ -116,6 +120,25 @@ class StageObjective(nn.Module):
             total = total + self.losses.lambda_state * l_state
             row["L_state"] = l_state.item()
         return total, {"loss": total.item(), **row}
+
+    def scene_term(
+        self, term: tuple[torch.Tensor, dict[str, float]], out: SigmaOutput, batch: SigmaBatch
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Stage sigma with ``model.scene_correction``: ``+ λ_state·L_state(s_tau, s)``, the
+        corrected scene estimate against the named cube's and the goal's truth (normalized
+        ``observation.environment_state``, which only training reads)."""
+        if batch.environment_state is None:
+            raise SigmaUserError(
+                "model.scene_correction trains on observation.environment_state, which this"
+                " batch lacks (data recorded without it: record with sigma data sim, or set"
+                " model.scene_correction: false)"
+            )
+        l_scene = state_loss(
+            out.extras["corrected_state"], batch.environment_state, self.losses.state_weights
+        )
+        loss, row = term
+        loss = loss + self.losses.lambda_state * l_scene
+        return loss, row | {"loss": loss.item(), "L_scene": l_scene.item()}
 
     def fusion_loss(
         self, actions: ActionSet, target_chunk: torch.Tensor, valid: torch.Tensor | None = None

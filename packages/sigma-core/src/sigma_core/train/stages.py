@@ -4,7 +4,8 @@
   telepathy pathway and outside LoRA (the CPU stand-in for pi0.5; frozen after).
 * ``sigma``: the telepathy pathway (each component's ``telepathy_params``: the
   vision modulator, intent's factor/intent/telepathy heads and language
-  modulator, the memory, the residual heads) plus the backbone's LoRA adapters.
+  modulator, the memory, the residual heads; ``model.scene_correction``'s head) plus
+  the backbone's LoRA adapters.
 
 Parameters frozen by construction (a backbone's base weights) stay frozen in
 both stages. Because LoRA changes the backbone's hidden states, and with them
@@ -28,8 +29,11 @@ def is_lora(name: str) -> bool:
 
 
 def telepathy_parameter_names(policy: SigmaPolicy) -> set[str]:
-    """Full names of the parameters in the telepathy pathway (LoRA not included)."""
-    names = set()
+    """Full names of the parameters in the telepathy pathway (LoRA not included): each
+    component's ``telepathy_params`` and the policy's scene correction, if any."""
+    names: set[str] = set()
+    if policy.spec.model.scene_correction:
+        names = {f"scene_correction.{n}" for n, _ in policy.scene_correction.named_parameters()}
     for slot, component in policy.named_components():
         prefixes = type(component).telepathy_params
         for name, _ in component.named_parameters():
