@@ -15,7 +15,8 @@ RUN (a stage-sigma run or saved policy) encodes the window at the start of a run
 Each probe is ridge regression (lambda 1e-2), cross-validated over 5 folds of whole
 episodes (a window is scored by the probe fitted on the other folds' episodes):
 colour accuracy (argmax over one-hot regressions; chance = the largest class share)
-and the (x, y) MSE. ``s_hat``'s own error on the named cube is printed too. One torch
+and the (x, y) MSE. ``s_hat``'s own error on the named cube is printed too, and for a
+run with ``model.scene_correction`` the corrected ``s_tau``'s, per split. One torch
 thread.
 """
 
@@ -57,6 +58,28 @@ def features(policy, ds: ShardDataset, every: int) -> dict[str, Tensor]:
     return {k: torch.cat(v) for k, v in rows.items()}
 
 
+def corrected_errors(policy, shards: str, inputs: dict, every: int) -> None:
+    """``model.scene_correction``: the named cube's (x, y) MSE of the base's ``s_hat`` and
+    the pathway's ``s_tau`` per split (the correction trained on the train split only)."""
+    for split in ("train", "val", "test"):
+        ds = ShardDataset(shards, split, **inputs)
+        errors = {"s_hat": [], "s_tau": []}
+        for start in range(0, len(ds), 64 * every):
+            batch = collate([ds[i] for i in range(start, min(start + 64 * every, len(ds)), every)])
+            with torch.no_grad():
+                m0 = policy.memory.initial_state(batch.batch_size, batch.state.device)
+                intent, vis_base, state, s_hat = policy._encode(batch, m0)
+                vis_mod = policy.vision.modulate(vis_base, batch.images, state, intent.tau)
+                s_tau = policy.scene_correction(s_hat, intent.tau, vis_mod.tokens)
+            xy = batch.environment_state[:, :2]
+            errors["s_hat"].append((s_hat[:, :2] - xy).pow(2).mean(1))
+            errors["s_tau"].append((s_tau[:, :2] - xy).pow(2).mean(1))
+        found = {k: torch.cat(v).mean().item() for k, v in errors.items()}
+        n = sum(len(v) for v in errors["s_hat"])
+        print(f"{split:5s} ({n} windows) named cube (x, y) MSE: s_hat {found['s_hat']:.3f}"
+              f"   s_tau {found['s_tau']:.3f}")  # fmt: skip
+
+
 def ridge(x: Tensor, y: Tensor, lam: float = 1e-2) -> Tensor:
     x1 = torch.cat([x, torch.ones(len(x), 1)], dim=1)
     a = x1.T @ x1 + lam * torch.eye(x1.shape[1])
@@ -85,6 +108,8 @@ def main() -> None:
         "environment_state": dims.scene_state_dim,
         "actions": spec.data.actions,
     }
+    if spec.model.scene_correction:
+        corrected_errors(policy, args.shards, inputs, args.every)
     data = features(policy, ShardDataset(args.shards, "all", **inputs), args.every)
     episodes = data["episode"].unique()
     fold = {int(e): i % 5 for i, e in enumerate(episodes[torch.randperm(len(episodes))])}

@@ -15,7 +15,8 @@ The base was trained reading the truth on half its windows (``train.teacher_forc
 0.5), so this is in distribution for it. The privileged state is read at inference
 here: a diagnostic, never a policy. Episodes are seeded as in ``sigma eval --sim``
 (``--seed`` + i, the scene of SHARDS' recording) so outcomes pair with its reports.
-One torch thread per process.
+The output is laid out as a ``sigma eval`` report (``closed_loop.truth-ENTRIES``), so
+``paired.py OUT.json REPORT#POLICY`` pairs it by seed. One torch thread per process.
 """
 
 from __future__ import annotations
@@ -96,10 +97,11 @@ def main() -> None:
         "success": sum(r["success"] for r in rows) / n,
         "wrong_object": sum(bool(r.get("wrong_object")) for r in rows) / n,
         "seconds": round(time.perf_counter() - start, 1),
-        "outcomes": rows,
     }
-    Path(args.out).write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: v for k, v in summary.items() if k != "outcomes"}))
+    # sigma eval's report layout, so that paired.py pairs it with any report by seed
+    report = summary | {"closed_loop": {f"truth-{args.entries}": {"episodes_detail": rows}}}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -534,6 +534,43 @@ def test_state_weights_weight_l_state_and_hide_unestimated_entries():
     assert torch.equal(a, policy(moved, telepathy=False).actions.trajectory)
 
 
+def test_teacher_noise_perturbs_only_the_forced_truth_while_the_base_trains():
+    """train.teacher_noise σ: where the truth stands in for s_hat (teacher forcing, stage
+    base, training) the state encoder reads truth + σ·N(0, 1); inference and stage sigma
+    read s_hat, unperturbed."""
+    from sigma_core import build_policy, get_registry, validate_spec
+    from sigma_core.testing.fakes import example_batch
+
+    dims = {"d_model": 32, "image_size": 32, "environment_state_dim": 3, "auxiliary_state_dim": 3}
+    with pytest.raises(SigmaUserError, match="teacher_noise"):
+        validate_spec({"train": {"teacher_noise": -0.1}}, get_registry())
+
+    def build(stage: str, noise: float):
+        raw = {
+            "model": {"dims": dims, "scene_state": "estimated"},
+            "train": {"stage": stage, "teacher_forcing": 1.0, "teacher_noise": noise},
+        }
+        return build_policy(validate_spec(raw, get_registry()))
+
+    policy = build("base", 0.3).train()
+    batch = example_batch(policy.spec.model.dims, batch_size=4096)
+    torch.manual_seed(0)
+    seen = policy.encode_vision(batch)[1][:, -3:]
+    error = seen - batch.environment_state
+    assert error.mean().abs().item() < 0.02
+    assert error.std().item() == pytest.approx(0.3, rel=0.05)
+    small = example_batch(policy.spec.model.dims, batch_size=3)
+    policy.eval()
+    with torch.no_grad():  # inference: the estimate, never the truth nor noise
+        (_, a, s_hat), b = policy.encode_vision(small), policy.encode_vision(small)[1]
+    assert torch.equal(a, b)
+    assert torch.equal(a[:, -3:], s_hat)
+    sigma = build("sigma", 0.3).train()
+    sigma.load_state_dict(policy.state_dict())
+    _, seen, s_hat = sigma.encode_vision(small)
+    assert torch.equal(seen[:, -3:], s_hat.detach())
+
+
 def test_the_scene_correction_starts_as_the_base_and_trains_in_stage_sigma_only():
     """model.scene_correction: s_tau = s_hat + C([Attn(W_q tau, V_mod); tau; s_hat]) feeds
     the tau pass's state tokens. C's last layer starts at zero, so an untrained correction

@@ -279,6 +279,15 @@ class TrainSpec(config.StrictModel):
         " (detached) estimate s_hat; 1: the policy learns from the truth only, 0: from its"
         " own estimates only",
     )
+    teacher_noise: float = Field(
+        0.0,
+        ge=0,
+        description="stage base with model.scene_state: estimated: standard deviation"
+        " (normalized units) of Gaussian noise added to the observed scene state where it"
+        " stands in for s_hat (train.teacher_forcing), so that a policy that learns from the"
+        " truth also learns to act on an imprecise estimate (noise injection, as DART does"
+        " for actions); 0: the exact truth",
+    )
     init_from: str | None = Field(
         None,
         description="saved policy whose tensors initialise every parameter of the same name"

@@ -308,7 +308,8 @@ class SigmaPolicy(nn.Module):
         ``s_hat = head(mean_n V_base,n)`` (the auxiliary head), and the state tokens are
         re-encoded from ``[state; sg(s_hat)]`` (``vision.restate``). While the base
         trains, each window reads the observed truth instead with probability
-        ``train.teacher_forcing``; everywhere else (stage sigma, inference) ``s_hat``:
+        ``train.teacher_forcing`` (plus Gaussian noise of standard deviation
+        ``train.teacher_noise``); everywhere else (stage sigma, inference) ``s_hat``:
         the policy never reads the privileged state at inference. Entries of weight 0
         in ``train.losses.state_weights`` (never estimated) are read as 0.
         """
@@ -323,6 +324,8 @@ class SigmaPolicy(nn.Module):
         forcing = self.spec.train.teacher_forcing
         if self.training and self.spec.train.stage == "base" and forcing > 0:
             truth = self.vision_state(batch)[:, -n:]  # the checked observation
+            if self.spec.train.teacher_noise > 0:  # the truth as an imprecise estimate
+                truth = truth + self.spec.train.teacher_noise * torch.randn_like(truth)
             pick = torch.rand(b, 1, device=scene.device) < forcing
             scene = torch.where(pick, truth, scene)
         state = self._with_scene(batch.state, scene)
