@@ -10,7 +10,9 @@ wrong one. This script asks what a perfect correction of ``s_hat`` would buy: it
 the base's closed loop with ``s_hat`` replaced, on every planning step, by the
 simulator's true (normalized) scene state in the estimated entries
 (``train.losses.state_weights`` > 0): ``--entries all`` replaces the named cube and the
-goal, ``--entries named`` the named cube only (the goal stays the base's estimate).
+goal, ``--entries named`` the named cube only (the goal stays the base's estimate); ``--entries none`` acts on the estimate as the policy
+does and records its error on the named cube's (x, y) at every planning step, by plan
+index (one process: ``--workers 1``).
 The base was trained reading the truth on half its windows (``train.teacher_forcing``
 0.5), so this is in distribution for it. The privileged state is read at inference
 here: a diagnostic, never a policy. Episodes are seeded as in ``sigma eval --sim``
@@ -35,7 +37,14 @@ from sigma_core.types import SigmaBatch, VisionOutput
 NAMED = (0, 1, 2)  # cube.x, cube.y, cube.z in sigma_sim.scene.environment_state
 
 
+#: (plan index in the episode, squared error of s_hat's named-cube x, y) per planning
+#: step, filled by ``--entries none`` (one process)
+ERRORS: list[tuple[int, float, float]] = []
+
+
 def _truth_encode(entries: str):
+    plans = {"n": 0}
+
     def encode_vision(
         self: SigmaPolicy, batch: SigmaBatch
     ) -> tuple[VisionOutput, torch.Tensor, torch.Tensor]:
@@ -46,7 +55,14 @@ def _truth_encode(entries: str):
         truth = batch.environment_state.to(s_hat.dtype)
         weights = torch.tensor([w > 0 for w in self.spec.train.losses.state_weights])
         take = weights.clone()
-        if entries == "named":
+        if entries == "none":  # act on the estimate; record its error as the loop runs
+            if self._memory is None:  # the episode's first plan (policy.reset clears it)
+                plans["n"] = 0
+            e = (s_hat[0, :2] - truth[0, :2]).pow(2)
+            ERRORS.append((plans["n"], e[0].item(), e[1].item()))
+            plans["n"] += 1
+            take[:] = False
+        elif entries == "named":
             take[:] = False
             take[list(NAMED)] = True
         scene = torch.where(take, truth, s_hat) * weights
@@ -64,7 +80,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=10_000)
     parser.add_argument("--max-seconds", type=float, default=10.0)
-    parser.add_argument("--entries", choices=("named", "all"), default="all")
+    parser.add_argument("--entries", choices=("named", "all", "none"), default="all")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -98,6 +114,14 @@ def main() -> None:
         "wrong_object": sum(bool(r.get("wrong_object")) for r in rows) / n,
         "seconds": round(time.perf_counter() - start, 1),
     }
+    if ERRORS:  # the estimate's error along the episodes, by plan index
+        by_plan: dict[str, list[float]] = {}
+        for i, ex, ey in ERRORS:
+            key = f"{8 * (i // 8)}-{8 * (i // 8) + 7}"
+            by_plan.setdefault(key, []).append((ex + ey) / 2)
+        summary["estimate_mse_by_plan"] = {
+            k: {"mse": round(sum(v) / len(v), 4), "plans": len(v)} for k, v in by_plan.items()
+        }
     # sigma eval's report layout, so that paired.py pairs it with any report by seed
     report = summary | {"closed_loop": {f"truth-{args.entries}": {"episodes_detail": rows}}}
     Path(args.out).write_text(json.dumps(report, indent=1))
