@@ -1,7 +1,7 @@
 """Upper bound of a scene-estimate correction: the frozen base acting on the true scene state.
 
     python benchmarks/telepathy/truth_oracle.py BASE_POLICY_DIR SHARDS OUT.json \
-        [--episodes 50] [--seed 10000] [--entries named|all] [--workers 2]
+        [--episodes 50] [--seed 10000] [--entries all|named|none] [--workers 2]
 
 A camera-only base (``model.scene_state: estimated``) acts on its own estimate
 ``s_hat`` of the named cube's and the goal's position. In the transfer scenes
@@ -10,11 +10,11 @@ wrong one. This script asks what a perfect correction of ``s_hat`` would buy: it
 the base's closed loop with ``s_hat`` replaced, on every planning step, by the
 simulator's true (normalized) scene state in the estimated entries
 (``train.losses.state_weights`` > 0): ``--entries all`` replaces the named cube and the
-goal, ``--entries named`` the named cube only (the goal stays the base's estimate); ``--entries none`` acts on the estimate as the policy
-does and records its error on the named cube's (x, y) at every planning step, by plan
-index (one process: ``--workers 1``).
-The base was trained reading the truth on half its windows (``train.teacher_forcing``
-0.5), so this is in distribution for it. The privileged state is read at inference
+goal, ``--entries named`` the named cube only (the goal stays the base's estimate).
+``--entries none`` acts on the estimate as the policy does and records its error on the
+named cube's (x, y) at every planning step, by plan index (one process: ``--workers
+1``). A base trained with ``train.teacher_forcing`` > 0 read the truth in training, so
+this is in distribution for it. The privileged state is read at inference
 here: a diagnostic, never a policy. Episodes are seeded as in ``sigma eval --sim``
 (``--seed`` + i, the scene of SHARDS' recording) so outcomes pair with its reports.
 The output is laid out as a ``sigma eval`` report (``closed_loop.truth-ENTRIES``), so
