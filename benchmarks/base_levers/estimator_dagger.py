@@ -1,7 +1,7 @@
 """DAgger for the scene estimator: refit s_hat's head on the states the policy itself visits.
 
     python benchmarks/base_levers/estimator_dagger.py BASE_POLICY_DIR SHARDS OUT_DIR \
-        [--rounds 2] [--episodes 100] [--seed 20000] [--steps 2000]
+        [--rounds 2] [--episodes 100] [--seed 20000] [--steps 2000] [--finetune head|vision]
 
 Why: a camera-only base trained on the truth only (``train.teacher_forcing: 1``) acts on
 its scene state like the oracle (88% fed the truth) but fails on its own estimate (20%).
@@ -15,11 +15,14 @@ simulator knows the truth at every state the policy visits.
 Each round: run the current policy closed-loop on ``--episodes`` seeds (from ``--seed``,
 disjoint from ``sigma eval --sim``'s 10,000 + i), record at every planning step the
 pooled vision features ``mean_n V_base,n`` (the auxiliary head's input) and the true
-normalized ``observation.environment_state``; add them to the aggregate (round 0: every
-window of SHARDS' train split); refit the auxiliary head alone (vision frozen, so the
-policy's action path is unchanged) for ``--steps`` steps of batch 256 on the aggregate
-with ``L_state`` (``train.losses.state_weights``); save the policy to ``OUT_DIR/round_K``
-(the base's spec and every other tensor unchanged). Prints the named cube's (x, y) MSE
+normalized ``observation.environment_state``; add them to the aggregate. Then, with
+``--finetune head``, refit the auxiliary head alone (vision frozen, so the policy's
+action path is unchanged) for ``--steps`` steps of batch 256 on the aggregate (round 0
+also holds every window of SHARDS' train split) with ``L_state``
+(``train.losses.state_weights``); with ``--finetune vision``, train the vision and the
+head too: stage base's own objective on demonstration windows (so the action path stays
+trained) plus ``L_state`` on the recorded frames (:func:`finetune`). Save the policy to
+``OUT_DIR/round_K`` (the base's spec unchanged). Prints the named cube's (x, y) MSE
 in closed loop per round, and the held-out (val) MSE offline. Evaluate a round with
 ``sigma eval OUT_DIR/round_K --data SHARDS --split test --sim 50``. One torch thread.
 """
@@ -40,8 +43,9 @@ from sigma_core.data import ShardDataset, collate
 from sigma_core.train.losses import state_loss
 from sigma_core.types import SigmaBatch, VisionOutput
 
-#: (pooled vision features, truth) recorded at each planning step of the rollouts
-RECORDED: list[tuple[Tensor, Tensor]] = []
+#: (pooled vision features, truth, images, joint state) at each planning step of the
+#: rollouts (images as float16: about 110 kB a plan)
+RECORDED: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
 
 
 def _recording_encode(self: SigmaPolicy, batch: SigmaBatch) -> tuple[VisionOutput, Tensor, Tensor]:
@@ -52,15 +56,23 @@ def _recording_encode(self: SigmaPolicy, batch: SigmaBatch) -> tuple[VisionOutpu
     vis = self.vision(batch.images, blank, None)
     pooled = vis.tokens.mean(dim=1)
     s_hat = self.auxiliary_state(pooled)
-    RECORDED.append((pooled.detach().clone(), batch.environment_state.detach().float().clone()))
+    RECORDED.append(
+        (
+            pooled.detach().clone(),
+            batch.environment_state.detach().float().clone(),
+            batch.images.detach().half().clone(),
+            batch.state.detach().clone(),
+        )
+    )
     state = self._with_scene(batch.state, s_hat.detach())
     return self.vision.restate(vis, batch.images, state), state, s_hat
 
 
 def collect(
     policy: SigmaPolicy, meta: dict, episodes: int, seed: int
-) -> tuple[Tensor, Tensor, float]:
-    """Closed-loop rollouts of ``policy`` on its own estimate: (features, truth, success)."""
+) -> tuple[dict[str, Tensor], float]:
+    """Closed-loop rollouts of ``policy`` on its own estimate: ({features, truth, images,
+    state} per planning step, success rate)."""
     from sigma_sim.rollout import rollout
 
     RECORDED.clear()
@@ -72,9 +84,10 @@ def collect(
     finally:
         del policy.encode_vision
         policy.spec.model.scene_state = spec_state
-    features = torch.cat([f for f, _ in RECORDED])
-    truth = torch.cat([t for _, t in RECORDED])
-    return features, truth, sum(r.success for r in results) / len(results)
+    names = ("features", "truth", "images", "state")
+    frames = {k: torch.cat([r[i] for r in RECORDED]) for i, k in enumerate(names)}
+    RECORDED.clear()
+    return frames, sum(r.success for r in results) / len(results)
 
 
 def offline(policy: SigmaPolicy, shards: str, split: str) -> tuple[Tensor, Tensor]:
@@ -121,6 +134,53 @@ def refit(policy: SigmaPolicy, features: Tensor, truth: Tensor, steps: int, seed
     head.eval()
 
 
+def finetune(
+    policy: SigmaPolicy, shards: str, frames: dict[str, Tensor], steps: int, seed: int
+) -> None:
+    """Vision and head on the aggregate, the action path kept on the demonstrations.
+
+    Each step: stage base's objective on 16 demonstration windows (TRAF + L_fuse +
+    λ_state·L_state, as ``sigma train`` computes it) plus ``λ_state·L_state`` of the
+    estimate on 16 recorded closed-loop frames (AdamW lr 3e-4, cosine, clip 1.0).
+    """
+    from sigma_core.train.objective import StageObjective
+    from sigma_core.train.stages import configure_stage
+
+    dims, spec = policy.dims, policy.spec
+    ds = ShardDataset(
+        shards,
+        "train",
+        frame_history=dims.frame_history,
+        environment_state=dims.scene_state_dim,
+        actions=spec.data.actions,
+    )
+    configure_stage(policy, "base")
+    objective = StageObjective(policy, "base", spec.train.losses, steps)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=spec.train.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    weights, n = spec.train.losses.state_weights, dims.environment_state_dim
+    policy.train()
+    for step in range(steps):
+        demo = collate([ds[int(i)] for i in torch.randint(len(ds), (16,), generator=gen)])
+        loss, _ = objective([demo], step)
+        idx = torch.randint(len(frames["truth"]), (16,), generator=gen)
+        state = frames["state"][idx]
+        blank = torch.cat([state, state.new_zeros(16, n)], dim=-1)
+        vis = policy.vision(frames["images"][idx].float(), blank, None)
+        s_hat = policy.auxiliary_state(vis.tokens.mean(dim=1))
+        loss = loss + spec.train.losses.lambda_state * state_loss(
+            s_hat, frames["truth"][idx], weights
+        )
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, spec.train.max_grad_norm)
+        opt.step()
+        sched.step()
+    policy.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base")
@@ -130,6 +190,13 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=20_000)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument(
+        "--finetune",
+        choices=("head", "vision"),
+        default="head",
+        help="head: refit the auxiliary head on pooled features (the action path unchanged);"
+        " vision: the vision and head too, with stage base's objective on demonstrations",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -139,27 +206,40 @@ def main() -> None:
     for p in policy.auxiliary_state.parameters():
         p.requires_grad_(True)
     meta = json.loads((Path(args.shards) / "meta.json").read_text())
-    features, truth = offline(policy, args.shards, "train")
+    features, truth = (
+        offline(policy, args.shards, "train") if args.finetune == "head" else (None, None)
+    )
     val = offline(policy, args.shards, "val")
+    pool: dict[str, Tensor] = {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = []
     for k in range(args.rounds):
         start = time.perf_counter()
         seed = args.seed + k * args.episodes  # fresh scenes every round
-        f, t, success = collect(policy, meta, args.episodes, seed)
+        frames, success = collect(policy, meta, args.episodes, seed)
+        f, t = frames["features"], frames["truth"]
         row = {
             "round": k,
             "rollout_success": success,
             "closed_loop_named_mse": round(named_mse(policy, f, t), 4),
             "val_named_mse": round(named_mse(policy, *val), 4),
         }
-        features, truth = torch.cat([features, f]), torch.cat([truth, t])
-        refit(policy, features, truth, args.steps, seed=k)
+        if args.finetune == "head":
+            features, truth = torch.cat([features, f]), torch.cat([truth, t])
+            refit(policy, features, truth, args.steps, seed=k)
+            after = named_mse(policy, f, t)
+            size = len(features)
+        else:
+            pool = {key: torch.cat([pool[key], v]) for key, v in frames.items()} if k else frames
+            finetune(policy, args.shards, pool, args.steps, seed=k)
+            val = offline(policy, args.shards, "val")  # the vision changed
+            after = float("nan")  # the recorded features predate the new vision
+            size = len(pool["truth"])
         row |= {
-            "after_refit_closed_loop_named_mse": round(named_mse(policy, f, t), 4),
+            "after_refit_closed_loop_named_mse": round(after, 4),
             "after_refit_val_named_mse": round(named_mse(policy, *val), 4),
-            "aggregate": len(features),
+            "aggregate": size,
             "seconds": round(time.perf_counter() - start, 1),
         }
         policy.save_pretrained(out / f"round_{k}")
