@@ -51,11 +51,8 @@ RECORDED: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
 def _recording_encode(self: SigmaPolicy, batch: SigmaBatch) -> tuple[VisionOutput, Tensor, Tensor]:
     """The estimated path unchanged (the policy acts on s_hat); records the head's input
     and the observed truth that the rollout hands over."""
-    b, n = batch.batch_size, self.dims.environment_state_dim
-    blank = torch.cat([batch.state, batch.state.new_zeros(b, n)], dim=-1)
-    vis = self.vision(batch.images, blank, None)
+    vis, s_hat = self.estimate_scene(batch.images, batch.state)
     pooled = vis.tokens.mean(dim=1)
-    s_hat = self.auxiliary_state(pooled)
     RECORDED.append(
         (
             pooled.detach().clone(),
@@ -103,10 +100,8 @@ def offline(policy: SigmaPolicy, shards: str, split: str) -> tuple[Tensor, Tenso
     feats, truths = [], []
     for start in range(0, len(ds), 128):
         batch = collate([ds[i] for i in range(start, min(start + 128, len(ds)))])
-        b, n = batch.batch_size, dims.environment_state_dim
-        blank = torch.cat([batch.state, batch.state.new_zeros(b, n)], dim=-1)
         with torch.no_grad():
-            feats.append(policy.vision(batch.images, blank, None).tokens.mean(dim=1))
+            feats.append(policy.estimate_scene(batch.images, batch.state)[0].tokens.mean(dim=1))
         truths.append(batch.environment_state.float())
     return torch.cat(feats), torch.cat(truths)
 
@@ -160,16 +155,13 @@ def finetune(
     opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=spec.train.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     gen = torch.Generator().manual_seed(seed)
-    weights, n = spec.train.losses.state_weights, dims.environment_state_dim
+    weights = spec.train.losses.state_weights
     policy.train()
     for step in range(steps):
         demo = collate([ds[int(i)] for i in torch.randint(len(ds), (16,), generator=gen)])
         loss, _ = objective([demo], step)
         idx = torch.randint(len(frames["truth"]), (16,), generator=gen)
-        state = frames["state"][idx]
-        blank = torch.cat([state, state.new_zeros(16, n)], dim=-1)
-        vis = policy.vision(frames["images"][idx].float(), blank, None)
-        s_hat = policy.auxiliary_state(vis.tokens.mean(dim=1))
+        s_hat = policy.estimate_scene(frames["images"][idx].float(), frames["state"][idx])[1]
         loss = loss + spec.train.losses.lambda_state * state_loss(
             s_hat, frames["truth"][idx], weights
         )

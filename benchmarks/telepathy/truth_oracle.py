@@ -48,10 +48,7 @@ def _truth_encode(entries: str):
     def encode_vision(
         self: SigmaPolicy, batch: SigmaBatch
     ) -> tuple[VisionOutput, torch.Tensor, torch.Tensor]:
-        b, n = batch.batch_size, self.dims.environment_state_dim
-        blank = torch.cat([batch.state, batch.state.new_zeros(b, n)], dim=-1)
-        vis = self.vision(batch.images, blank, None)
-        s_hat = self.auxiliary_state(vis.tokens.mean(dim=1))
+        vis, s_hat = self.estimate_scene(batch.images, batch.state)
         truth = batch.environment_state.to(s_hat.dtype)
         weights = torch.tensor([w > 0 for w in self.spec.train.losses.state_weights])
         take = weights.clone()

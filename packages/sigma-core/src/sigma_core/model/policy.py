@@ -317,9 +317,7 @@ class SigmaPolicy(nn.Module):
             state = self.vision_state(batch)
             return self.vision(batch.images, state, None), state, None
         b, n = batch.batch_size, self.dims.environment_state_dim
-        blank = torch.cat([batch.state, batch.state.new_zeros(b, n)], dim=-1)
-        vis = self.vision(batch.images, blank, None)
-        s_hat = self.auxiliary_state(vis.tokens.mean(dim=1))
+        vis, s_hat = self.estimate_scene(batch.images, batch.state)
         scene = s_hat.detach()
         forcing = self.spec.train.teacher_forcing
         if self.training and self.spec.train.stage == "base" and forcing > 0:
@@ -330,6 +328,15 @@ class SigmaPolicy(nn.Module):
             scene = torch.where(pick, truth, scene)
         state = self._with_scene(batch.state, scene)
         return self.vision.restate(vis, batch.images, state), state, s_hat
+
+    def estimate_scene(self, images: Tensor, state: Tensor) -> tuple[VisionOutput, Tensor]:
+        """``(V_base, s_hat)``: the cameras encoded with a blank scene state (the joints
+        ``state`` and zeros) and the auxiliary head's estimate ``s_hat = head(mean_n
+        V_base,n)``: the first pass of ``model.scene_state: estimated``."""
+        n = self.dims.environment_state_dim
+        blank = torch.cat([state, state.new_zeros(state.shape[0], n)], dim=-1)
+        vis = self.vision(images, blank, None)
+        return vis, self.auxiliary_state(vis.tokens.mean(dim=1))
 
     def _with_scene(self, state: Tensor, scene: Tensor) -> Tensor:
         """``[state; scene]`` as the vision's state encoder reads it: entries of weight 0
