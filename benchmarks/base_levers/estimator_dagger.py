@@ -32,37 +32,32 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import types
 from pathlib import Path
 
 import torch
 from torch import Tensor
+from truth_oracle import handed_the_truth
 
 from sigma_core import SigmaPolicy
 from sigma_core.data import ShardDataset, collate
 from sigma_core.train.losses import state_loss
 from sigma_core.types import SigmaBatch, VisionOutput
 
-#: (pooled vision features, truth, images, joint state) at each planning step of the
-#: rollouts (images as float16: about 110 kB a plan)
-RECORDED: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
 
+class Recording(SigmaPolicy):
+    """The estimated path unchanged (the policy acts on ``s_hat``); records, per plan, the
+    head's input, the observed truth the rollout hands over, the images (float16: about
+    110 kB a plan) and the joints in ``recorded``."""
 
-def _recording_encode(self: SigmaPolicy, batch: SigmaBatch) -> tuple[VisionOutput, Tensor, Tensor]:
-    """The estimated path unchanged (the policy acts on s_hat); records the head's input
-    and the observed truth that the rollout hands over."""
-    vis, s_hat = self.estimate_scene(batch.images, batch.state)
-    pooled = vis.tokens.mean(dim=1)
-    RECORDED.append(
-        (
-            pooled.detach().clone(),
-            batch.environment_state.detach().float().clone(),
-            batch.images.detach().half().clone(),
-            batch.state.detach().clone(),
-        )
-    )
-    state = self._with_scene(batch.state, s_hat.detach())
-    return self.vision.restate(vis, batch.images, state), state, s_hat
+    recorded: list[tuple[Tensor, Tensor, Tensor, Tensor]]
+
+    def encode_vision(self, batch: SigmaBatch) -> tuple[VisionOutput, Tensor, Tensor]:
+        vis, s_hat = self.estimate_scene(batch.images, batch.state)
+        truth = batch.environment_state.float()
+        pooled = vis.tokens.mean(dim=1)
+        self.recorded.append((pooled, truth, batch.images.half(), batch.state))
+        state = self._with_scene(batch.state, s_hat.detach())
+        return self.vision.restate(vis, batch.images, state), state, s_hat
 
 
 def collect(
@@ -72,18 +67,12 @@ def collect(
     state} per planning step, success rate)."""
     from sigma_sim.rollout import rollout
 
-    RECORDED.clear()
-    spec_state = policy.spec.model.scene_state
-    policy.spec.model.scene_state = "observed"  # the rollout then hands over the truth
-    policy.encode_vision = types.MethodType(_recording_encode, policy)
-    try:
+    with handed_the_truth(policy, Recording):
+        policy.recorded = []
         results = rollout(policy, meta, episodes, seed=seed, max_seconds=10.0, workers=1)
-    finally:
-        del policy.encode_vision
-        policy.spec.model.scene_state = spec_state
     names = ("features", "truth", "images", "state")
-    frames = {k: torch.cat([r[i] for r in RECORDED]) for i, k in enumerate(names)}
-    RECORDED.clear()
+    frames = {k: torch.cat([r[i] for r in policy.recorded]) for i, k in enumerate(names)}
+    del policy.recorded
     return frames, sum(r.success for r in results) / len(results)
 
 

@@ -626,11 +626,14 @@ def test_the_scene_correction_starts_as_the_base_and_trains_in_stage_sigma_only(
     torch.manual_seed(0)
     loss, row = objective([batch], 0)
     loss.backward()
-    out = corrected(replace(batch))
+    out = corrected(batch)
     want = state_loss(out.extras["corrected_state"], batch.environment_state, [1, 1, 0])
     assert row["L_scene"] == pytest.approx(want.item(), rel=1e-5)
     last = corrected.scene_correction.head[-1]
     assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0
+    blind = replace(batch, environment_state=None)  # data recorded without the scene state
+    with pytest.raises(SigmaUserError, match=r"model.scene_correction trains on .* set model"):
+        objective([blind], 0)
     # inference reads no privileged state and computes no training target
     corrected.eval()
     with torch.no_grad():

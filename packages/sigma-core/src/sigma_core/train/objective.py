@@ -21,6 +21,22 @@ from sigma_core.train.losses import (
 from sigma_core.types import ActionSet, SigmaBatch, SigmaOutput
 
 
+def scene_truth(batch: SigmaBatch, needed_by: str, switch_off: str) -> torch.Tensor:
+    """The batch's normalized ``observation.environment_state``, the privileged target of a
+    scene-state loss (training only).
+
+    Raises:
+        SigmaUserError: the data was recorded without it, naming what needs it and the
+            setting that does without.
+    """
+    if batch.environment_state is None:
+        raise SigmaUserError(
+            f"{needed_by} trains on observation.environment_state, which this batch lacks"
+            f" (data recorded without it: record with sigma data sim, or set {switch_off})"
+        )
+    return batch.environment_state
+
+
 class StageObjective(nn.Module):
     """``forward(run, step) -> (loss, logged terms)`` of a stage, as one module.
 
@@ -107,16 +123,11 @@ class StageObjective(nn.Module):
         total = terms.total + self.losses.lambda_fuse * l_fuse
         row = {**traf_columns(terms), "L_fuse": l_fuse.item()}
         if auxiliary:
-            if batch.environment_state is None:
-                raise SigmaUserError(
-                    f"model.dims.auxiliary_state_dim={self.policy.dims.auxiliary_state_dim} "
-                    "trains on observation.environment_state, which this batch lacks (data "
-                    "recorded without it: record with sigma data sim, or set "
-                    "auxiliary_state_dim: 0)"
-                )
-            l_state = state_loss(
-                out.extras["auxiliary_state"], batch.environment_state, self.losses.state_weights
+            dim = self.policy.dims.auxiliary_state_dim
+            truth = scene_truth(
+                batch, f"model.dims.auxiliary_state_dim={dim}", "auxiliary_state_dim: 0"
             )
+            l_state = state_loss(out.extras["auxiliary_state"], truth, self.losses.state_weights)
             total = total + self.losses.lambda_state * l_state
             row["L_state"] = l_state.item()
         return total, {"loss": total.item(), **row}
@@ -127,15 +138,8 @@ class StageObjective(nn.Module):
         """Stage sigma with ``model.scene_correction``: ``+ λ_state·L_state(s_tau, s)``, the
         corrected scene estimate against the named cube's and the goal's truth (normalized
         ``observation.environment_state``, which only training reads)."""
-        if batch.environment_state is None:
-            raise SigmaUserError(
-                "model.scene_correction trains on observation.environment_state, which this"
-                " batch lacks (data recorded without it: record with sigma data sim, or set"
-                " model.scene_correction: false)"
-            )
-        l_scene = state_loss(
-            out.extras["corrected_state"], batch.environment_state, self.losses.state_weights
-        )
+        truth = scene_truth(batch, "model.scene_correction", "model.scene_correction: false")
+        l_scene = state_loss(out.extras["corrected_state"], truth, self.losses.state_weights)
         loss, row = term
         loss = loss + self.losses.lambda_state * l_scene
         return loss, row | {"loss": loss.item(), "L_scene": l_scene.item()}
