@@ -79,3 +79,50 @@ def train(
     }
     if trainer.main:
         out.print_json(json.dumps(summary))
+
+
+@user_errors
+def dagger(
+    base: Annotated[
+        Path, typer.Argument(metavar="BASE", help="A camera-only base's policy directory.")
+    ],
+    data: Annotated[Path, typer.Option(help="The base's training shards (sigma data sim).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where round_K/ and dagger.json go.")],
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds in all (a rerun resumes).")] = 5,
+    episodes: Annotated[int, typer.Option(min=1, help="Closed-loop episodes per round.")] = 100,
+    steps: Annotated[int, typer.Option(min=1, help="Refit steps per round.")] = 1500,
+    seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="First closed-loop seed (round K: SEED + K*EPISODES on; sigma eval's"
+            " are 10000 on).",
+        ),
+    ] = 20_000,
+    max_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Simulated seconds per episode.")
+    ] = 10.0,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
+) -> None:
+    """Refit a camera-only base's scene estimator on the states its own policy visits.
+
+    DAgger on the estimate (sigma_sim.dagger): each round runs the current policy in the
+    SO-101 simulator on its own estimate, records the truth at every planning step,
+    and refits vision and estimator on every round's states while stage base's
+    objective keeps the action path on the demonstrations. The policy after round K is
+    OUT/round_K (same spec: it never reads the truth at inference). A rerun of the same
+    command resumes after the last saved round, to the same weights.
+    """
+    import torch
+
+    from sigma_sim.dagger import estimator_dagger
+
+    torch.set_num_threads(threads)
+
+    def show(row: dict[str, object]) -> None:
+        err.print(json.dumps(row))
+
+    rows = estimator_dagger(
+        base, data, out_dir, rounds, episodes, steps, seed, max_seconds, log=show
+    )
+    out.print_json(json.dumps({"policy": str(out_dir / f"round_{rounds - 1}"), "rounds": rows}))

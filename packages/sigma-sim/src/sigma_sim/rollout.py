@@ -113,7 +113,7 @@ if TYPE_CHECKING:
     import torch
     from so101_nexus.mujoco.pick_and_place import PickAndPlaceEnv
 
-    from sigma_core import SigmaPolicy
+    from sigma_core import SigmaBatch, SigmaPolicy
     from sigma_sim.config import So101PickPlaceConfig
     from sigma_sim.scene import CameraSwitch
 
@@ -560,12 +560,17 @@ class _Plan:
 class _Runner:
     """One simulator and one policy; runs episodes of a :class:`_Plan` by index."""
 
-    def __init__(self, policy: SigmaPolicy, plan: _Plan) -> None:
+    def __init__(
+        self,
+        policy: SigmaPolicy,
+        plan: _Plan,
+        on_plan: Callable[[SigmaBatch], None] | None = None,
+    ) -> None:
         import numpy as np
 
         from sigma_sim.scene import CameraSwitch, make_env
 
-        self.policy, self.plan = policy, plan
+        self.policy, self.plan, self.on_plan = policy, plan, on_plan
         self.device = next(policy.parameters()).device
         self.env = make_env(plan.cfg)
         self.switch = CameraSwitch(self.env)
@@ -601,6 +606,7 @@ class _Runner:
                 self.switch,
                 plan.render_every_step or video is not None,
                 plan.instruction_steps,
+                self.on_plan,
             )
 
     def close(self) -> None:
@@ -665,6 +671,7 @@ def rollout(
     journal: Path | None = None,
     render_every_step: bool = False,
     instruction_steps: int | None = None,
+    on_plan: Callable[[SigmaBatch], None] | None = None,
 ) -> list[EpisodeResult]:
     """Run ``policy`` closed-loop in the SO-101 pick-and-place simulator.
 
@@ -706,6 +713,12 @@ def rollout(
             depend on it.
         instruction_steps: show the instruction on the first ``k`` control steps
             only, then the empty text (see the module docstring); ``None``: always.
+        on_plan: called with the batch of every planning step (the one the policy
+            plans its chunk from), in order, episode after episode. Its
+            ``environment_state`` holds the normalized scene truth even when the policy
+            estimates its scene state (which it then does not read): what
+            ``sigma_sim.dagger`` records. In-process only (``workers`` 1, no
+            ``journal``).
 
     Returns:
         One :class:`EpisodeResult` per episode, in order.
@@ -727,6 +740,8 @@ def rollout(
     if workers < 1:
         raise SigmaUserError(f"workers must be >= 1, got {workers}")
     check_instruction_steps(instruction_steps)
+    if on_plan is not None and (workers != 1 or journal is not None):
+        raise SigmaUserError("on_plan records in this process: workers must be 1, no journal")
     eval_env_seed(seed, 0)  # rejects a negative seed before the scene is built
     have = shard_dims(meta)
     dims = policy.dims
@@ -753,7 +768,11 @@ def rollout(
         seed=seed,
         stats=deployment_stats(policy, meta),
         actions=policy.spec.data.actions,
-        environment_state_dim=policy.spec.model.observed_scene_state_dim,
+        environment_state_dim=(
+            policy.spec.model.observed_scene_state_dim
+            if on_plan is None
+            else policy.dims.environment_state_dim  # the truth, recorded for on_plan
+        ),
         video_dir=None if video_dir is None else Path(video_dir),
         video_episodes=video_episodes,
         render_every_step=render_every_step,
@@ -786,7 +805,7 @@ def rollout(
     policy.eval()
     try:
         if todo and min(workers, len(todo)) == 1:
-            runner = _Runner(policy, plan)
+            runner = _Runner(policy, plan, on_plan)
             try:
                 for i in todo:
                     finished(runner.episode(i))
@@ -908,6 +927,7 @@ def _episode(
     switch: CameraSwitch | None = None,
     render_every_step: bool = True,
     instruction_steps: int | None = None,
+    on_plan: Callable[[SigmaBatch], None] | None = None,
 ) -> EpisodeResult:
     import numpy as np
 
@@ -941,6 +961,8 @@ def _episode(
             batch = observer.batch(obs, text, scene, read=read)
             if replan:  # the plan is relative to this state
                 anchor = batch.state
+                if on_plan is not None:
+                    on_plan(batch)
             if switch is not None:
                 switch.set(
                     render_every_step

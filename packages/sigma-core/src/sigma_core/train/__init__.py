@@ -1,6 +1,8 @@
 """Training: the loop (:class:`Trainer`), the stage objectives (TRAF + TSAC), which
-parameters each stage trains, the optimizer, the runtime and the checkpoint format."""
+parameters each stage trains, the optimizer, the runtime, the checkpoint format, and the
+refit of a camera-only base's scene estimator on visited states (estimator DAgger)."""
 
+from sigma_core.train.estimator import VisitedStates, named_error, refit_estimator
 from sigma_core.train.losses import LossConfig, Ramp, sigma_objective, traf
 from sigma_core.train.objective import StageObjective
 from sigma_core.train.stages import configure_stage, telepathy_parameter_names
@@ -12,8 +14,11 @@ __all__ = [
     "StageObjective",
     "TrainResult",
     "Trainer",
+    "VisitedStates",
     "configure_stage",
     "init_source",
+    "named_error",
+    "refit_estimator",
     "sigma_objective",
     "telepathy_parameter_names",
     "traf",

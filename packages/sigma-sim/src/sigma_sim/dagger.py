@@ -1,0 +1,200 @@
+"""DAgger for a camera-only base's scene estimator, in the SO-101 simulator (``sigma dagger``).
+
+A base trained on the truth only (``train.teacher_forcing: 1``) acts on its scene state
+like the privileged oracle, but its estimate ``s_hat`` is wrong on the states it visits in
+closed loop, which the demonstrations never showed. Each round of :func:`estimator_dagger`:
+
+1. runs the current policy closed-loop on its own estimate, ``episodes`` fresh seeds
+   (round ``k`` uses ``seed + k·episodes`` on; keep them disjoint from the evaluation's
+   ``10_000 + i``), and records at every planning step what it read and the simulator's
+   truth (:func:`visit`);
+2. adds them to the aggregate of every round so far;
+3. refits vision and estimator on the aggregate while stage base's objective keeps the
+   action path on the demonstrations (:func:`sigma_core.train.refit_estimator`, refit
+   seed ``k``);
+4. saves the policy to ``OUT/round_k`` and its row to ``OUT/dagger.json``.
+
+The policy's spec is unchanged: it stays a camera-only base that never reads the truth
+at inference. A killed run resumes from its last saved round: the aggregate is rebuilt by
+replaying the saved rounds' closed loops (deterministic, and checked against the recorded
+success rates), and the global random state saved with the round is restored, so a
+resumed run ends with the same weights as one that ran through.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sigma_core import SigmaPolicy, SigmaUserError, atomic_write_bytes
+from sigma_core.data import ShardDataset
+from sigma_core.train import VisitedStates, named_error, refit_estimator
+from sigma_sim.rollout import EpisodeResult, rollout
+
+#: The random state saved beside each round's policy (safetensors, one uint8 tensor).
+RNG_FILE = "rng.safetensors"
+LOG_FILE = "dagger.json"
+
+
+def visit(
+    policy: SigmaPolicy, meta: dict[str, Any], episodes: int, seed: int, max_seconds: float
+) -> tuple[VisitedStates, list[EpisodeResult]]:
+    """Closed-loop episodes of ``policy`` on its own estimate: every planning step's
+    images, joints and scene truth (normalized), and the episodes' results."""
+    images: list[torch.Tensor] = []
+    state: list[torch.Tensor] = []
+    truth: list[torch.Tensor] = []
+
+    def record(batch: Any) -> None:
+        images.append(batch.images.half())
+        state.append(batch.state)
+        truth.append(batch.environment_state.float())
+
+    results = rollout(
+        policy, meta, episodes, seed=seed, max_seconds=max_seconds, workers=1, on_plan=record
+    )
+    visited = VisitedStates(torch.cat(images), torch.cat(state), torch.cat(truth))
+    return visited, results
+
+
+def _round_dir(out: Path, k: int) -> Path:
+    return out / f"round_{k}"
+
+
+def _save_round(
+    out: Path, k: int, policy: SigmaPolicy, trained_on: Any, log: list[dict[str, Any]]
+) -> None:
+    from safetensors.torch import save
+
+    policy.save_pretrained(_round_dir(out, k), trained_on=trained_on)
+    rng = save({"torch": torch.get_rng_state()})
+    atomic_write_bytes(_round_dir(out, k) / RNG_FILE, rng)
+    # the log last: a round counts as done once its row is written
+    atomic_write_bytes(out / LOG_FILE, json.dumps(log, indent=1).encode())
+
+
+def _done_rounds(out: Path) -> list[dict[str, Any]]:
+    """The rows of the rounds already saved under ``out`` (whose policy is complete)."""
+    path = out / LOG_FILE
+    if not path.is_file():
+        return []
+    try:
+        log = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SigmaUserError(f"{path}: not a DAgger log ({e}); remove it to start over") from e
+    return [r for r in log if (_round_dir(out, r["round"]) / RNG_FILE).is_file()]
+
+
+def estimator_dagger(
+    base: str | Path,
+    shards: str | Path,
+    out: str | Path,
+    rounds: int = 5,
+    episodes: int = 100,
+    steps: int = 1500,
+    seed: int = 20_000,
+    max_seconds: float = 10.0,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) ``rounds`` rounds of estimator DAgger from the policy at ``base``.
+
+    Args:
+        base: a camera-only base (``model.scene_state: estimated``) saved by ``sigma train``.
+        shards: its training shards: the demonstrations the refit keeps the action path
+            on (train split), the statistics and the scene of the closed loop.
+        out: where ``round_k/`` (a policy directory) and ``dagger.json`` go.
+        rounds, episodes, steps: rounds in all, closed-loop episodes per round, refit
+            steps per round (batch 16 demonstration windows + 16 visited states).
+        seed: the first closed-loop seed; round ``k`` runs ``seed + k·episodes`` on.
+        max_seconds: simulated seconds per episode.
+        log: called with each round's row as it is saved.
+
+    Returns:
+        One row per round: the closed loop's success rate, the estimate's error on the
+        named cube's position there (before the refit, :func:`named_error`) and on the
+        validation windows (after it), the aggregate's size and the seconds it took.
+
+    Raises:
+        SigmaUserError: a base that does not estimate its scene state, shards without the
+            scene truth, bad counts, or a saved run whose replay differs.
+    """
+    for name, value in (("rounds", rounds), ("episodes", episodes), ("steps", steps)):
+        if value < 1:
+            raise SigmaUserError(f"{name} must be >= 1, got {value}")
+    out, shards = Path(out), Path(shards)
+    saved = json.loads((Path(base) / "sigma.json").read_text())
+    # the global generator (dropout) is seeded before the policy is built, whose
+    # initialisation draws from it; a resumed run restores the saved state instead
+    torch.manual_seed(saved["spec"]["train"]["seed"])
+    policy = SigmaPolicy.from_pretrained(base).eval()
+    dims, spec = policy.dims, policy.spec
+    if spec.model.scene_state != "estimated":
+        raise SigmaUserError(
+            f"{base}: estimator DAgger needs a camera-only base (model.scene_state: estimated),"
+            f" not {spec.model.scene_state!r}"
+        )
+    meta = json.loads((shards / "meta.json").read_text())
+    windows = {"frame_history": dims.frame_history, "actions": spec.data.actions}
+    windows["environment_state"] = dims.scene_state_dim
+    demonstrations = ShardDataset(str(shards), "train", **windows)
+    val = ShardDataset(str(shards), "val", **windows)
+    trained_on = saved.get("trained_on")
+    done = _done_rounds(out)[:rounds]
+    rows = list(done)
+    pool: VisitedStates | None = None
+    for k in range(len(done)):  # rebuild the aggregate: replay the saved rounds' closed loops
+        if k:
+            policy = SigmaPolicy.from_pretrained(_round_dir(out, k - 1)).eval()
+        visited, results = visit(policy, meta, episodes, seed + k * episodes, max_seconds)
+        success = sum(r.success for r in results) / len(results)
+        if success != done[k]["rollout_success"]:
+            raise SigmaUserError(
+                f"{out / LOG_FILE}: round {k}'s closed loop replays at {success:.0%}, saved"
+                f" {done[k]['rollout_success']:.0%} (another machine or version?);"
+                " remove the directory to start over"
+            )
+        pool = visited if pool is None else pool + visited
+    if done:
+        from safetensors.torch import load_file
+
+        last = _round_dir(out, len(done) - 1)
+        policy = SigmaPolicy.from_pretrained(last).eval()
+        torch.set_rng_state(load_file(str(last / RNG_FILE))["torch"])
+    for k in range(len(done), rounds):
+        start = time.perf_counter()
+        visited, results = visit(policy, meta, episodes, seed + k * episodes, max_seconds)
+        pool = visited if pool is None else pool + visited
+        row = {
+            "round": k,
+            "seeds": [seed + k * episodes, seed + (k + 1) * episodes - 1],
+            "rollout_success": sum(r.success for r in results) / len(results),
+            "closed_loop_named_mse": round(named_error(policy, visited), 4),
+        }
+        refit_estimator(policy, demonstrations, pool, steps, seed=k)
+        row |= {
+            "val_named_mse": round(_val_error(policy, val), 4),
+            "aggregate": len(pool),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        rows.append(row)
+        _save_round(out, k, policy, trained_on, rows)
+        if log is not None:
+            log(row)
+    return rows
+
+
+def _val_error(policy: SigmaPolicy, val: ShardDataset, chunk: int = 128) -> float:
+    """:func:`named_error` over every validation window of the shards."""
+    from sigma_core.data import collate
+
+    total = 0.0
+    for i in range(0, len(val), chunk):
+        batch = collate([val[j] for j in range(i, min(i + chunk, len(val)))])
+        windows = VisitedStates(batch.images, batch.state, batch.environment_state.float())
+        total += named_error(policy, windows) * len(windows)
+    return total / len(val)

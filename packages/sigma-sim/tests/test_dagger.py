@@ -1,0 +1,157 @@
+"""Estimator DAgger (:mod:`sigma_sim.dagger`, ``sigma dagger``) and the rollout's ``on_plan``.
+
+A tiny camera-only base (32 px, random weights) on 3 recorded demonstrations; every
+closed-loop episode lasts at most 0.3 simulated seconds and every refit a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sigma_core import SigmaUserError
+from sigma_sim.config import So101PickPlaceConfig
+
+CAMERAS = ["overhead", "wrist"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 recorded 32 px demonstrations, preprocessed with one episode held out for val."""
+    from sigma_core.data import PreprocessOptions, preprocess
+    from sigma_lerobot.dataset import LeRobotSource
+    from sigma_sim.source import So101PickPlace
+
+    root = tmp_path_factory.mktemp("dagger")
+    So101PickPlace(So101PickPlaceConfig(image_size=32)).write(root / "sim", 3, progress=False)
+    opts = PreprocessOptions(
+        cameras=CAMERAS, image_size=32, horizon=8, chunk=4, val_fraction=0.34, test_fraction=0
+    )
+    preprocess(LeRobotSource(str(root / "sim"), CAMERAS), root / "shards", opts)
+    return root / "shards"
+
+
+def _spec(shards: Path, scene_state: str) -> Any:
+    from sigma_core import get_registry, validate_spec
+
+    meta = json.loads((shards / "meta.json").read_text())
+    width = len(meta["stats"]["observation.environment_state"]["mean"])
+    dims = {"d_model": 32, "image_size": 32, "chunk_horizon": 4, "horizon": 8}
+    dims |= {"cameras": CAMERAS, "environment_state_dim": width}
+    if scene_state == "estimated":
+        dims["auxiliary_state_dim"] = width
+    raw = {"model": {"dims": dims, "scene_state": scene_state}, "train": {"stage": "base"}}
+    return validate_spec(raw, get_registry())
+
+
+@pytest.fixture(scope="module")
+def base(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A camera-only base (random weights), saved as ``sigma train`` saves one."""
+    from sigma_core import build_policy
+
+    torch.manual_seed(0)
+    where = tmp_path_factory.mktemp("base") / "policy"
+    build_policy(_spec(shards, "estimated")).save_pretrained(where)
+    return where
+
+
+def test_on_plan_hands_over_the_truth_the_camera_only_policy_does_not_read(shards, base) -> None:
+    """on_plan sees every planning step's batch with the normalized scene truth; the
+    camera-only policy acts exactly as without it (it never reads the truth)."""
+    from sigma_core import SigmaPolicy
+    from sigma_core.data import environment_normalizer
+    from sigma_sim.rollout import eval_env_seed, rollout, scene_config
+    from sigma_sim.scene import make_env, reset_episode
+
+    meta = json.loads((shards / "meta.json").read_text())
+    policy = SigmaPolicy.from_pretrained(base)
+    seen: list[Any] = []
+    told = rollout(policy, meta, 2, max_seconds=0.3, on_plan=seen.append)
+    blind = rollout(policy, meta, 2, max_seconds=0.3)
+    assert [r.as_dict() | {"latencies": 0, "sim_seconds": 0} for r in told] == [
+        r.as_dict() | {"latencies": 0, "sim_seconds": 0} for r in blind
+    ]
+    stride = told[0].n_action_steps
+    assert len(seen) == sum(-(-r.steps // stride) for r in told)  # one per plan
+    width = policy.dims.environment_state_dim
+    assert all(b.environment_state.shape == (1, width) for b in seen)
+    cfg = scene_config(meta, distractors=None, image_size=32, fps=30)
+    env = make_env(cfg)
+    try:
+        _, _, episode = reset_episode(env, eval_env_seed(10_000, 0), list(cfg.cube_colors))
+    finally:
+        env.close()
+    raw = environment_normalizer(meta, "meta", width).denormalize(seen[0].environment_state[0])
+    np.testing.assert_allclose(raw[:3].numpy(), episode.cube_pos, atol=1e-5)
+    with pytest.raises(SigmaUserError, match="on_plan records in this process: workers must be 1"):
+        rollout(policy, meta, 2, max_seconds=0.3, on_plan=seen.append, workers=2)
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / "model.safetensors"))
+
+
+def test_estimator_dagger_refits_the_estimator_and_resumes_to_the_same_weights(
+    shards, base, tmp_path
+) -> None:
+    from sigma_core import SigmaPolicy
+    from sigma_core.train import configure_stage, telepathy_parameter_names
+    from sigma_sim.dagger import LOG_FILE, estimator_dagger
+
+    settings = {"episodes": 2, "steps": 3, "max_seconds": 0.3}
+    straight = estimator_dagger(base, shards, tmp_path / "a", rounds=2, log=None, **settings)
+    assert [r["round"] for r in straight] == [0, 1]
+    assert [r["seeds"] for r in straight] == [[20_000, 20_001], [20_002, 20_003]]
+    assert straight[1]["aggregate"] > straight[0]["aggregate"] > 0  # every round's states
+    before, after = _weights(base), _weights(tmp_path / "a" / "round_1")
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("auxiliary_state.") for k in moved)  # the estimator
+    assert any(k.startswith("vision.") for k in moved)
+    policy = SigmaPolicy.from_pretrained(tmp_path / "a" / "round_1")
+    configure_stage(policy, "base")
+    assert moved <= {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert not moved & set(telepathy_parameter_names(policy))  # the pathway: untouched
+    assert policy.spec.model.scene_state == "estimated"  # never reads the truth
+
+    # killed after round 0, rerun with the same command: the same weights as straight
+    estimator_dagger(base, shards, tmp_path / "b", rounds=1, log=None, **settings)
+    resumed = estimator_dagger(base, shards, tmp_path / "b", rounds=2, log=None, **settings)
+    assert [r["round"] for r in resumed] == [0, 1]
+    for k, v in _weights(tmp_path / "a" / "round_1").items():
+        assert torch.equal(v, _weights(tmp_path / "b" / "round_1")[k]), k
+    again = estimator_dagger(base, shards, tmp_path / "b", rounds=2, log=None, **settings)
+    assert again == resumed  # nothing left to do
+
+    log = tmp_path / "b" / LOG_FILE
+    rows = json.loads(log.read_text())
+    rows[0]["rollout_success"] = 1.0  # not what the closed loop replays
+    log.write_text(json.dumps(rows))
+    with pytest.raises(SigmaUserError, match=r"dagger.json: round 0's closed loop replays at 0%"):
+        estimator_dagger(base, shards, tmp_path / "b", rounds=3, log=None, **settings)
+
+
+def test_estimator_dagger_refuses_a_base_that_reads_the_truth(shards, tmp_path) -> None:
+    from sigma_core import build_policy
+    from sigma_sim.dagger import estimator_dagger
+
+    oracle = tmp_path / "oracle"
+    build_policy(_spec(shards, "observed")).save_pretrained(oracle)
+    with pytest.raises(SigmaUserError, match=r"oracle: estimator DAgger needs a camera-only base"):
+        estimator_dagger(oracle, shards, tmp_path / "out", rounds=1, log=None)
+    with pytest.raises(SigmaUserError, match="episodes must be >= 1, got 0"):
+        estimator_dagger(oracle, shards, tmp_path / "out", episodes=0, log=None)
