@@ -47,6 +47,8 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
         "base demonstrations",
         "base preprocess",
         "train base",
+        "continue base",
+        "base DAgger",
         "demonstrations",
         "preprocess",
         "train sigma",
@@ -121,6 +123,18 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
     assert summary["base"]["demonstrations"]["episodes"] == 4
     base_meta = json.loads((root / "runs/base/policy/sigma.json").read_text())
     assert base_meta["spec"]["model"]["scene_state"] == "estimated"
+    assert base_meta["spec"]["train"]["teacher_forcing"] == 1.0  # trained on the truth only
+    # the base is the continued base after its estimator DAgger: the last round, copied
+    dagger = json.loads((root / "base-dagger/dagger.json").read_text())
+    assert [r["round"] for r in dagger] == [0] and dagger[0]["aggregate"] > 0
+    last = (root / "base-dagger/round_0/model.safetensors").read_bytes()
+    assert (root / "runs/base/policy/model.safetensors").read_bytes() == last
+    continued = root / "runs/base-continued/policy/model.safetensors"
+    assert continued.read_bytes() != last
+    assert (
+        base_meta["trained_on"]
+        == json.loads((root / "runs/base-continued/policy/sigma.json").read_text())["trained_on"]
+    )  # sigma eval still refuses the windows the base trained on
     # Sigma's shards are normalized with the base's statistics, and no episode of them
     # is one the base was trained on (another recording seed)
     shards = json.loads((root / "shards/meta.json").read_text())

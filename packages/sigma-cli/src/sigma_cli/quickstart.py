@@ -62,6 +62,10 @@ class Size:
     sigma_steps: int
     base_episodes: int  # demonstrations the base trains on (--train-base)
     base_batch_size: int
+    base_continue_steps: int  # --train-base: the base continued from its weights, lr 3e-4
+    dagger_rounds: int  # --train-base: estimator DAgger (sigma dagger) on the continued base
+    dagger_episodes: int  # closed-loop episodes per round
+    dagger_steps: int  # refit steps per round
     base_split: float  # the base's val and test fraction each
     shipped_base: bool  # start from SHIPPED_BASE unless --train-base (False: always train)
     batch_size: int
@@ -80,6 +84,10 @@ FULL = Size(
     sigma_steps=300,
     base_episodes=204,
     base_batch_size=16,
+    base_continue_steps=8000,
+    dagger_rounds=5,
+    dagger_episodes=100,
+    dagger_steps=1500,
     base_split=0.05,
     shipped_base=True,
     batch_size=8,
@@ -97,6 +105,10 @@ SMOKE = Size(
     sigma_steps=4,
     base_episodes=4,
     base_batch_size=2,
+    base_continue_steps=2,
+    dagger_rounds=1,
+    dagger_episodes=1,
+    dagger_steps=2,
     base_split=0.25,
     shipped_base=False,
     batch_size=2,
@@ -246,20 +258,45 @@ def _preprocess(
     preprocess(source, shards, opts, dims=dims, stats=stats)
 
 
+def continued_spec(raw: dict[str, Any], size: Size, init_from: Path) -> dict[str, Any]:
+    """The base's spec continued from its weights: ``size.base_continue_steps`` more steps,
+    a fresh cosine schedule from lr 3e-4 (the second of :func:`train_base`'s trainings)."""
+    more = json.loads(json.dumps(raw))  # a deep copy
+    more["train"] |= {"steps": size.base_continue_steps, "lr": 3e-4, "init_from": str(init_from)}
+    return more
+
+
+#: The first closed-loop seed of the base's estimator DAgger (``sigma dagger --seed``):
+#: rounds use 20,000 on, disjoint from every evaluation's 10,000 + i.
+DAGGER_SEED = 20_000
+
+
 def train_base(root: Path, size: Size, seed: int, timings: dict[str, float]) -> dict[str, Any]:
     """``--train-base``: the base from scratch into ``root/runs/base`` (each step resumable).
 
-    ``size.base_episodes`` demonstrations of :data:`TASK` recorded with ``seed``
-    (``data-base/``), preprocessed with ``size.base_split`` held out for val and test
-    each (``shards-base/``, split seed ``seed``), then ``configs/base-estimated.yaml``
-    (:func:`base_spec`) trained on them, one torch thread. At the full size this is
-    how :data:`SHIPPED_BASE` was made. Returns the demonstrations' summary.
+    1. ``size.base_episodes`` demonstrations of :data:`TASK` recorded with ``seed``
+       (``data-base/``), preprocessed with ``size.base_split`` held out for val and test
+       each (``shards-base/``, split seed ``seed``);
+    2. ``configs/base-estimated.yaml`` (:func:`base_spec`: trained on the truth only,
+       ``train.teacher_forcing: 1``) trained on them (``runs/base-trained``), then
+       continued from its weights (:func:`continued_spec`, ``runs/base-continued``);
+    3. ``size.dagger_rounds`` rounds of estimator DAgger on the continued base
+       (:func:`sigma_sim.dagger.estimator_dagger`, ``base-dagger/``): its scene estimate
+       refitted on the states its own policy visits in the simulator;
+    4. the last round copied to ``runs/base/policy``.
+
+    One torch thread throughout. At the full size this is how :data:`SHIPPED_BASE` was
+    made. Returns the demonstrations' summary.
     """
     from sigma_core.train import Trainer
+    from sigma_sim.dagger import estimator_dagger
 
     raw = base_spec(size)
-    spec = validate_spec(raw, get_registry(), source="quickstart:base")
-    data, shards, run = root / "data-base", root / "shards-base", root / "runs" / "base"
+    registry = get_registry()
+    spec = validate_spec(raw, registry, source="quickstart:base")
+    data, shards = root / "data-base", root / "shards-base"
+    first, second = root / "runs" / "base-trained", root / "runs" / "base-continued"
+    rounds, final = root / "base-dagger", root / "runs" / "base" / "policy"
     err.print("[bold]base demonstrations[/] ...")
     t = time.perf_counter()
     demo = _demonstrations(data, size.base_episodes, size.image_size, seed, 0)
@@ -267,19 +304,47 @@ def train_base(root: Path, size: Size, seed: int, timings: dict[str, float]) -> 
     if (t := _stage("base preprocess", (shards / "meta.json").is_file(), timings)) is not None:
         _preprocess(data, shards, size.base_split, spec.model.dims, seed, None)
         timings["base preprocess"] = time.perf_counter() - t
-    if (t := _stage("train base", (run / "policy").is_dir(), timings)) is not None:
-        trainer = Trainer(spec, shards, run, checkpoint_every=500, val_every=1000)
-        trainer.train(resume=(run / "last").exists())
-        timings["train base"] = time.perf_counter() - t
+    more = continued_spec(raw, size, first / "policy")
+    trainings = (
+        ("train base", spec, first),
+        ("continue base", validate_spec(more, registry, source="quickstart:base"), second),
+    )
+    for name, run_spec, run in trainings:
+        if (t := _stage(name, (run / "policy").is_dir(), timings)) is not None:
+            trainer = Trainer(run_spec, shards, run, checkpoint_every=500, val_every=1000)
+            trainer.train(resume=(run / "last").exists())
+            timings[name] = time.perf_counter() - t
+    if (t := _stage("base DAgger", final.is_dir(), timings)) is not None:
+        estimator_dagger(
+            second / "policy",
+            shards,
+            rounds,
+            size.dagger_rounds,
+            size.dagger_episodes,
+            size.dagger_steps,
+            DAGGER_SEED,
+            size.sim_seconds,
+            log=lambda row: err.print(json.dumps(row)),
+        )
+        _copy_policy(rounds / f"round_{size.dagger_rounds - 1}", final)
+        timings["base DAgger"] = time.perf_counter() - t
     return {k: demo[k] for k in ("episodes", "frames", "yield") if k in demo}
 
 
-def install_base(root: Path, timings: dict[str, float]) -> None:
-    """Copy the shipped base (:data:`SHIPPED_BASE`) to ``root/runs/base/policy``."""
+def _copy_policy(source: Path, target: Path) -> None:
+    """A policy directory's weights and ``sigma.json``, copied atomically."""
     import shutil
 
     from sigma_core import atomic_dir
 
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(target) as tmp:
+        for name in ("model.safetensors", "sigma.json"):
+            shutil.copyfile(source / name, tmp / name)
+
+
+def install_base(root: Path, timings: dict[str, float]) -> None:
+    """Copy the shipped base (:data:`SHIPPED_BASE`) to ``root/runs/base/policy``."""
     target = root / "runs" / "base" / "policy"
     if _stage("base (shipped)", target.is_dir(), timings) is None:
         return
@@ -296,10 +361,7 @@ def install_base(root: Path, timings: dict[str, float]) -> None:
             f"{source / 'model.safetensors'}: not the shipped base (sha256 differs from"
             " provenance.json); reinstall sigma-vla-cli or run sigma quickstart --train-base"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(target) as tmp:
-        for name in ("model.safetensors", "sigma.json"):
-            shutil.copyfile(source / name, tmp / name)
+    _copy_policy(source, target)
     timings["base (shipped)"] = time.perf_counter() - t
 
 
