@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load_file
 
 from sigma_core import SigmaUserError
-from sigma_sim.config import So101PickPlaceConfig
 
 CAMERAS = ["overhead", "wrist"]
 
@@ -31,19 +30,17 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 recorded 32 px demonstrations, preprocessed with one episode held out for val."""
+def shards(tmp_path_factory: pytest.TempPathFactory, three_demos: dict[str, Any]) -> Path:
+    """3 recorded 32 px demonstrations (conftest.py), one held out for val."""
     from sigma_core.data import PreprocessOptions, preprocess
     from sigma_lerobot.dataset import LeRobotSource
-    from sigma_sim.source import So101PickPlace
 
-    root = tmp_path_factory.mktemp("dagger")
-    So101PickPlace(So101PickPlaceConfig(image_size=32)).write(root / "sim", 3, progress=False)
+    out = tmp_path_factory.mktemp("dagger") / "shards"
     opts = PreprocessOptions(
         cameras=CAMERAS, image_size=32, horizon=8, chunk=4, val_fraction=0.34, test_fraction=0
     )
-    preprocess(LeRobotSource(str(root / "sim"), CAMERAS), root / "shards", opts)
-    return root / "shards"
+    preprocess(LeRobotSource(str(three_demos["path"]), CAMERAS), out, opts)
+    return out
 
 
 def _spec(shards: Path, scene_state: str) -> Any:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,15 +60,18 @@ def actions(root: Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Seed 0: 2 episodes then resumed to 3 (``resumed``), and 3 in one go (``oneshot``)."""
+def recorded(
+    tmp_path_factory: pytest.TempPathFactory, three_demos: dict[str, Any]
+) -> dict[str, object]:
+    """Seed 0: 2 episodes then resumed to 3 (``resumed``), and 3 in one go (``oneshot``,
+    the recording conftest.py shares with test_dagger)."""
     base = tmp_path_factory.mktemp("sim")
     cfg = small()
-    resumed, oneshot = base / "resumed", base / "oneshot"
+    resumed, oneshot = base / "resumed", three_demos["path"]
     first = source(cfg).write(out_dir=str(resumed), episodes=2, seed=0, progress=False)
     first_actions = actions(resumed)
     second = source(cfg).write(out_dir=str(resumed), episodes=3, seed=0, progress=False)
-    whole = source(cfg).write(out_dir=str(oneshot), episodes=3, seed=0, progress=False)
+    whole = three_demos["summary"]
     return {
         "cfg": cfg,
         "resumed": resumed,
