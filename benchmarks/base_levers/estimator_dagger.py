@@ -13,18 +13,23 @@ actions need no relabelling (it acts on the scene state); the estimate does, and
 simulator knows the truth at every state the policy visits.
 
 Each round: run the current policy closed-loop on ``--episodes`` seeds (from ``--seed``,
-disjoint from ``sigma eval --sim``'s 10,000 + i), record at every planning step the
-pooled vision features ``mean_n V_base,n`` (the auxiliary head's input) and the true
-normalized ``observation.environment_state``; add them to the aggregate. Then, with
+disjoint from ``sigma eval --sim``'s 10,000 + i) and record at every planning step the
+frames, joints and true normalized ``observation.environment_state``
+(:func:`sigma_sim.dagger.visit`); add them to the aggregate. Then, with
 ``--finetune head``, refit the auxiliary head alone (vision frozen, so the policy's
-action path is unchanged) for ``--steps`` steps of batch 256 on the aggregate (round 0
-also holds every window of SHARDS' train split) with ``L_state``
-(``train.losses.state_weights``); with ``--finetune vision``, train the vision and the
-head too: stage base's own objective on demonstration windows (so the action path stays
-trained) plus ``L_state`` on the recorded frames (:func:`finetune`). Save the policy to
+action path is unchanged) for ``--steps`` steps of batch 256 on the pooled vision
+features ``mean_n V_base,n`` of the aggregate (round 0 also holds every window of
+SHARDS' train split) with ``L_state`` (``train.losses.state_weights``); with
+``--finetune vision``, train the vision and the head too
+(:func:`sigma_core.train.refit_estimator`: stage base's objective on demonstration
+windows plus ``L_state`` on the visited states). ``--finetune vision`` is what ``sigma
+dagger`` does (it also resumes; same seeds, same weights: round 0's sha256 matched);
+this script keeps the head-only variant beside it. Save the policy to
 ``OUT_DIR/round_K`` (the base's spec unchanged). Prints the named cube's (x, y) MSE
 in closed loop per round, and the held-out (val) MSE offline. Evaluate a round with
 ``sigma eval OUT_DIR/round_K --data SHARDS --split test --sim 50``. One torch thread.
+The head-only figures in docs/results.md were measured before the collection moved to
+``visit`` (commit e00bcd3: features pooled from the float32 frames, not float16).
 """
 
 from __future__ import annotations
@@ -36,44 +41,23 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from truth_oracle import handed_the_truth
 
 from sigma_core import SigmaPolicy
 from sigma_core.data import ShardDataset, collate
+from sigma_core.train import VisitedStates, refit_estimator
 from sigma_core.train.losses import state_loss
-from sigma_core.types import SigmaBatch, VisionOutput
+from sigma_sim.dagger import visit
 
 
-class Recording(SigmaPolicy):
-    """The estimated path unchanged (the policy acts on ``s_hat``); records, per plan, the
-    head's input, the observed truth the rollout hands over, the images (float16: about
-    110 kB a plan) and the joints in ``recorded``."""
-
-    recorded: list[tuple[Tensor, Tensor, Tensor, Tensor]]
-
-    def encode_vision(self, batch: SigmaBatch) -> tuple[VisionOutput, Tensor, Tensor]:
-        vis, s_hat = self.estimate_scene(batch.images, batch.state)
-        truth = batch.environment_state.float()
-        pooled = vis.tokens.mean(dim=1)
-        self.recorded.append((pooled, truth, batch.images.half(), batch.state))
-        state = self._with_scene(batch.state, s_hat.detach())
-        return self.vision.restate(vis, batch.images, state), state, s_hat
-
-
-def collect(
-    policy: SigmaPolicy, meta: dict, episodes: int, seed: int
-) -> tuple[dict[str, Tensor], float]:
-    """Closed-loop rollouts of ``policy`` on its own estimate: ({features, truth, images,
-    state} per planning step, success rate)."""
-    from sigma_sim.rollout import rollout
-
-    with handed_the_truth(policy, Recording):
-        policy.recorded = []
-        results = rollout(policy, meta, episodes, seed=seed, max_seconds=10.0, workers=1)
-    names = ("features", "truth", "images", "state")
-    frames = {k: torch.cat([r[i] for r in policy.recorded]) for i, k in enumerate(names)}
-    del policy.recorded
-    return frames, sum(r.success for r in results) / len(results)
+def pooled(policy: SigmaPolicy, visited: VisitedStates, chunk: int = 256) -> Tensor:
+    """The auxiliary head's input ``mean_n V_base,n`` at every visited state."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(visited), chunk):
+            images = visited.images[i : i + chunk].float()
+            vis = policy.estimate_scene(images, visited.state[i : i + chunk])[0]
+            out.append(vis.tokens.mean(dim=1))
+    return torch.cat(out)
 
 
 def offline(policy: SigmaPolicy, shards: str, split: str) -> tuple[Tensor, Tensor]:
@@ -118,50 +102,6 @@ def refit(policy: SigmaPolicy, features: Tensor, truth: Tensor, steps: int, seed
     head.eval()
 
 
-def finetune(
-    policy: SigmaPolicy, shards: str, frames: dict[str, Tensor], steps: int, seed: int
-) -> None:
-    """Vision and head on the aggregate, the action path kept on the demonstrations.
-
-    Each step: stage base's objective on 16 demonstration windows (TRAF + L_fuse +
-    λ_state·L_state, as ``sigma train`` computes it) plus ``λ_state·L_state`` of the
-    estimate on 16 recorded closed-loop frames (AdamW lr 3e-4, cosine, clip 1.0).
-    """
-    from sigma_core.train.objective import StageObjective
-    from sigma_core.train.stages import configure_stage
-
-    dims, spec = policy.dims, policy.spec
-    ds = ShardDataset(
-        shards,
-        "train",
-        frame_history=dims.frame_history,
-        environment_state=dims.scene_state_dim,
-        actions=spec.data.actions,
-    )
-    configure_stage(policy, "base")
-    objective = StageObjective(policy, "base", spec.train.losses, steps)
-    params = [p for p in policy.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=spec.train.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    gen = torch.Generator().manual_seed(seed)
-    weights = spec.train.losses.state_weights
-    policy.train()
-    for step in range(steps):
-        demo = collate([ds[int(i)] for i in torch.randint(len(ds), (16,), generator=gen)])
-        loss, _ = objective([demo], step)
-        idx = torch.randint(len(frames["truth"]), (16,), generator=gen)
-        s_hat = policy.estimate_scene(frames["images"][idx].float(), frames["state"][idx])[1]
-        loss = loss + spec.train.losses.lambda_state * state_loss(
-            s_hat, frames["truth"][idx], weights
-        )
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, spec.train.max_grad_norm)
-        opt.step()
-        sched.step()
-    policy.eval()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base")
@@ -191,18 +131,26 @@ def main() -> None:
         offline(policy, args.shards, "train") if args.finetune == "head" else (None, None)
     )
     val = offline(policy, args.shards, "val")
-    pool: dict[str, Tensor] = {}
+    pool: VisitedStates | None = None
+    dims = policy.dims
+    demonstrations = ShardDataset(
+        args.shards,
+        "train",
+        frame_history=dims.frame_history,
+        environment_state=dims.scene_state_dim,
+        actions=policy.spec.data.actions,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = []
     for k in range(args.rounds):
         start = time.perf_counter()
         seed = args.seed + k * args.episodes  # fresh scenes every round
-        frames, success = collect(policy, meta, args.episodes, seed)
-        f, t = frames["features"], frames["truth"]
+        visited, results = visit(policy, meta, args.episodes, seed, max_seconds=10.0)
+        f, t = pooled(policy, visited), visited.truth
         row = {
             "round": k,
-            "rollout_success": success,
+            "rollout_success": sum(r.success for r in results) / len(results),
             "closed_loop_named_mse": round(named_mse(policy, f, t), 4),
             "val_named_mse": round(named_mse(policy, *val), 4),
         }
@@ -212,11 +160,11 @@ def main() -> None:
             after = named_mse(policy, f, t)
             size = len(features)
         else:
-            pool = {key: torch.cat([pool[key], v]) for key, v in frames.items()} if k else frames
-            finetune(policy, args.shards, pool, args.steps, seed=k)
+            pool = visited if pool is None else pool + visited
+            refit_estimator(policy, demonstrations, pool, args.steps, seed=k)
             val = offline(policy, args.shards, "val")  # the vision changed
             after = float("nan")  # the recorded features predate the new vision
-            size = len(pool["truth"])
+            size = len(pool)
         row |= {
             "after_refit_closed_loop_named_mse": round(after, 4),
             "after_refit_val_named_mse": round(named_mse(policy, *val), 4),
