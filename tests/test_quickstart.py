@@ -192,6 +192,20 @@ def test_the_shipped_base_is_the_recorded_file_and_every_run_builds_on_it(tmp_pa
     assert sha256_file(base_dir / "model.safetensors") == provenance["model.safetensors"]["sha256"]
     base = json.loads((base_dir / "sigma.json").read_text())
     assert base["spec"]["model"]["scene_state"] == "estimated" and base["stats"]
+    # what --train-base trains is what the shipped base was trained with
+    from sigma_cli.quickstart import base_spec
+    from sigma_core import get_registry, validate_spec
+
+    wanted = validate_spec(base_spec(FULL), get_registry()).model_dump(mode="json")
+    shipped = validate_spec(base["spec"], get_registry()).model_dump(mode="json")
+    unpinned = {  # a saved spec pins each slot's distribution ("from")
+        k: {f: x for f, x in v.items() if f != "from"} if isinstance(v, dict) else v
+        for k, v in shipped["model"].items()
+    }
+    assert unpinned == wanted["model"]
+    assert shipped["train"]["teacher_forcing"] == wanted["train"]["teacher_forcing"] == 1.0
+    assert shipped["train"]["losses"] == wanted["train"]["losses"]
+    assert base["trained_on"]["train_episodes"]  # sigma eval refuses the base's windows
     runs = specs(FULL, tmp_path, base["spec"])
     assert runs["sigma"].model.vision == runs["base"].model.vision
     assert runs["lora-only"].model.telepathy is False

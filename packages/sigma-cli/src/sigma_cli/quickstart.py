@@ -4,10 +4,12 @@ Stages, each skipped when its output is already complete (a rerun resumes):
 
 1. ``runs/base``  the frozen base, the CPU stand-in for π0.5: the pretrained base shipped
    with the package (:data:`SHIPPED_BASE`, a camera-only ``configs/base-estimated.yaml``
-   trained on 204 demonstrations; the paper starts from ``lerobot/pi05_base`` the same
-   way), copied into the run directory. With ``--train-base`` it is trained here from
-   scratch instead (``data-base/``, ``shards-base/``: :func:`train_base`), which
-   reproduces the shipped file (same commands, seeds and one torch thread).
+   trained on 204 demonstrations, then its scene estimator refitted by ``sigma dagger``;
+   the paper starts from ``lerobot/pi05_base`` the same way), copied into the run
+   directory. With ``--train-base`` it is trained here from scratch instead
+   (``data-base/``, ``shards-base/``, ``runs/base-trained``, ``runs/base-continued``,
+   ``base-dagger/``: :func:`train_base`), which reproduces the shipped file (same
+   commands, seeds and one torch thread).
 2. ``data/``    scripted SO-101 demonstrations in MuJoCo (``data_source: so101-pickplace``),
    recorded with a seed the base's demonstrations do not use (held-out episodes stay
    held out from the base too)
@@ -557,8 +559,9 @@ def quickstart(
         bool,
         typer.Option(
             "--train-base",
-            help="Train the base from scratch (204 demonstrations, 8,000 steps: about an hour"
-            " on 2 cores) instead of starting from the shipped one; reproduces it.",
+            help="Train the base from scratch (204 demonstrations, 8,000 + 8,000 steps, 5"
+            " rounds of sigma dagger: about 1.5 hours on 2 cores) instead of starting from"
+            " the shipped one; reproduces it.",
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of demonstrations, split and training.")] = 0,
