@@ -152,3 +152,7 @@ def test_estimator_dagger_refuses_a_base_that_reads_the_truth(shards, tmp_path) 
         estimator_dagger(oracle, shards, tmp_path / "out", rounds=1, log=None)
     with pytest.raises(SigmaUserError, match="episodes must be >= 1, got 0"):
         estimator_dagger(oracle, shards, tmp_path / "out", episodes=0, log=None)
+    with pytest.raises(SigmaUserError, match=r"nowhere: not a policy directory \(no sigma.json\)"):
+        estimator_dagger(tmp_path / "nowhere", shards, tmp_path / "out", log=None)
+    with pytest.raises(SigmaUserError, match=r"nowhere: no such shard directory"):
+        estimator_dagger(oracle, tmp_path / "nowhere", tmp_path / "out", log=None)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from sigma_core import SigmaPolicy, SigmaUserError, atomic_write_bytes
-from sigma_core.data import ShardDataset
+from sigma_core.data import ShardDataset, read_meta
 from sigma_core.train import VisitedStates, named_error, refit_estimator
 from sigma_sim.rollout import EpisodeResult, rollout
 
@@ -127,6 +127,9 @@ def estimator_dagger(
         if value < 1:
             raise SigmaUserError(f"{name} must be >= 1, got {value}")
     out, shards = Path(out), Path(shards)
+    meta = read_meta(shards)  # a clear error for a missing or incomplete shard directory
+    if not (Path(base) / "sigma.json").is_file():
+        raise SigmaUserError(f"{base}: not a policy directory (no sigma.json)")
     saved = json.loads((Path(base) / "sigma.json").read_text())
     # the global generator (dropout) is seeded before the policy is built, whose
     # initialisation draws from it; a resumed run restores the saved state instead
@@ -138,7 +141,6 @@ def estimator_dagger(
             f"{base}: estimator DAgger needs a camera-only base (model.scene_state: estimated),"
             f" not {spec.model.scene_state!r}"
         )
-    meta = json.loads((shards / "meta.json").read_text())
     windows = {"frame_history": dims.frame_history, "actions": spec.data.actions}
     windows["environment_state"] = dims.scene_state_dim
     demonstrations = ShardDataset(str(shards), "train", **windows)
