@@ -203,6 +203,23 @@ def test_train_cli_runs_resumes_and_rejects_a_second_run(tmp_path, tiny_shards):
     assert nodata.exit_code == 2 and "no data" in nodata.stderr
 
 
+def test_dagger_cli_names_a_bad_base_or_shard_directory(tmp_path, tiny_shards):
+    """sigma dagger refuses what it cannot use with exit code 2 and the path, no
+    traceback (the rounds themselves: packages/sigma-sim/tests/test_dagger.py)."""
+    from typer.testing import CliRunner
+
+    from sigma_cli.main import app
+
+    runner = CliRunner()
+    args = ["dagger", str(tmp_path / "nowhere"), "--data", str(tiny_shards)]
+    nobase = runner.invoke(app, [*args, "--out", str(tmp_path / "d")])
+    assert nobase.exit_code == 2 and "nowhere: not a policy directory" in nobase.stderr
+    args = ["dagger", str(tmp_path), "--data", str(tmp_path / "none"), "--out", str(tmp_path)]
+    noshards = runner.invoke(app, args)
+    assert noshards.exit_code == 2 and "none: no such shard directory" in noshards.stderr
+    assert "Traceback" not in nobase.stderr + noshards.stderr
+
+
 def test_spec_prints_schema_and_reference():
     schema = sigma("spec", "--schema")
     assert schema.returncode == 0, schema.stderr
