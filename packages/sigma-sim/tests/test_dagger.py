@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from sim_checks import assert_first_cube
 
 from sigma_core import SigmaUserError
 
@@ -71,9 +71,7 @@ def test_on_plan_hands_over_the_truth_the_camera_only_policy_does_not_read(shard
     """on_plan sees every planning step's batch with the normalized scene truth; the
     camera-only policy acts exactly as without it (it never reads the truth)."""
     from sigma_core import SigmaPolicy
-    from sigma_core.data import environment_normalizer
-    from sigma_sim.rollout import eval_env_seed, rollout, scene_config
-    from sigma_sim.scene import make_env, reset_episode
+    from sigma_sim.rollout import rollout
 
     meta = json.loads((shards / "meta.json").read_text())
     policy = SigmaPolicy.from_pretrained(base)
@@ -87,14 +85,7 @@ def test_on_plan_hands_over_the_truth_the_camera_only_policy_does_not_read(shard
     assert len(seen) == sum(-(-r.steps // stride) for r in told)  # one per plan
     width = policy.dims.environment_state_dim
     assert all(b.environment_state.shape == (1, width) for b in seen)
-    cfg = scene_config(meta, distractors=None, image_size=32, fps=30)
-    env = make_env(cfg)
-    try:
-        _, _, episode = reset_episode(env, eval_env_seed(10_000, 0), list(cfg.cube_colors))
-    finally:
-        env.close()
-    raw = environment_normalizer(meta, "meta", width).denormalize(seen[0].environment_state[0])
-    np.testing.assert_allclose(raw[:3].numpy(), episode.cube_pos, atol=1e-5)
+    assert_first_cube(meta, seen[0].environment_state)
     with pytest.raises(SigmaUserError, match="on_plan records in this process: workers must be 1"):
         rollout(policy, meta, 2, max_seconds=0.3, on_plan=seen.append, workers=2)
 
