@@ -18,20 +18,18 @@ DIMS = {"d_model": 32, "image_size": 32, "chunk_horizon": 4, "horizon": 8, "came
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    """(saved policy, shards with a held-out test episode) in the simulator's scene."""
+def small(tmp_path_factory, three_demos):
+    """(saved policy, shards with a held-out test episode) in the simulator's scene, from
+    the 3 recorded demonstrations of conftest.py."""
     from sigma_core import build_policy, get_registry, validate_spec
     from sigma_core.data import PreprocessOptions, preprocess
     from sigma_lerobot.dataset import LeRobotSource
-    from sigma_sim.config import So101PickPlaceConfig
-    from sigma_sim.source import So101PickPlace
 
     root = tmp_path_factory.mktemp("eval-json")
-    So101PickPlace(So101PickPlaceConfig(image_size=32)).write(root / "sim", 3, progress=False)
     opts = PreprocessOptions(
         cameras=CAMERAS, image_size=32, horizon=8, chunk=4, val_fraction=0, test_fraction=0.34
     )
-    preprocess(LeRobotSource(str(root / "sim"), CAMERAS), root / "shards", opts)
+    preprocess(LeRobotSource(str(three_demos["path"]), CAMERAS), root / "shards", opts)
     spec = validate_spec({"model": {"dims": DIMS}}, get_registry())
     build_policy(spec).save_pretrained(root / "tiny")
     return root

@@ -1,6 +1,6 @@
 """Closed-loop rollouts of a Sigma policy in the simulator (:mod:`sigma_sim.rollout`).
 
-Everything runs at 32x32 pixels on CPU: two demonstrations are recorded and
+Everything runs at 32x32 pixels on CPU: three demonstrations are recorded (conftest.py) and
 preprocessed once for a real meta.json, a tiny random policy is built once, and
 each rollout lasts at most one simulated second (30 steps) unless it replays the
 scripted expert.
@@ -37,18 +37,17 @@ def _offline() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def meta(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """meta.json of 2 recorded 32 px demonstrations, preprocessed at the tiny dims."""
+def meta(tmp_path_factory: pytest.TempPathFactory, three_demos: dict[str, Any]) -> dict[str, Any]:
+    """meta.json of the 3 recorded 32 px demonstrations of conftest.py, preprocessed at
+    the tiny dims."""
     from sigma_core.data import PreprocessOptions, preprocess
     from sigma_lerobot.dataset import LeRobotSource
-    from sigma_sim.source import So101PickPlace
 
     base = tmp_path_factory.mktemp("rollout")
-    So101PickPlace(So101PickPlaceConfig(image_size=32)).write(base / "sim", 2, progress=False)
     opts = PreprocessOptions(
         cameras=CAMERAS, image_size=32, horizon=8, chunk=4, val_fraction=0, test_fraction=0
     )
-    return preprocess(LeRobotSource(str(base / "sim"), CAMERAS), base / "shards", opts)
+    return preprocess(LeRobotSource(str(three_demos["path"]), CAMERAS), base / "shards", opts)
 
 
 @pytest.fixture(scope="module")

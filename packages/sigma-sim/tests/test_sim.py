@@ -64,7 +64,7 @@ def recorded(
     tmp_path_factory: pytest.TempPathFactory, three_demos: dict[str, Any]
 ) -> dict[str, object]:
     """Seed 0: 2 episodes then resumed to 3 (``resumed``), and 3 in one go (``oneshot``,
-    the recording conftest.py shares with test_dagger)."""
+    the recording the root conftest.py shares with other tests)."""
     base = tmp_path_factory.mktemp("sim")
     cfg = small()
     resumed, oneshot = base / "resumed", three_demos["path"]

@@ -1,4 +1,5 @@
-"""Recordings more than one test module reads (each costs seconds of MuJoCo rendering)."""
+"""Fixtures of every test directory: recordings more than one test module reads (each
+costs seconds of MuJoCo rendering)."""
 
 from __future__ import annotations
 
