@@ -141,13 +141,18 @@ def estimator_dagger(
             f"{base}: estimator DAgger needs a camera-only base (model.scene_state: estimated),"
             f" not {spec.model.scene_state!r}"
         )
-    windows = {"frame_history": dims.frame_history, "actions": spec.data.actions}
-    windows["environment_state"] = dims.scene_state_dim
+    windows = {
+        "frame_history": dims.frame_history,
+        "environment_state": dims.scene_state_dim,
+        "actions": spec.data.actions,
+    }
     demonstrations = ShardDataset(str(shards), "train", **windows)
     val = ShardDataset(str(shards), "val", **windows)
     trained_on = saved.get("trained_on")
     done = _done_rounds(out)[:rounds]
     rows = list(done)
+    if len(done) == rounds:  # nothing left to do
+        return rows
     pool: VisitedStates | None = None
     for k in range(len(done)):  # rebuild the aggregate: replay the saved rounds' closed loops
         if k:
