@@ -87,7 +87,7 @@ FULL = Size(
     base_episodes=204,
     base_batch_size=16,
     base_continue_steps=8000,
-    dagger_rounds=5,
+    dagger_rounds=9,
     dagger_episodes=100,
     dagger_steps=1500,
     base_split=0.05,
@@ -559,8 +559,8 @@ def quickstart(
         bool,
         typer.Option(
             "--train-base",
-            help="Train the base from scratch (204 demonstrations, 8,000 + 8,000 steps, 5"
-            " rounds of sigma dagger: about 1.5 hours on 2 cores) instead of starting from"
+            help="Train the base from scratch (204 demonstrations, 8,000 + 8,000 steps, 9"
+            " rounds of sigma dagger: about 2 hours on 2 cores) instead of starting from"
             " the shipped one; reproduces it.",
         ),
     ] = False,
