@@ -6,8 +6,8 @@ import sys
 import types
 
 import pytest
-from conftest import FakeConfig, OpenConfig, make_plugin
 
+from conftest import FakeConfig, OpenConfig, make_plugin
 from sigma_core.errors import (
     DuplicateComponentError,
     PluginLoadError,
