@@ -128,6 +128,12 @@ def test_estimator_dagger_refits_the_estimator_and_resumes_to_the_same_weights(
     assert again == resumed
     monkeypatch.undo()
 
+    with pytest.raises(
+        SigmaUserError, match=r"round 0 was made with other settings \(steps 3 -> 4"
+    ):
+        estimator_dagger(
+            base, shards, tmp_path / "b", rounds=3, log=None, **settings | {"steps": 4}
+        )
     log = tmp_path / "b" / LOG_FILE
     rows = json.loads(log.read_text())
     rows[0]["rollout_success"] = 1.0  # not what the closed loop replays

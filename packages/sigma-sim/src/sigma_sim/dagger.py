@@ -149,7 +149,18 @@ def estimator_dagger(
     demonstrations = ShardDataset(str(shards), "train", **windows)
     val = ShardDataset(str(shards), "val", **windows)
     trained_on = saved.get("trained_on")
+    settings = {"episodes": episodes, "steps": steps, "max_seconds": max_seconds}
     done = _done_rounds(out)[:rounds]
+    for row in done:  # a resumed run must be the same run
+        wanted = settings | {
+            "seeds": [seed + row["round"] * episodes, seed + (row["round"] + 1) * episodes - 1]
+        }
+        changed = [f"{k} {row.get(k)} -> {v}" for k, v in wanted.items() if row.get(k) != v]
+        if changed:
+            raise SigmaUserError(
+                f"{out / LOG_FILE}: round {row['round']} was made with other settings"
+                f" ({', '.join(changed)}); use them again or another --out"
+            )
     rows = list(done)
     if len(done) == rounds:  # nothing left to do
         return rows
@@ -179,12 +190,13 @@ def estimator_dagger(
         row = {
             "round": k,
             "seeds": [seed + k * episodes, seed + (k + 1) * episodes - 1],
+            **settings,
             "rollout_success": sum(r.success for r in results) / len(results),
             "closed_loop_named_mse": round(named_error(policy, visited), 4),
         }
         refit_estimator(policy, demonstrations, pool, steps, seed=k)
         row |= {
-            "val_named_mse": round(_val_error(policy, val), 4),
+            "val_named_mse": None if (v := _val_error(policy, val)) is None else round(v, 4),
             "aggregate": len(pool),
             "seconds": round(time.perf_counter() - start, 1),
         }
@@ -195,10 +207,12 @@ def estimator_dagger(
     return rows
 
 
-def _val_error(policy: SigmaPolicy, val: ShardDataset, chunk: int = 128) -> float:
-    """:func:`named_error` over every validation window of the shards."""
+def _val_error(policy: SigmaPolicy, val: ShardDataset, chunk: int = 128) -> float | None:
+    """:func:`named_error` over every validation window of the shards (``None``: none)."""
     from sigma_core.data import collate
 
+    if len(val) == 0:
+        return None  # no validation episodes in these shards
     total = 0.0
     for i in range(0, len(val), chunk):
         batch = collate([val[j] for j in range(i, min(i + chunk, len(val)))])
