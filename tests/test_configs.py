@@ -49,8 +49,9 @@ def test_controls_and_ablations_change_one_thing():
 def test_quickstart_trains_what_the_shipped_configs_say(tmp_path):
     """sigma quickstart reads the configs shipped in sigma_cli/configs (the repository's
     configs/ is that folder): its base is configs/base-estimated.yaml (the shipped
-    base was trained with it), and Sigma and LoRA-only are sigma-tiny.yaml and
-    control-lora-only.yaml on that base's architecture, changing only sizes and paths."""
+    base was trained with it, continued, then refitted by sigma dagger), and Sigma and
+    LoRA-only are sigma-tiny.yaml and control-lora-only.yaml on that base's architecture,
+    changing only sizes and paths."""
     import json
     from importlib.resources import files
 
@@ -58,14 +59,22 @@ def test_quickstart_trains_what_the_shipped_configs_say(tmp_path):
     assert sorted(p.name for p in CONFIGS) == sorted(
         p.name for p in shipped.iterdir() if p.name.endswith(".yaml")
     )
-    from sigma_cli.quickstart import FULL, base_spec, shipped_base, specs
+    from sigma_cli.quickstart import FULL, base_spec, continued_spec, shipped_base, specs
 
     base = load_spec(REPO / "configs" / "base-estimated.yaml")
     trained = json.loads((shipped_base() / "sigma.json").read_text())["spec"]
+    for slot in trained["model"].values():  # a saved spec pins each slot's distribution
+        if isinstance(slot, dict):
+            slot.pop("from", None)
     built = specs(FULL, tmp_path, trained)
-    for spec in (built["base"], validate_spec(base_spec(FULL), get_registry())):
-        assert spec.model == base.model
-        assert spec.train == base.train and spec.data.batch_size == base.data.batch_size
+    made = validate_spec(base_spec(FULL), get_registry())
+    assert made.model == base.model and made.train == base.train
+    # the shipped base is the config trained, then continued (lr 3e-4 from its weights),
+    # then refitted by sigma dagger (which keeps the spec): its spec is the continuation's
+    assert built["base"].model == base.model
+    more = continued_spec(base_spec(FULL), FULL, Path(trained["train"]["init_from"]))
+    assert built["base"].train == validate_spec(more, get_registry()).train
+    assert built["base"].data.batch_size == base.data.batch_size
     pathway = ("telepathy", "memory", "intent", "residual", "fusion", "controller", "adapter")
     for name, config in (("sigma", "sigma-tiny.yaml"), ("lora-only", "control-lora-only.yaml")):
         want, got = load_spec(REPO / "configs" / config), built[name]
