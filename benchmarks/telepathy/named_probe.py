@@ -22,8 +22,11 @@ Token sets:
 - ``patches``: the patch tokens (and keypoint tokens) before the resampler, each with its
   position and camera embedding, what the resampler reads.
 
-The base's own estimate ``s_hat`` is the reference (it was trained on one-cube scenes).
-Prints the named cube's mean squared error (normalized units) per split: if ``patches``
+The base's own estimate ``s_hat`` is the reference (it was trained on one-cube scenes):
+its named-cube entries, and its entries of the named colour (``red_cube.x, .y``, ...),
+which a base trained with weight on them (``train.losses.state_weights``) estimates.
+Prints the root mean squared error of the named cube's table position, in cm
+(denormalized with the shards' statistics), per split: if ``patches``
 generalizes to the test episodes where ``pooled`` does not, the information is in the
 features and the correction only attends to the wrong ones; if neither does, the
 base's vision must learn it. Features are computed once, frozen; one torch thread.
@@ -66,7 +69,8 @@ class Probe(nn.Module):
 def features(
     policy: SigmaPolicy, data: ShardDataset | Visited, tasks: list[str], chunk: int = 64
 ) -> dict[str, Tensor]:
-    """Per window: pooled tokens, patch tokens, s_hat's named xy, the truth's, task index."""
+    """Per window: pooled tokens, patch tokens, ``s_hat`` and the truth (normalized, every
+    entry), the instruction's index in ``tasks``."""
     out: dict[str, list[Tensor]] = {k: [] for k in ("pooled", "patches", "s_hat", "truth", "task")}
     vision = policy.vision
     with torch.no_grad():
@@ -79,14 +83,54 @@ def features(
             vis, s_hat = policy.estimate_scene(batch.images, batch.state)
             out["pooled"].append(vis.tokens.half())
             out["patches"].append(vision.encode_patches(batch.images).half())
-            out["s_hat"].append(s_hat[:, :2])
-            out["truth"].append(batch.environment_state[:, :2].float())
+            out["s_hat"].append(s_hat)
+            out["truth"].append(batch.environment_state.float())
             out["task"].append(torch.tensor([tasks.index(t) for t in batch.texts]))
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def mse(a: Tensor, b: Tensor) -> float:
-    return (a - b).pow(2).mean().item()
+def rmse_cm(a: Tensor, b: Tensor) -> float:
+    """Root mean squared distance of (N, 2) table positions in metres, in cm."""
+    return 100 * (a - b).pow(2).sum(-1).mean().sqrt().item()
+
+
+class Scene:
+    """Table positions (m) from normalized scene states: the named cube's entries, or the
+    per-colour entries of the colour each instruction names."""
+
+    def __init__(self, meta: dict, tasks: list[str]) -> None:
+        stats = meta["stats"]["observation.environment_state"]
+        self.mean, self.std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
+        names = meta["source"]["environment_state_names"]
+        colour = [next(c for c in ("red", "green", "blue") if f" {c} " in t) for t in tasks]
+        self.entries = torch.tensor([[names.index(f"{c}_cube.{a}") for a in "xy"] for c in colour])
+
+    def named(self, s: Tensor) -> Tensor:
+        return s[:, :2] * self.std[:2] + self.mean[:2]
+
+    def of_colour(self, s: Tensor, task: Tensor) -> Tensor:
+        idx = self.entries[task]
+        return s.gather(1, idx) * self.std[idx] + self.mean[idx]
+
+
+def visited_states(args: argparse.Namespace, meta: dict, policy: SigmaPolicy, name: str) -> Visited:
+    """The closed-loop states ``name`` (``visited``: seeds 40,000 on, ``visited-test``:
+    41,000 on), read from ``--cache`` when there, else recorded (and cached)."""
+    from safetensors.torch import load_file, save_file
+
+    episodes, seed = (args.episodes, 40_000) if name == "visited" else (args.test_episodes, 41_000)
+    path = None if args.cache is None else args.cache / f"{name}-{seed}-{episodes}.safetensors"
+    if path is not None and path.is_file():
+        saved = load_file(str(path))
+        texts = json.loads(path.with_suffix(".json").read_text())
+        return Visited(saved["images"], saved["state"], texts, saved["memory"], saved["truth"])
+    visited, _ = visit(policy, meta, episodes, seed, args.max_seconds)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: getattr(visited, k) for k in ("images", "state", "memory", "truth")}
+        path.with_suffix(".json").write_text(json.dumps(visited.texts))
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return visited
 
 
 def main() -> None:
@@ -98,6 +142,9 @@ def main() -> None:
     parser.add_argument("--test-episodes", type=int, default=50)
     parser.add_argument("--max-seconds", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cache", type=Path, help="keep the visited states here (safetensors) and reuse them"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     policy = SigmaPolicy.from_pretrained(args.base).eval()
@@ -105,20 +152,25 @@ def main() -> None:
     splits = {
         s: ShardDataset(args.shards, s, environment_state=n) for s in ("train", "val", "test")
     }
-    tasks = sorted(json.loads((splits["train"].root / "meta.json").read_text())["tasks"])
-    feats = {s: features(policy, d, tasks) for s, d in splits.items()}
     meta = read_meta(args.shards)
-    for name, episodes, seed in (
-        ("visited", args.episodes, 40_000),
-        ("visited-test", args.test_episodes, 41_000),
-    ):
+    tasks = sorted(meta["tasks"])
+    feats = {s: features(policy, d, tasks) for s, d in splits.items()}
+    for name, episodes in (("visited", args.episodes), ("visited-test", args.test_episodes)):
         if episodes:
-            visited, _ = visit(policy, meta, episodes, seed, args.max_seconds)
-            feats[name] = features(policy, visited, tasks)
+            feats[name] = features(policy, visited_states(args, meta, policy, name), tasks)
     if "visited" in feats:  # train on the demonstrations' windows and the visited scenes
         visited = feats.pop("visited")
         feats["train"] = {k: torch.cat([v, visited[k]]) for k, v in feats["train"].items()}
-    rows = {"s_hat (the base)": {s: mse(f["s_hat"], f["truth"]) for s, f in feats.items()}}
+    scene = Scene(meta, tasks)
+    truth = {s: scene.named(f["truth"]) for s, f in feats.items()}
+    rows = {
+        "s_hat, named entries": {
+            s: rmse_cm(scene.named(f["s_hat"]), truth[s]) for s, f in feats.items()
+        },
+        "s_hat, the named colour's entries": {
+            s: rmse_cm(scene.of_colour(f["s_hat"], f["task"]), truth[s]) for s, f in feats.items()
+        },
+    }
     for kind in ("pooled", "patches"):
         torch.manual_seed(args.seed)
         probe = Probe(policy.dims.d_model, len(tasks))
@@ -128,19 +180,20 @@ def main() -> None:
         for _ in range(args.steps):
             idx = torch.randint(len(train["truth"]), (64,), generator=gen)
             guess = probe(train[kind][idx].float(), train["task"][idx])
-            loss = (guess - train["truth"][idx]).pow(2).mean()
+            loss = (guess - train["truth"][idx, :2]).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
         with torch.no_grad():
             rows[f"probe on {kind}"] = {
-                s: mse(probe(f[kind].float(), f["task"]), f["truth"]) for s, f in feats.items()
+                s: rmse_cm(scene.named(probe(f[kind].float(), f["task"])), truth[s])
+                for s, f in feats.items()
             }
     header = " | ".join(f"{s} ({len(f['truth'])} windows)" for s, f in feats.items())
     print(f"| features | {header} |")
     print("|---" * (len(feats) + 1) + "|")
     for name, row in rows.items():
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row.values()) + " |")
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row.values()) + " |")
 
 
 if __name__ == "__main__":
