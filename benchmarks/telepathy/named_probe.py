@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from sigma_core import SigmaPolicy
 from sigma_core.data import ShardDataset, collate, read_meta
+from sigma_vision.perceiver import spatial_softmax
 
 sys.path.insert(0, str(Path(__file__).parent))
 from correction_dagger import Visited, visit
@@ -66,12 +67,52 @@ class Probe(nn.Module):
         return self.head(torch.cat([picked, q.squeeze(1)], dim=-1))
 
 
+class KeypointProbe(nn.Module):
+    """Instruction-conditioned keypoints on the frozen stem's feature maps ``F`` (per camera):
+
+        F' = F (1 + gamma(E[t])) + beta(E[t]);   maps = Conv1x1(GELU(F'));
+        xy = MLP([spatial_softmax(maps) of every camera; E[t]])
+
+    FiLM before the spatial softmax: the instruction can pick *which* blob the keypoints
+    find, which FiLM on the pooled tokens (the paper's modulator) cannot undo afterwards.
+    """
+
+    def __init__(self, channels: int, cameras: int, d: int, tasks: int, k: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(tasks, d)
+        self.film = nn.Linear(d, 2 * channels)
+        self.maps = nn.Conv2d(channels, k, kernel_size=1)
+        self.head = nn.Sequential(nn.Linear(cameras * k * 2 + d, d), nn.GELU(), nn.Linear(d, 2))
+
+    def forward(self, stem: Tensor, task: Tensor) -> Tensor:
+        e = self.embed(task)  # stem: (B, C, channels, h, w)
+        gamma, beta = self.film(e)[:, None, :, None, None].chunk(2, dim=2)
+        maps = self.maps(nn.functional.gelu(stem * (1 + gamma) + beta).flatten(0, 1))
+        points = spatial_softmax(maps).unflatten(0, stem.shape[:2]).flatten(1)
+        return self.head(torch.cat([points, e], dim=-1))
+
+
+class PixelProbe(nn.Module):
+    """:class:`KeypointProbe` on a trainable copy of the base's stem, from the images."""
+
+    def __init__(self, stem: nn.Module, probe: KeypointProbe) -> None:
+        super().__init__()
+        import copy
+
+        self.stem, self.probe = copy.deepcopy(stem).requires_grad_(True), probe
+
+    def forward(self, images: Tensor, task: Tensor) -> Tensor:
+        b, c = images.shape[:2]
+        return self.probe(self.stem(images.flatten(0, 1)).unflatten(0, (b, c)), task)
+
+
 def features(
     policy: SigmaPolicy, data: ShardDataset | Visited, tasks: list[str], chunk: int = 64
 ) -> dict[str, Tensor]:
     """Per window: pooled tokens, patch tokens, ``s_hat`` and the truth (normalized, every
     entry), the instruction's index in ``tasks``."""
-    out: dict[str, list[Tensor]] = {k: [] for k in ("pooled", "patches", "s_hat", "truth", "task")}
+    kinds = ("pooled", "patches", "stem", "pixels", "s_hat", "truth", "task")
+    out: dict[str, list[Tensor]] = {k: [] for k in kinds}
     vision = policy.vision
     with torch.no_grad():
         for i in range(0, len(data), chunk):
@@ -83,10 +124,20 @@ def features(
             vis, s_hat = policy.estimate_scene(batch.images, batch.state)
             out["pooled"].append(vis.tokens.half())
             out["patches"].append(vision.encode_patches(batch.images).half())
+            b, c = batch.images.shape[:2]  # the first frame of each camera's history
+            stem = vision.stem(batch.images[:, :, 0].flatten(0, 1))
+            out["stem"].append(stem.unflatten(0, (b, c)).half())
+            out["pixels"].append(batch.images[:, :, 0].half())
             out["s_hat"].append(s_hat)
             out["truth"].append(batch.environment_state.float())
             out["task"].append(torch.tensor([tasks.index(t) for t in batch.texts]))
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+def batched(probe: nn.Module, x: Tensor, task: Tensor, chunk: int = 256) -> Tensor:
+    """``probe(x, task)`` in chunks (the stem's maps are large)."""
+    parts = [probe(x[i : i + chunk].float(), task[i : i + chunk]) for i in range(0, len(x), chunk)]
+    return torch.cat(parts)
 
 
 def rmse_cm(a: Tensor, b: Tensor) -> float:
@@ -142,6 +193,13 @@ def main() -> None:
     parser.add_argument("--test-episodes", type=int, default=50)
     parser.add_argument("--max-seconds", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["pooled", "patches", "stem", "pixels"],
+        help="the probes to train (pixels: the stem trained too)",
+    )
     parser.add_argument(
         "--cache", type=Path, help="keep the visited states here (safetensors) and reuse them"
     )
@@ -162,6 +220,7 @@ def main() -> None:
         visited = feats.pop("visited")
         feats["train"] = {k: torch.cat([v, visited[k]]) for k, v in feats["train"].items()}
     scene = Scene(meta, tasks)
+    train = feats["train"]
     truth = {s: scene.named(f["truth"]) for s, f in feats.items()}
     rows = {
         "s_hat, named entries": {
@@ -171,12 +230,18 @@ def main() -> None:
             s: rmse_cm(scene.of_colour(f["s_hat"], f["task"]), truth[s]) for s, f in feats.items()
         },
     }
-    for kind in ("pooled", "patches"):
+    for kind in args.kinds:
         torch.manual_seed(args.seed)
-        probe = Probe(policy.dims.d_model, len(tasks))
-        opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-2)
+        d = policy.dims.d_model
+        if kind in ("stem", "pixels"):
+            cameras = len(policy.dims.cameras)
+            probe = KeypointProbe(train["stem"].shape[2], cameras, d, len(tasks))
+            if kind == "pixels":
+                probe = PixelProbe(policy.vision.stem, probe)
+        else:
+            probe = Probe(d, len(tasks))
+        opt = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=1e-2)
         gen = torch.Generator().manual_seed(args.seed)
-        train = feats["train"]
         for _ in range(args.steps):
             idx = torch.randint(len(train["truth"]), (64,), generator=gen)
             guess = probe(train[kind][idx].float(), train["task"][idx])
@@ -186,7 +251,7 @@ def main() -> None:
             opt.step()
         with torch.no_grad():
             rows[f"probe on {kind}"] = {
-                s: rmse_cm(scene.named(probe(f[kind].float(), f["task"])), truth[s])
+                s: rmse_cm(scene.named(batched(probe, f[kind], f["task"])), truth[s])
                 for s, f in feats.items()
             }
     header = " | ".join(f"{s} ({len(f['truth'])} windows)" for s, f in feats.items())
