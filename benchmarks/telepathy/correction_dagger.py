@@ -50,33 +50,18 @@ from torch import Tensor
 from sigma_cli.quickstart import on_base, shipped_config
 from sigma_core import SigmaPolicy, get_registry, validate_spec
 from sigma_core.data import RunDataset, ShardDataset, collate, read_meta
-from sigma_core.train import Trainer
+from sigma_core.train import Trainer, VisitedStates
 from sigma_core.train.losses import state_loss
 from sigma_core.types import SigmaBatch
 from sigma_sim.rollout import rollout
 
 
 @dataclass
-class Visited:
-    """Planning steps: images (float16), joints, instruction, memory read, scene truth."""
+class Visited(VisitedStates):
+    """:class:`VisitedStates` plus the instruction and the memory ``m_{t-1}`` each plan read."""
 
-    images: Tensor
-    state: Tensor
     texts: list[str]
     memory: Tensor
-    truth: Tensor
-
-    def __len__(self) -> int:
-        return len(self.truth)
-
-    def __add__(self, other: Visited) -> Visited:
-        return Visited(
-            torch.cat([self.images, other.images]),
-            torch.cat([self.state, other.state]),
-            self.texts + other.texts,
-            torch.cat([self.memory, other.memory]),
-            torch.cat([self.truth, other.truth]),
-        )
 
     def batch(self, idx: Tensor) -> tuple[SigmaBatch, Tensor, Tensor]:
         texts = [self.texts[int(i)] for i in idx]

@@ -174,7 +174,7 @@ def visited_states(args: argparse.Namespace, meta: dict, policy: SigmaPolicy, na
     if path is not None and path.is_file():
         saved = load_file(str(path))
         texts = json.loads(path.with_suffix(".json").read_text())
-        return Visited(saved["images"], saved["state"], texts, saved["memory"], saved["truth"])
+        return Visited(texts=texts, **saved)
     visited, _ = visit(policy, meta, episodes, seed, args.max_seconds)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

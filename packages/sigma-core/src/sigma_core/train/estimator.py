@@ -13,7 +13,8 @@ the estimate needs new labels). The closed loop that collects the states lives i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Self
 
 import torch
 from torch import Tensor
@@ -44,12 +45,14 @@ class VisitedStates:
     def __len__(self) -> int:
         return len(self.truth)
 
-    def __add__(self, other: VisitedStates) -> VisitedStates:
-        return VisitedStates(
-            torch.cat([self.images, other.images]),
-            torch.cat([self.state, other.state]),
-            torch.cat([self.truth, other.truth]),
-        )
+    def __add__(self, other: Self) -> Self:
+        """Both sets in order, field by field (tensors concatenated, lists joined): also
+        for subclasses that record more per step."""
+        joined = {}
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            joined[f.name] = a + b if isinstance(a, list) else torch.cat([a, b])
+        return type(self)(**joined)
 
 
 def named_error(policy: SigmaPolicy, visited: VisitedStates, chunk: int = 256) -> float:
