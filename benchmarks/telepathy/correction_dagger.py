@@ -49,7 +49,7 @@ from torch import Tensor
 
 from sigma_cli.quickstart import on_base, shipped_config
 from sigma_core import SigmaPolicy, get_registry, validate_spec
-from sigma_core.data import RunDataset, ShardDataset, collate, read_meta
+from sigma_core.data import ShardDataset, collate, read_meta
 from sigma_core.train import Trainer, VisitedStates
 from sigma_core.train.losses import state_loss
 from sigma_core.types import SigmaBatch
@@ -69,7 +69,7 @@ class Visited(VisitedStates):
         return batch, self.memory[idx], self.truth[idx]
 
 
-def pathway_spec(base: Path, out: Path) -> dict[str, Any]:
+def pathway_spec(base: Path) -> dict[str, Any]:
     """sigma-tiny over ``base`` with the scene correction and the identity adapter."""
     saved = json.loads((base / "sigma.json").read_text())["spec"]
     raw = on_base(shipped_config("sigma-tiny.yaml"), saved)
@@ -77,7 +77,6 @@ def pathway_spec(base: Path, out: Path) -> dict[str, Any]:
     raw["base_policy"]["path"] = str(base)
     raw["model"]["scene_correction"] = True
     raw["model"]["adapter"] = {"type": "identity"}
-    validate_spec(raw, get_registry(), source=str(out))
     return raw
 
 
@@ -180,14 +179,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    raw = pathway_spec(args.base, args.out)
-    (args.out / "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    raw = pathway_spec(args.base)
     spec = validate_spec(raw, get_registry(), source=str(args.out / "spec.yaml"))
+    (args.out / "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     trainer = Trainer(spec, args.shards, args.out / "init")  # builds and initialises from BASE
     policy = trainer.policy.eval()
     meta = read_meta(args.shards)
-    demos: Any = trainer.dataset
-    assert not isinstance(demos, RunDataset)
+    demos = trainer.dataset  # the train split's windows (scene truth included)
     log: list[dict[str, Any]] = []
     pool: Visited | None = None
     for k in range(args.rounds):
