@@ -15,7 +15,10 @@ named cube's (x, y) at every planning step, by plan index (one process: ``--work
 1``). A base trained with ``train.teacher_forcing`` > 0 read the truth in training, so
 this is in distribution for it. The privileged state is read at inference here: a
 diagnostic, never a policy. Episodes are seeded as in ``sigma eval --sim`` (``--seed`` +
-i, the scene of SHARDS' recording). Writes ``OUT/report.json``
+i, the scene of SHARDS' recording). ``--offset-cm R`` (with ``named`` or ``all``) moves
+the named cube's true (x, y) by R cm in a direction drawn once per episode: the precision
+a named-cube estimate needs before it pays (a probe's error on new scenes is mostly such
+a per-scene bias). Writes ``OUT/report.json``
 (:func:`estimated_oracle.write_report`, policy ``truth-ENTRIES``), so ``paired.py
 OUT/report.json REPORT#POLICY`` pairs it by seed. One torch thread per process.
 """
@@ -33,6 +36,7 @@ from estimated_oracle import write_report
 from torch import Tensor
 
 from sigma_core import SigmaPolicy
+from sigma_core.data import environment_normalizer
 from sigma_core.types import SigmaBatch, VisionOutput
 
 NAMED = (0, 1, 2)  # cube.x, cube.y, cube.z in sigma_sim.scene.environment_state
@@ -62,12 +66,23 @@ class TruthFed(SigmaPolicy):
 
     entries: str
     errors: list[tuple[int, float]]
+    offset: Tensor  # (2,) normalized units per metre, for the named cube's x, y
+    offset_cm: float
     _plan: int
+    _shift: Tensor
 
     def encode_vision(self, batch: SigmaBatch) -> tuple[VisionOutput, Tensor, Tensor]:
         vis, s_hat = self.estimate_scene(batch.images, batch.state)
         truth = batch.environment_state.to(s_hat.dtype)
         take = torch.tensor([w > 0 for w in self.spec.train.losses.state_weights])
+        if self.offset_cm and self._memory is None:  # a new episode: a new direction
+            g = torch.Generator().manual_seed(int(truth[0, :2].abs().sum().item() * 1e6))
+            angle = 2 * torch.pi * torch.rand((), generator=g)
+            metres = self.offset_cm / 100 * torch.stack([angle.cos(), angle.sin()])
+            self._shift = metres * self.offset
+        if self.offset_cm:
+            truth = truth.clone()
+            truth[:, :2] += self._shift.to(truth.dtype)
         if self.entries == "none":  # act on the estimate; record its error as the loop runs
             self._plan = 0 if self._memory is None else self._plan + 1  # reset() clears it
             self.errors.append((self._plan, (s_hat[0, :2] - truth[0, :2]).pow(2).mean().item()))
@@ -89,7 +104,10 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=10.0)
     parser.add_argument("--entries", choices=("named", "all", "none"), default="all")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--offset-cm", type=float, default=0.0)
     args = parser.parse_args()
+    if args.offset_cm and args.entries == "none":
+        parser.error("--offset-cm moves the truth the base is handed: use --entries named|all")
     torch.set_num_threads(1)
 
     from sigma_sim.rollout import rollout
@@ -97,6 +115,10 @@ def main() -> None:
     meta = json.loads((Path(args.shards) / "meta.json").read_text())
     with handed_the_truth(SigmaPolicy.from_pretrained(args.base), TruthFed) as policy:
         policy.entries, policy.errors = args.entries, []
+        policy.offset_cm = args.offset_cm
+        width = len(meta["stats"]["observation.environment_state"]["std"])
+        std = environment_normalizer(meta, args.shards, width).std[:2]
+        policy.offset = 1.0 / std
         results = rollout(
             policy,
             meta,
@@ -116,7 +138,8 @@ def main() -> None:
         print(json.dumps(settings["estimate_mse_by_plan"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_report(out, f"truth-{args.entries}", results, settings)
+    name = f"truth-{args.entries}" + (f"-{args.offset_cm:g}cm" if args.offset_cm else "")
+    write_report(out, name, results, settings)
 
 
 if __name__ == "__main__":

@@ -415,6 +415,14 @@ def test_the_closed_loop_rebuilds_the_recorded_scene(meta, policy, capsys) -> No
     assert cfg.model_dump(exclude={"image_size"}) == So101PickPlaceConfig(
         **recorded["config"]
     ).model_dump(exclude={"image_size"})
+    assert cfg.clear_distractors  # distractors added to a one-cube recording keep clear
+    legacy = {**recorded["config"], "distractors": 2}
+    legacy.pop("clear_distractors", None)
+    old = {**meta, "source": {**meta["source"], "recording": {**recorded, "config": legacy}}}
+    # recorded with distractors before the option: the overlapping layout it was recorded in
+    assert not scene_config(old, distractors=None, image_size=32, fps=30).clear_distractors
+    legacy["clear_distractors"] = True
+    assert scene_config(old, distractors=None, image_size=32, fps=30).clear_distractors
     narrow = {"cube_colors": ["green"], "target_colors": ["purple"], "spawn_max_radius": 0.1}
     edited = {
         **meta,

@@ -331,3 +331,48 @@ def test_distractors_never_share_the_cube_colour() -> None:
             assert math.dist(ep.cube_pos[:2], (0.15, 0.0)) <= 0.15 + 1e-6
     finally:
         env.close()
+
+
+def test_distractors_keep_clear_of_the_goal_and_the_cube() -> None:
+    """The quickstart's transfer scene (narrow arc, two distractors): so101_nexus' fallback
+    put distractors on the goal disc and into the cube; ``clear_distractors`` keeps its
+    clearances (goal centre >= 3.75 cm + bounding radius, cube >= 4 cm + two radii) and
+    leaves the goal and the task where the seed put them."""
+    import numpy as np
+
+    from sigma_sim.record import attempt_seeds
+    from sigma_sim.scene import environment_state, make_env, reset_episode
+
+    crowded = {
+        "cube_colors": ["red", "green", "blue"],
+        "target_colors": ["blue"],
+        "spawn_min_radius": 0.07,
+        "spawn_max_radius": 0.12,
+        "spawn_angle_deg": 30.0,
+        "distractors": 2,
+    }
+    layouts: dict[bool, list[tuple[str, np.ndarray, float, float]]] = {}
+    for clear in (True, False):
+        cfg = small(**crowded, clear_distractors=clear)
+        env, colors = make_env(cfg), list(cfg.cube_colors)
+        try:
+            layouts[clear] = []
+            for attempt in range(8):
+                _, _, ep = reset_episode(env, attempt_seeds(0, attempt)[0], colors)
+                s = environment_state(env, colors)
+                others = [s[8 + 4 * k : 10 + 4 * k] for k in range(3) if colors[k] != ep.cube_color]
+                to_goal = min(math.dist(xy, s[5:7]) for xy in others)
+                to_cube = min(math.dist(xy, s[:2]) for xy in others)
+                layouts[clear].append((ep.task, s[5:7].copy(), to_goal, to_cube))
+        finally:
+            env.close()
+    pairs = zip(layouts[True], layouts[False], strict=True)
+    for (task, goal, to_goal, to_cube), (old_task, old_goal, *_) in pairs:
+        assert task == old_task and np.allclose(goal, old_goal)  # only distractors moved
+        assert to_goal >= 0.0375 + 0.0125 and to_cube >= 0.04 + 2 * 0.0125
+    assert min(g for *_, g, _ in layouts[False]) < 0.05  # the old layout did overlap
+
+
+def test_clear_distractors_is_part_of_the_content_only_with_distractors() -> None:
+    assert "clear_distractors" not in small().content_key()  # one-cube recordings resume
+    assert small(distractors=1).content_key()["clear_distractors"] is True

@@ -56,6 +56,12 @@ class So101PickPlaceConfig(BaseModel):
     spawn_min_radius: float = Field(0.05, ge=0.0, le=0.3, description="m from spawn centre")
     spawn_max_radius: float = Field(0.15, gt=0.0, le=0.3, description="m from spawn centre")
     spawn_angle_deg: float = Field(60.0, gt=0.0, le=180.0, description="half angle of the arc")
+    clear_distractors: bool = Field(
+        True,
+        description="enforce so101_nexus' clearances for distractors (off the goal, apart "
+        "from the cube), widening their arc where it has no room; false: the old, "
+        "overlapping fallback (recordings made before this option)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> So101PickPlaceConfig:
@@ -73,5 +79,7 @@ class So101PickPlaceConfig(BaseModel):
         return self
 
     def content_key(self) -> dict[str, Any]:
-        """The fields that determine the episodes written (resume must match them)."""
-        return self.model_dump(mode="json", exclude=set(RUN_ONLY_FIELDS))
+        """The fields that determine the episodes written (resume must match them);
+        ``clear_distractors`` only when there are distractors (it changes nothing else)."""
+        exclude = set(RUN_ONLY_FIELDS) | (set() if self.distractors else {"clear_distractors"})
+        return self.model_dump(mode="json", exclude=exclude)

@@ -288,6 +288,10 @@ def scene_config(
     if recording.get("source") == SOURCE and isinstance(recording.get("config"), dict):
         known = set(So101PickPlaceConfig.model_fields)
         settings = {k: v for k, v in recording["config"].items() if k in known}
+        if settings.get("distractors") and "clear_distractors" not in settings:
+            # recorded with distractors before the option: the overlapping layout it
+            # was recorded in (a one-cube recording has no layout to keep)
+            settings["clear_distractors"] = False
     else:
         print(
             "sigma_sim.rollout: meta.json records no so101-pickplace recording settings; "

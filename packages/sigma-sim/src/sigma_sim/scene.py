@@ -71,6 +71,76 @@ def physics_for_fps(fps: int) -> tuple[float, int]:
     return 1.0 / (fps * substeps), substeps
 
 
+#: How far :func:`clear_position` widens the spawn arc, per step: half angle (deg), radius (m).
+WIDEN_DEG, WIDEN_RADIUS, WIDEN_STEPS, WIDEN_TRIES = 15.0, 0.02, 6, 200
+
+
+def clear_position(
+    rng: np.random.Generator,
+    env_cfg: Any,
+    radius: float,
+    placed: list[tuple[float, float, float]],
+    disc_xy: tuple[float, float],
+) -> tuple[float, float]:
+    """A distractor's (x, y) under so101_nexus' own clearances, enforced.
+
+    so101_nexus samples every object in the spawn arc (radius ``[r_min, r_max]``, half
+    angle ``a``) with ``min_object_target_separation + radius`` from the goal disc's
+    centre and ``min_object_separation + r_i + r_j`` between objects, but after 100
+    tries it keeps the last candidate, however close. With the quickstart's narrow arc
+    (7-12 cm, 30 degrees) and a 5 cm disc, two distractors rarely fit (0.7% of
+    resets), so they spawned on the goal (46% within 3 cm of its centre) and into the
+    named cube. Here the same clearances hold always: ``WIDEN_TRIES`` uniform draws in
+    the arc; where none fits, the arc widens by ``WIDEN_DEG`` and ``WIDEN_RADIUS`` a
+    step, at most ``WIDEN_STEPS`` times (from the same ``rng``: a seed still fixes the
+    scene).
+
+    Raises:
+        RuntimeError: no clear position even in the widest arc.
+    """
+    import numpy as np
+
+    cx, cy = env_cfg.spawn_center
+    disc_sep = env_cfg.min_object_target_separation + radius
+    for step in range(WIDEN_STEPS + 1):
+        half = np.radians(min(env_cfg.spawn_angle_half_range_deg + WIDEN_DEG * step, 180.0))
+        r_max = env_cfg.spawn_max_radius + WIDEN_RADIUS * step
+        for _ in range(WIDEN_TRIES):
+            r = rng.uniform(env_cfg.spawn_min_radius, r_max)
+            theta = rng.uniform(-half, half)
+            x, y = cx + r * np.cos(theta), cy + r * np.sin(theta)
+            if np.hypot(x - disc_xy[0], y - disc_xy[1]) < disc_sep:
+                continue
+            if all(
+                np.hypot(x - px, y - py) >= radius + pr + env_cfg.min_object_separation
+                for px, py, pr in placed
+            ):
+                return float(x), float(y)
+    raise RuntimeError("no clear position for a distractor: fewer distractors or a wider arc")
+
+
+def _clear_distractors_env() -> type:
+    """``PickAndPlaceEnv`` whose distractors keep the clearances (:func:`clear_position`).
+
+    The carried cube is placed by so101_nexus' own draws first, so for a seed the cube
+    and the goal are where the overlapping layout put them; only distractors move.
+    """
+    from so101_nexus.mujoco.pick_and_place import PickAndPlaceEnv
+
+    class ClearDistractorsEnv(PickAndPlaceEnv):
+        def _sample_object_positions(
+            self, rng: np.random.Generator, slots: list[Any], disc_xy: tuple[float, float]
+        ) -> list[tuple[float, float]]:
+            cube = super()._sample_object_positions(rng, slots[:1], disc_xy)[0]
+            placed = [(*cube, slots[0].bounding_radius)]
+            for slot in slots[1:]:
+                xy = clear_position(rng, self.config, slot.bounding_radius, placed, disc_xy)
+                placed.append((*xy, slot.bounding_radius))
+            return [(x, y) for x, y, _ in placed]
+
+    return ClearDistractorsEnv
+
+
 def has_rendered() -> bool:
     """Whether this process has built an environment (and so started OpenGL renderers).
 
@@ -129,9 +199,10 @@ def make_env(cfg: So101PickPlaceConfig) -> PickAndPlaceEnv:
             terminate_on_success=False,
             **extra,
         )
+    env_class = _clear_distractors_env() if cfg.distractors and cfg.clear_distractors else None
     with using_model_dir(lowpoly_model_dir(cfg.mesh_faces)):
         try:
-            return PickAndPlaceEnv(env_cfg, control_mode="pd_joint_pos")
+            return (env_class or PickAndPlaceEnv)(env_cfg, control_mode="pd_joint_pos")
         except Exception as exc:
             if "OpenGL" not in str(exc) and "GL" not in type(exc).__name__:
                 raise
