@@ -134,6 +134,20 @@ def main() -> None:
     write_report(out, args.name, results, vars(args))
 
 
+def closed_loop_parser(doc: str, policy: str) -> argparse.ArgumentParser:
+    """The arguments the closed-loop diagnostics share: ``POLICY SHARDS OUT`` (``policy``
+    names the first) and the episodes as ``sigma eval --sim`` draws them."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(policy)
+    parser.add_argument("shards")
+    parser.add_argument("out")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=10_000, help="episode i is seed + i")
+    parser.add_argument("--max-seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    return parser
+
+
 def write_report(out: Path, name: str, results: list, settings: dict) -> None:
     """``out/report.json`` in the shape ``table.py`` reads (closed-loop episodes only),
     written atomically; prints the success count."""

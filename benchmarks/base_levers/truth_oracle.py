@@ -25,14 +25,13 @@ OUT/report.json REPORT#POLICY`` pairs it by seed. One torch thread per process.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from estimated_oracle import write_report
+from estimated_oracle import closed_loop_parser, write_report
 from torch import Tensor
 
 from sigma_core import SigmaPolicy
@@ -95,15 +94,8 @@ class TruthFed(SigmaPolicy):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("base")
-    parser.add_argument("shards")
-    parser.add_argument("out")
-    parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=10_000)
-    parser.add_argument("--max-seconds", type=float, default=10.0)
+    parser = closed_loop_parser(__doc__, "base")
     parser.add_argument("--entries", choices=("named", "all", "none"), default="all")
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--offset-cm", type=float, default=0.0)
     args = parser.parse_args()
     if args.offset_cm and args.entries == "none":

@@ -22,7 +22,6 @@ Writes ``OUT/report.json`` (``estimated_oracle.write_report``, policy ``unseen``
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "base_levers"))
-from estimated_oracle import write_report
+from estimated_oracle import closed_loop_parser, write_report
 
 from sigma_core import SigmaPolicy
 from sigma_core.eval.replay import open_source
@@ -54,14 +53,7 @@ def hide_distractors(env: Any) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("policy")
-    parser.add_argument("shards")
-    parser.add_argument("out")
-    parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=10_000)
-    parser.add_argument("--max-seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=2)
+    parser = closed_loop_parser(__doc__, "policy")
     parser.add_argument("--visible", action="store_true", help="the control: nothing hidden")
     args = parser.parse_args()
     torch.set_num_threads(1)
