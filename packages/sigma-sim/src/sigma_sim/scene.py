@@ -91,11 +91,12 @@ def clear_position(
     centre and ``min_object_separation + r_i + r_j`` between objects, but after 100
     tries it keeps the last candidate, however close. With the quickstart's narrow arc
     (7-12 cm, 30 degrees) and a 5 cm disc, two distractors rarely fit (in 0.7% of 300
-    resets both were 6.5 cm from the goal and 5 cm from the cube), so they spawned on the goal (in 72% of the evaluation's scenes one lay
-    within 3 cm of its centre) and into the named cube. Here the same clearances
-    hold always: ``WIDEN_TRIES`` uniform draws in the arc; where none fits, the arc
-    widens by ``WIDEN_DEG`` and ``WIDEN_RADIUS`` a step, at most ``WIDEN_STEPS`` times
-    (from the same ``rng``: a seed still fixes the scene).
+    resets both were 6.5 cm from the goal and 5 cm from the cube), so they spawned on
+    the goal (in 72% of the evaluation's scenes one lay within 3 cm of its centre) and
+    into the named cube. Here the same clearances hold always: ``WIDEN_TRIES`` uniform
+    draws in the arc; where none fits, the arc widens by ``WIDEN_DEG`` and
+    ``WIDEN_RADIUS`` a step, at most ``WIDEN_STEPS`` times (from the same ``rng``: a
+    seed still fixes the scene).
 
     Raises:
         RuntimeError: no clear position even in the widest arc.
