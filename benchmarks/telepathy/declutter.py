@@ -1,7 +1,7 @@
 """Can the instruction make the base's vision ignore the distractors? (issue 21, a prototype)
 
     python benchmarks/telepathy/declutter.py BASE SHARDS OUT [--episodes 150 --steps 1500
-        --eval-episodes 50]
+        --batch-size 32 --lr 3e-4 --eval-episodes 50 --workers 2]
 
 The oracle ``unseen_distractors.py`` says the frozen base, trained on one-cube scenes,
 succeeds 48% in the (clear) transfer scenes when it cannot see the distractors, against
