@@ -1,7 +1,8 @@
 """Can the instruction make the base's vision ignore the distractors? (issue 21, a prototype)
 
     python benchmarks/telepathy/declutter.py BASE SHARDS OUT [--episodes 150 --steps 1500
-        --batch-size 32 --lr 3e-4 --eval-episodes 50 --workers 2]
+        --batch-size 32 --lr 3e-4 --eval-episodes 50 --eval-seed 10000 --eval-shards S
+        --report DIR --workers 2]
 
 The oracle ``unseen_distractors.py`` says the frozen base, trained on one-cube scenes,
 succeeds 48% in the (clear) transfer scenes when it cannot see the distractors, against
@@ -22,9 +23,11 @@ distractors transparent.
 
    (``V`` the vision's pooled tokens, ``s_hat`` the base's scene estimate; everything but
    the student frozen).
-3. Closed loop on ``--eval-episodes`` seeds from 10,000 (as ``sigma eval --sim``) with the
-   student's stem in the base, against the base and its two oracles on the same seeds
-   (their reports, ``paired.py``).
+3. Closed loop on ``--eval-episodes`` seeds from ``--eval-seed`` (as ``sigma eval --sim``;
+   in ``--eval-shards``' scenes, default SHARDS') with the student's stem in the base,
+   against the base and its two oracles on the same seeds (their reports, ``paired.py``).
+   A second call with the same OUT evaluates the saved student again (new seeds,
+   other scenes: ``--report`` elsewhere).
 
 A prototype of the design the clear-scene results propose (a tau-gated stem on the
 telepathy path, the tau = 0 path the frozen base); here the student replaces the base's
@@ -198,6 +201,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--eval-seed", type=int, default=10_000, help="episode i: seed + i")
+    parser.add_argument("--eval-shards", help="evaluate in these shards' scenes (default SHARDS)")
+    parser.add_argument("--report", help="where report.json goes (default OUT)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -218,18 +224,25 @@ def main() -> None:
         save_file(data, cache)
     t1 = time.perf_counter()
     student = FilmStem(base.vision.stem, len(tasks))
-    log = fit(base, student, data, args.steps, args.batch_size, args.lr)
-    t2 = time.perf_counter()
-    save_file(student.state_dict(), out / "student.safetensors")
-    fitted = {"states": len(data["task"]), "visit_s": t1 - t0, "fit_s": t2 - t1, "log": log}
-    (out / "fit.json").write_text(json.dumps(fitted, indent=1))
+    if (out / "student.safetensors").is_file():  # fitted already: evaluate it again
+        student.load_state_dict(load_file(out / "student.safetensors"))
+    else:
+        log = fit(base, student, data, args.steps, args.batch_size, args.lr)
+        t2 = time.perf_counter()
+        save_file(student.state_dict(), out / "student.safetensors")
+        fitted = {"states": len(data["task"]), "visit_s": t1 - t0, "fit_s": t2 - t1, "log": log}
+        (out / "fit.json").write_text(json.dumps(fitted, indent=1))
     base.vision.stem = student.requires_grad_(False)
     base.__class__ = Decluttered
     base.tasks = tasks
+    if args.eval_shards:
+        meta = json.loads((Path(args.eval_shards) / "meta.json").read_text())
     results = rollout(
-        base, meta, args.eval_episodes, seed=10_000, max_seconds=10.0, workers=args.workers
+        base, meta, args.eval_episodes, seed=args.eval_seed, max_seconds=10.0, workers=args.workers
     )
-    write_report(out, "declutter", results, vars(args))
+    report = Path(args.report or out)
+    report.mkdir(parents=True, exist_ok=True)
+    write_report(report, "declutter", results, vars(args))
 
 
 if __name__ == "__main__":
