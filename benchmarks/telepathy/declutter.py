@@ -2,7 +2,7 @@
 
     python benchmarks/telepathy/declutter.py BASE SHARDS OUT [--episodes 150 --steps 1500
         --batch-size 32 --lr 3e-4 --eval-episodes 50 --eval-seed 10000 --eval-shards S
-        --report DIR --workers 2]
+        --report DIR --also CLEAN_SHARDS --also-episodes 100 --workers 2]
 
 The oracle ``unseen_distractors.py`` says the frozen base, trained on one-cube scenes,
 succeeds 48% in the (clear) transfer scenes when it cannot see the distractors, against
@@ -14,6 +14,9 @@ distractors transparent.
 1. Visit: the frozen base runs closed-loop in SHARDS' scenes (``--episodes``, seeds
    50,000 on, disjoint from the evaluation's 10,000 + i); at every planning step the
    images it read are kept with the same instant rendered without the distractors.
+   ``--also`` visits a second recording's scenes too (``--also-episodes``, seeds 60,000
+   on): in one-cube scenes the target is the image itself, so the student learns to
+   leave a scene with nothing to remove as the base sees it.
 2. Fit a student stem: a trainable copy of the base's convolutional stem, FiLM-modulated
    after each layer by the instruction, ``F' = F (1 + gamma(E[t])) + beta(E[t])``
    (``E`` a learned embedding of the instruction, what tau carries; FiLM zero-initialized,
@@ -147,6 +150,17 @@ def visit(policy: SigmaPolicy, meta: dict, episodes: int, seed: int) -> dict[str
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def visited(
+    policy: SigmaPolicy, meta: dict, episodes: int, seed: int, cache: Path
+) -> dict[str, Tensor]:
+    """:func:`visit`, kept in ``cache`` (safetensors) and read back when it is there."""
+    if cache.is_file():
+        return load_file(cache)
+    data = visit(policy, meta, episodes, seed)
+    save_file(data, cache)
+    return data
+
+
 def fit(
     base: SigmaPolicy,
     student: FilmStem,
@@ -201,6 +215,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument(
+        "--also", help="shards whose scenes are visited too (seeds 60,000 on), e.g. one-cube"
+    )
+    parser.add_argument("--also-episodes", type=int, default=100)
     parser.add_argument("--eval-seed", type=int, default=10_000, help="episode i: seed + i")
     parser.add_argument("--eval-shards", help="evaluate in these shards' scenes (default SHARDS)")
     parser.add_argument("--report", help="where report.json goes (default OUT)")
@@ -215,13 +233,13 @@ def main() -> None:
     meta = json.loads((Path(args.shards) / "meta.json").read_text())
     tasks = sorted(meta["tasks"])
     base = SigmaPolicy.from_pretrained(args.base).eval().requires_grad_(False)
-    cache = out / "visited.safetensors"
     t0 = time.perf_counter()
-    if cache.is_file():
-        data = load_file(cache)
-    else:
-        data = visit(base, meta, args.episodes, 50_000)
-        save_file(data, cache)
+    data = visited(base, meta, args.episodes, 50_000, out / "visited.safetensors")
+    if args.also:  # states where the target is the image itself (e.g. one-cube scenes)
+        also_meta = json.loads((Path(args.also) / "meta.json").read_text())
+        also_cache = out / "visited-also.safetensors"
+        also = visited(base, also_meta, args.also_episodes, 60_000, also_cache)
+        data = {k: torch.cat([data[k], also[k]]) for k in data}
     t1 = time.perf_counter()
     student = FilmStem(base.vision.stem, len(tasks))
     if (out / "student.safetensors").is_file():  # fitted already: evaluate it again
