@@ -148,6 +148,18 @@ def closed_loop_parser(doc: str, policy: str) -> argparse.ArgumentParser:
     return parser
 
 
+def closed_loop(policy: SigmaPolicy, meta: dict, args: argparse.Namespace) -> list:
+    """The closed loop :func:`closed_loop_parser`'s arguments ask for."""
+    return rollout(
+        policy,
+        meta,
+        args.episodes,
+        seed=args.seed,
+        max_seconds=args.max_seconds,
+        workers=args.workers,
+    )
+
+
 def write_report(out: Path, name: str, results: list, settings: dict) -> None:
     """``out/report.json`` in the shape ``table.py`` reads (closed-loop episodes only),
     written atomically; prints the success count."""

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from estimated_oracle import closed_loop_parser, write_report
+from estimated_oracle import closed_loop, closed_loop_parser, write_report
 from torch import Tensor
 
 from sigma_core import SigmaPolicy
@@ -102,8 +102,6 @@ def main() -> None:
         parser.error("--offset-cm moves the truth the base is handed: use --entries named|all")
     torch.set_num_threads(1)
 
-    from sigma_sim.rollout import rollout
-
     meta = json.loads((Path(args.shards) / "meta.json").read_text())
     with handed_the_truth(SigmaPolicy.from_pretrained(args.base), TruthFed) as policy:
         policy.entries, policy.errors = args.entries, []
@@ -111,14 +109,7 @@ def main() -> None:
         width = len(meta["stats"]["observation.environment_state"]["std"])
         std = environment_normalizer(meta, args.shards, width).std[:2]
         policy.offset = 1.0 / std
-        results = rollout(
-            policy,
-            meta,
-            args.episodes,
-            seed=args.seed,
-            max_seconds=args.max_seconds,
-            workers=args.workers,
-        )
+        results = closed_loop(policy, meta, args)
     settings = vars(args)
     if policy.errors:  # the estimate's error along the episodes, by plans 0-7, 8-15, ...
         by_plan: dict[str, list[float]] = {}

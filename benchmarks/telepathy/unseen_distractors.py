@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "base_levers"))
-from estimated_oracle import closed_loop_parser, write_report
+from estimated_oracle import closed_loop, closed_loop_parser, write_report
 
 from sigma_core import SigmaPolicy
 from sigma_core.eval.replay import open_source
@@ -59,7 +59,6 @@ def main() -> None:
     torch.set_num_threads(1)
 
     import sigma_sim.scene
-    from sigma_sim.rollout import rollout
 
     if not args.visible:
         original = sigma_sim.scene.reset_episode
@@ -73,14 +72,7 @@ def main() -> None:
         sigma_sim.scene.reset_episode = reset_unseen
     meta = json.loads((Path(args.shards) / "meta.json").read_text())
     policy = SigmaPolicy.from_pretrained(open_source(args.policy).directory)
-    results = rollout(
-        policy,
-        meta,
-        args.episodes,
-        seed=args.seed,
-        max_seconds=args.max_seconds,
-        workers=args.workers,
-    )
+    results = closed_loop(policy, meta, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, "visible" if args.visible else "unseen", results, vars(args))
