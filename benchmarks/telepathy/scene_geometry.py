@@ -1,7 +1,7 @@
 """Where the distractors of a transfer recording lie: off the goal and clear of the cube?
 
     python benchmarks/telepathy/scene_geometry.py SHARDS [--episodes 50] [--seed 10000]
-        [--layout recorded|clear|legacy] [--reports OUT1/report.json ...]
+        [--layout recorded|clear|legacy] [--distractors K] [--reports OUT1/report.json ...]
 
 Resets the simulator in the closed-loop evaluation's scenes of SHARDS (seeds ``--seed``
 + i, as ``sigma eval --sim``; the recording's settings, ``--layout`` overriding
@@ -12,7 +12,10 @@ is 5 cm; so101-nexus asks for 3.75 cm plus a cube's bounding radius (about 5.5 c
 its centre and 4 cm plus both radii (about 7.5 cm) between cubes. With ``--reports``
 (closed-loop reports of these seeds: ``sigma eval``, ``truth_oracle.py``,
 ``unseen_distractors.py``), each policy's successes per bin of the distractor-goal
-distance. One process, no torch.
+distance. Also the fraction of scenes whose every distractor lies 6.5 cm from the goal's
+centre and 5 cm from the named cube: ``--layout legacy --seed 20000 --episodes 300``
+measures how often so101-nexus' own draws leave room (``--distractors 1``: with one).
+One process, no torch.
 """
 
 from __future__ import annotations
@@ -24,14 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
+#: A distractor counted clear of the goal (its centre, m) and of the named cube.
+CLEAR_GOAL, CLEAR_CUBE = 0.065, 0.05
 
-def nearest_distractors(shards: str, episodes: int, seed: int, layout: str) -> list[dict]:
+
+def nearest_distractors(
+    shards: str, episodes: int, seed: int, layout: str, distractors: int | None = None
+) -> list[dict]:
     """Per episode: its seed and the nearest distractor's distance to goal and cube (m)."""
     from sigma_sim.rollout import eval_env_seed, scene_config
     from sigma_sim.scene import environment_state, make_env, reset_episode
 
     meta = json.loads((Path(shards) / "meta.json").read_text())
-    cfg = scene_config(meta, distractors=None, image_size=32, fps=30)
+    cfg = scene_config(meta, distractors=distractors, image_size=32, fps=30)
     if layout != "recorded":
         cfg = cfg.model_copy(update={"clear_distractors": layout == "clear"})
     if not cfg.distractors:
@@ -73,11 +81,17 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=10_000)
     parser.add_argument("--layout", choices=("recorded", "clear", "legacy"), default="recorded")
+    parser.add_argument("--distractors", type=int, help="override the recording's count")
     parser.add_argument("--reports", nargs="*", default=[])
     args = parser.parse_args()
-    rows = nearest_distractors(args.shards, args.episodes, args.seed, args.layout)
+    rows = nearest_distractors(args.shards, args.episodes, args.seed, args.layout, args.distractors)
     print(f"nearest distractor to the goal's centre (cm): {describe([r['goal'] for r in rows])}")
     print(f"nearest distractor to the named cube (cm):    {describe([r['cube'] for r in rows])}")
+    clear = sum(r["goal"] >= CLEAR_GOAL and r["cube"] >= CLEAR_CUBE for r in rows) / len(rows)
+    print(
+        f"scenes with every distractor {100 * CLEAR_GOAL:g} cm from the goal's centre and "
+        f"{100 * CLEAR_CUBE:g} cm from the cube: {clear:.1%}"
+    )
     bins = [(0.0, 0.03), (0.03, 0.06), (0.06, math.inf)]
     for path in args.reports:
         report = json.loads(Path(path).read_text())
