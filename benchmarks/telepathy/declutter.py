@@ -57,10 +57,10 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).parents[1] / "base_levers"))
 sys.path.insert(0, str(Path(__file__).parent))
 from estimated_oracle import write_report
-from unseen_distractors import hide_distractors
 
 from sigma_core import SigmaPolicy
 from sigma_core.types import SigmaBatch, VisionOutput
+from sigma_sim.scene import hide_distractors
 
 CAMERA_KEYS = {"overhead": "overhead_camera", "wrist": "wrist_camera"}
 

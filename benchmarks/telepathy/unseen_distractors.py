@@ -34,22 +34,7 @@ from estimated_oracle import closed_loop, closed_loop_parser, write_report
 
 from sigma_core import SigmaPolicy
 from sigma_core.eval.replay import open_source
-
-DISTRACTOR_BODY = "distractor_slot_"  # so101_nexus' bodies of the distractor cubes
-
-
-def hide_distractors(env: Any) -> int:
-    """Make every geom of ``env``'s distractor cube bodies transparent (alpha 0), in place;
-    returns how many geoms were hidden. Physics (collisions, masses) is untouched."""
-    import mujoco
-
-    model, hidden = env.model, 0
-    for g in range(model.ngeom):
-        body = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, int(model.geom_bodyid[g]))
-        if body and body.startswith(DISTRACTOR_BODY):
-            model.geom_rgba[g, 3] = 0.0
-            hidden += 1
-    return hidden
+from sigma_sim.scene import hide_distractors
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Estimator DAgger (:mod:`sigma_sim.dagger`, ``sigma dagger``) and the rollout's ``on_plan``.
+"""Closed-loop refits: estimator DAgger (:mod:`sigma_sim.dagger`, ``sigma dagger``),
+declutter (:mod:`sigma_sim.declutter`, ``sigma declutter``) and the rollout's ``on_plan``.
 
 A tiny camera-only base (32 px, random weights) on 3 recorded demonstrations; every
 closed-loop episode lasts at most 0.3 simulated seconds and every refit a few steps.
@@ -156,3 +157,101 @@ def test_estimator_dagger_refuses_a_base_that_reads_the_truth(shards, tmp_path) 
         estimator_dagger(tmp_path / "nowhere", shards, tmp_path / "out", log=None)
     with pytest.raises(SigmaUserError, match=r"nowhere: no such shard directory"):
         estimator_dagger(oracle, tmp_path / "nowhere", tmp_path / "out", log=None)
+
+
+@pytest.fixture(scope="module")
+def cluttered(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shards with their recording's scene edited to one distractor cube."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("cluttered") / "shards"
+    shutil.copytree(shards, out)
+    meta = json.loads((out / "meta.json").read_text())
+    meta["source"]["recording"]["config"]["distractors"] = 1
+    (out / "meta.json").write_text(json.dumps(meta))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sigma_tau_stem(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Sigma policy (stage sigma, random weights) whose tau pass has a tau stem."""
+    from sigma_core import build_policy, get_registry, validate_spec
+
+    raw = _spec(shards, "estimated").model_dump(mode="json")
+    raw["model"]["vision"] |= {"stem_channels": [4, 8], "film": False, "tau_stem": True}
+    raw["train"]["stage"] = "sigma"
+    torch.manual_seed(0)
+    where = tmp_path_factory.mktemp("sigma") / "policy"
+    build_policy(validate_spec(raw, get_registry())).save_pretrained(where)
+    return where
+
+
+def test_on_plan_gets_the_same_instant_without_the_distractors(cluttered, base) -> None:
+    """uncluttered: on_plan also gets the cameras re-rendered with the distractor cubes
+    transparent: the same scene where they are not, and the episode runs as without it."""
+    from sigma_core import SigmaPolicy
+    from sigma_sim.rollout import rollout
+
+    meta = json.loads((cluttered / "meta.json").read_text())
+    policy = SigmaPolicy.from_pretrained(base)
+    seen: list[tuple[Any, torch.Tensor]] = []
+    told = rollout(
+        policy, meta, 2, max_seconds=0.3, on_plan=lambda b, c: seen.append((b, c)), uncluttered=True
+    )
+    plain = rollout(policy, meta, 2, max_seconds=0.3)
+    assert [r.as_dict() | {"latencies": 0, "sim_seconds": 0} for r in told] == [
+        r.as_dict() | {"latencies": 0, "sim_seconds": 0} for r in plain
+    ]
+    assert told[0].distractors == 1
+    for batch, clean in seen:
+        assert clean.shape == batch.images.shape and clean.dtype == batch.images.dtype
+        differ = (clean - batch.images).abs().amax(dim=3) > 0.02  # (1, C, 1, P, P) pixels
+        overhead = differ[0, 0, 0].float().mean().item()
+        assert 0 < overhead < 0.2  # the distractor's pixels only (a 32 px overhead view)
+    with pytest.raises(SigmaUserError, match="uncluttered renders for on_plan: pass on_plan"):
+        rollout(policy, meta, 1, max_seconds=0.1, uncluttered=True)
+
+
+def test_declutter_trains_the_tau_stem_only_and_reads_its_visits_back(
+    cluttered, sigma_tau_stem, tmp_path, monkeypatch
+) -> None:
+    from sigma_core import SigmaPolicy
+    from sigma_sim import declutter as module
+    from sigma_sim.declutter import declutter
+
+    settings = {"episodes": 2, "steps": 3, "max_seconds": 0.3, "seed": 70_000}
+    record = declutter(sigma_tau_stem, cluttered, tmp_path / "a", **settings)
+    assert record["states"] > 0 and record["visit_success"] == 0.0
+    assert [r["step"] for r in record["loss"]] == [0, 2]
+    before, after = _weights(sigma_tau_stem), _weights(tmp_path / "a" / "policy")
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("vision.stem_tau.") for k in moved)
+    policy = SigmaPolicy.from_pretrained(tmp_path / "a" / "policy")  # same spec, loads
+    assert policy.spec.model.scene_state == "estimated" and policy.vision.tau_sees_pixels
+
+    monkeypatch.setattr(module, "visit", None)  # done: nothing runs again
+    assert declutter(sigma_tau_stem, cluttered, tmp_path / "a", **settings) == record
+    # killed after the visits: the rerun reads them back and fits to the same weights
+    (tmp_path / "a" / "declutter.json").unlink()
+    again = declutter(sigma_tau_stem, cluttered, tmp_path / "a", **settings)
+    assert again["states"] == record["states"] and again["loss"] == record["loss"]
+    for k, v in after.items():
+        assert torch.equal(v, _weights(tmp_path / "a" / "policy")[k]), k
+    with pytest.raises(SigmaUserError, match=r"declutter.json: made with other settings"):
+        declutter(sigma_tau_stem, cluttered, tmp_path / "a", **settings | {"steps": 4})
+    (tmp_path / "a" / "declutter.json").unlink()
+    with pytest.raises(SigmaUserError, match=r"visited.safetensors: visits made with other"):
+        declutter(sigma_tau_stem, cluttered, tmp_path / "a", **settings | {"episodes": 3})
+
+
+def test_declutter_refuses_what_it_cannot_declutter(shards, cluttered, base, tmp_path) -> None:
+    from sigma_sim.declutter import declutter
+
+    with pytest.raises(SigmaUserError, match=r"no distractor cubes, so there is nothing"):
+        declutter(base, shards, tmp_path / "out")
+    with pytest.raises(SigmaUserError, match=r"policy: declutter trains the tau pass of a Sigma"):
+        declutter(base, cluttered, tmp_path / "out")
+    with pytest.raises(SigmaUserError, match=r"nowhere: not a policy directory"):
+        declutter(tmp_path / "nowhere", cluttered, tmp_path / "out")
+    with pytest.raises(SigmaUserError, match="steps must be >= 1, got 0"):
+        declutter(base, cluttered, tmp_path / "out", steps=0)

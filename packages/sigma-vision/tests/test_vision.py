@@ -231,3 +231,45 @@ def test_is_internal_error_recognises_oom_and_programming_errors():
     assert is_internal_error(MemoryError()) and is_internal_error(torch.OutOfMemoryError("x"))
     assert is_internal_error(NameError("x")) and is_internal_error(AssertionError())
     assert not is_internal_error(OSError("x")) and not is_internal_error(ValueError("x"))
+
+
+def test_the_tau_stem_starts_as_the_base_stem_and_then_reads_tau():
+    """vision.tau_stem: the tau pass re-encodes the images through W + dW with FiLM by tau
+    (zero-initialized: V_mod = V_base at the start, with FiLM on tokens off); once its
+    weights move, V_mod depends on tau and on the pixels, gradients reach only the tau
+    stem, and the tau = None pass (the base's) never changes."""
+    torch.manual_seed(0)
+    cfg = PerceiverVisionConfig(patch_size=16, stem_channels=[8, 16], film=False, tau_stem=True)
+    vis = PerceiverVision(cfg, DIMS).eval()
+    assert vis.tau_sees_pixels and type(vis).telepathy_params == ("modulator.", "stem_tau.")
+    images, state, tau = torch.rand(2, 2, 1, 3, 32, 32), torch.randn(2, 6), torch.randn(2, 32)
+    base = vis(images, state)
+    torch.testing.assert_close(vis.modulate(base, images, state, tau).tokens, base.tokens)
+    with torch.no_grad():
+        for p in vis.stem_tau.parameters():
+            p.normal_(0, 0.3)
+    moved = vis.modulate(base, images, state, tau)
+    assert not torch.allclose(moved.tokens, base.tokens, atol=1e-4)
+    torch.testing.assert_close(vis(images, state, tau).tokens, moved.tokens)  # the contract
+    assert not torch.allclose(vis.modulate(base, images, state, -tau).tokens, moved.tokens)
+    torch.testing.assert_close(vis(images, state).tokens, base.tokens)  # tau = None: the base
+    # the formula, block by block
+    x, t = images.flatten(0, 2), tau.repeat_interleave(2, dim=0)
+    convs = [m for m in vis.stem if isinstance(m, torch.nn.Conv2d)]
+    for conv, dw, db, film in zip(
+        convs, vis.stem_tau.weight, vis.stem_tau.bias, vis.stem_tau.film, strict=True
+    ):
+        x = torch.nn.functional.conv2d(x, conv.weight + dw, conv.bias + db, 2, 1)
+        gamma, beta = film(t).chunk(2, dim=1)
+        x = torch.nn.functional.gelu(x) * (1 + gamma[..., None, None]) + beta[..., None, None]
+    torch.testing.assert_close(vis.stem_tau(vis.stem, images.flatten(0, 2), t), x)
+    vis.requires_grad_(False).stem_tau.requires_grad_(True)
+    moved = vis.modulate(base, images, state, tau.requires_grad_(True))
+    moved.tokens.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in vis.stem_tau.parameters())
+    assert tau.grad is not None and tau.grad.abs().sum() > 0
+
+
+def test_the_tau_stem_needs_a_stem():
+    with pytest.raises(ValueError, match=r"tau_stem needs a stem: set vision\.stem_channels"):
+        PerceiverVisionConfig(tau_stem=True)

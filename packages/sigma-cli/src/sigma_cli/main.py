@@ -22,7 +22,7 @@ from sigma_cli.data import data_app, preprocess
 from sigma_cli.evaluate import evaluate
 from sigma_cli.quickstart import quickstart
 from sigma_cli.share import export, push
-from sigma_cli.train import dagger, train
+from sigma_cli.train import dagger, declutter, train
 from sigma_cli.ui import STATE, out, user_errors
 from sigma_core import SigmaSpec, SigmaUserError, SpecError, __version__, load_spec
 
@@ -250,6 +250,7 @@ app.add_typer(data_app, name="data")
 app.command()(preprocess)
 app.command()(train)
 app.command()(dagger)
+app.command()(declutter)
 app.command(name="eval")(evaluate)
 app.command()(quickstart)
 app.command()(export)

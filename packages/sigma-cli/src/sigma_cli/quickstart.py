@@ -185,13 +185,26 @@ def on_base(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     The frozen tau = 0 path (dims, vision, scene state, backbone, query, branches) is
     the base's, so every tensor of the base loads; the run keeps the settings in
     which it differs from :data:`PATHWAY_REFERENCE` (e.g. the LoRA-only control's
-    ``telepathy: false`` and ``memory: none``). The base's
+    ``telepathy: false`` and ``memory: none``). Within a component of the same type
+    as the reference's and the base's, only the differing keys are laid over the
+    base's (``vision: {film: false}`` keeps the base's keypoints; replacing the whole
+    entry would build another vision). The base's
     ``train.losses.state_weights`` travel too: they say which entries of its scene
     estimate it reads.
     """
     reference = shipped_config(PATHWAY_REFERENCE)["model"]
     model = dict(base["model"])
-    model |= {k: v for k, v in run["model"].items() if k != "dims" and v != reference.get(k)}
+    for key, value in run["model"].items():
+        ref, have = reference.get(key), model.get(key)
+        if key == "dims" or value == ref:
+            continue
+        same_type = all(isinstance(d, dict) for d in (value, ref, have)) and (
+            value.get("type") == ref.get("type") == have.get("type")
+        )
+        if same_type:  # the run's own settings of the component, over the base's
+            model[key] = have | {k: v for k, v in value.items() if v != ref.get(k)}
+        else:
+            model[key] = value
     train = dict(run["train"])
     weights = base["train"].get("losses", {}).get("state_weights")
     if weights is not None:

@@ -126,3 +126,57 @@ def dagger(
         base, data, out_dir, rounds, episodes, steps, seed, max_seconds, log=show
     )
     out.print_json(json.dumps({"policy": str(out_dir / f"round_{rounds - 1}"), "rounds": rows}))
+
+
+@user_errors
+def declutter(
+    policy: Annotated[
+        Path,
+        typer.Argument(
+            metavar="POLICY", help="A Sigma policy with vision.tau_stem (sigma train's RUN/policy)."
+        ),
+    ],
+    data: Annotated[
+        Path, typer.Option(help="Shards whose scenes have distractor cubes (the transfer data).")
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Where visited.safetensors, policy/ and declutter.json go."),
+    ],
+    episodes: Annotated[int, typer.Option(min=1, help="Closed-loop episodes visited.")] = 150,
+    steps: Annotated[int, typer.Option(min=1, help="Fit steps (batch 32).")] = 1500,
+    seed: Annotated[
+        int,
+        typer.Option(min=0, help="First closed-loop seed (sigma eval's are 10000 on)."),
+    ] = 50_000,
+    max_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Simulated seconds per episode.")
+    ] = 10.0,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
+) -> None:
+    """Teach a Sigma policy's tau pass to see the scene without the distractors.
+
+    sigma_sim.declutter: the policy runs closed-loop in the data's scenes; at every
+    planning step the simulator renders the same instant again without the distractor
+    cubes. The tau pass's vision (vision.tau_stem) is then fitted to what the frozen
+    base sees in those renders (L_declutter, sigma_core.train.declutter), while the
+    instruction, through tau, says which cubes are distractors. The renders are used only
+    here: OUT/policy has the same spec and reads nothing privileged. A rerun of the same
+    command reads the saved visits back.
+    """
+    import torch
+
+    from sigma_sim.declutter import declutter as run_declutter
+
+    torch.set_num_threads(threads)
+    record = run_declutter(
+        policy,
+        data,
+        out_dir,
+        episodes=episodes,
+        steps=steps,
+        seed=seed,
+        max_seconds=max_seconds,
+        log=err.print,
+    )
+    out.print_json(json.dumps({"policy": str(out_dir / "policy")} | record))

@@ -233,6 +233,13 @@ class VisionWorkspace(Component, kind="vision", abstract=True):
     inputs = {"images": ("B", "C", "F", 3, "P", "P"), "state": ("B", "S_v"), "tau": ("B", "E")}
     outputs = {"tokens": ("B", "N_v", "D"), "state_tokens": ("B", "N_s", "D")}
 
+    @property
+    def tau_sees_pixels(self) -> bool:
+        """Whether tau enters the image encoding itself (not only the tokens after it): the
+        tau pass then looks at the scene anew, and a policy that estimates its scene state
+        estimates it again from the tau pass's tokens. Default False (the paper's FiLM)."""
+        return False
+
     @abstractmethod
     def forward(self, images: Tensor, state: Tensor, tau: Tensor | None = None) -> VisionOutput:
         """Encode cameras and state; modulate vision tokens by ``tau`` when given."""

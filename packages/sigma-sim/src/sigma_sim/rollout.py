@@ -113,7 +113,7 @@ if TYPE_CHECKING:
     import torch
     from so101_nexus.mujoco.pick_and_place import PickAndPlaceEnv
 
-    from sigma_core import SigmaBatch, SigmaPolicy
+    from sigma_core import SigmaPolicy
     from sigma_sim.config import So101PickPlaceConfig
     from sigma_sim.scene import CameraSwitch
 
@@ -568,13 +568,15 @@ class _Runner:
         self,
         policy: SigmaPolicy,
         plan: _Plan,
-        on_plan: Callable[[SigmaBatch], None] | None = None,
+        on_plan: Callable[..., None] | None = None,
+        uncluttered: bool = False,
     ) -> None:
         import numpy as np
 
         from sigma_sim.scene import CameraSwitch, make_env
 
         self.policy, self.plan, self.on_plan = policy, plan, on_plan
+        self.uncluttered = uncluttered
         self.device = next(policy.parameters()).device
         self.env = make_env(plan.cfg)
         self.switch = CameraSwitch(self.env)
@@ -611,6 +613,7 @@ class _Runner:
                 plan.render_every_step or video is not None,
                 plan.instruction_steps,
                 self.on_plan,
+                self.uncluttered,
             )
 
     def close(self) -> None:
@@ -675,7 +678,8 @@ def rollout(
     journal: Path | None = None,
     render_every_step: bool = False,
     instruction_steps: int | None = None,
-    on_plan: Callable[[SigmaBatch], None] | None = None,
+    on_plan: Callable[..., None] | None = None,
+    uncluttered: bool = False,
 ) -> list[EpisodeResult]:
     """Run ``policy`` closed-loop in the SO-101 pick-and-place simulator.
 
@@ -723,6 +727,10 @@ def rollout(
             estimates its scene state (which it then does not read): what
             ``sigma_sim.dagger`` records. In-process only (``workers`` 1, no
             ``journal``).
+        uncluttered: call ``on_plan(batch, clean)`` instead, ``clean`` (1, C, 1, 3, P, P)
+            the cameras of the same instant rendered without the distractor cubes
+            (:func:`sigma_sim.scene.uncluttered_observation`), processed as the policy's
+            images are: what ``sigma_sim.declutter`` records. Needs ``on_plan``.
 
     Returns:
         One :class:`EpisodeResult` per episode, in order.
@@ -746,6 +754,8 @@ def rollout(
     check_instruction_steps(instruction_steps)
     if on_plan is not None and (workers != 1 or journal is not None):
         raise SigmaUserError("on_plan records in this process: workers must be 1, no journal")
+    if uncluttered and on_plan is None:
+        raise SigmaUserError("uncluttered renders for on_plan: pass on_plan")
     eval_env_seed(seed, 0)  # rejects a negative seed before the scene is built
     have = shard_dims(meta)
     dims = policy.dims
@@ -809,7 +819,7 @@ def rollout(
     policy.eval()
     try:
         if todo and min(workers, len(todo)) == 1:
-            runner = _Runner(policy, plan, on_plan)
+            runner = _Runner(policy, plan, on_plan, uncluttered)
             try:
                 for i in todo:
                     finished(runner.episode(i))
@@ -931,7 +941,8 @@ def _episode(
     switch: CameraSwitch | None = None,
     render_every_step: bool = True,
     instruction_steps: int | None = None,
-    on_plan: Callable[[SigmaBatch], None] | None = None,
+    on_plan: Callable[..., None] | None = None,
+    uncluttered: bool = False,
 ) -> EpisodeResult:
     import numpy as np
 
@@ -965,7 +976,12 @@ def _episode(
             batch = observer.batch(obs, text, scene, read=read)
             if replan:  # the plan is relative to this state
                 anchor = batch.state
-                if on_plan is not None:
+                if on_plan is not None and uncluttered:
+                    from sigma_sim.scene import uncluttered_observation
+
+                    clean = observer.images(uncluttered_observation(env))
+                    on_plan(batch, clean[None, :, None].to(batch.images).div_(255))
+                elif on_plan is not None:
                     on_plan(batch)
             if switch is not None:
                 switch.set(

@@ -301,6 +301,36 @@ def active_distractors(env: PickAndPlaceEnv, colors: list[str]) -> list[str]:
     return [c for i, c in enumerate(colors) if on_table(env, f"distractor_slot_{i}")]
 
 
+#: so101_nexus' bodies of the distractor cubes: ``distractor_slot_<i>``
+DISTRACTOR_BODY = "distractor_slot_"
+
+
+def hide_distractors(env: PickAndPlaceEnv) -> int:
+    """Make every geom of ``env``'s distractor cube bodies transparent (alpha 0), in place;
+    return how many geoms were hidden. Physics (collisions, masses) is untouched."""
+    import mujoco
+
+    model, hidden = env.model, 0
+    for g in range(model.ngeom):
+        body = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, int(model.geom_bodyid[g]))
+        if body and body.startswith(DISTRACTOR_BODY):
+            model.geom_rgba[g, 3] = 0.0
+            hidden += 1
+    return hidden
+
+
+def uncluttered_observation(env: PickAndPlaceEnv) -> dict[str, np.ndarray]:
+    """The observation of this instant rendered without the distractor cubes (their geoms
+    transparent for the render only; nothing moves): what the scene would look like had
+    only the named cube been on the table. The privileged target of ``sigma declutter``."""
+    alpha = env.model.geom_rgba[:, 3].copy()
+    hide_distractors(env)
+    try:
+        return env._get_obs()  # so101_nexus' own observation, rendered now
+    finally:
+        env.model.geom_rgba[:, 3] = alpha
+
+
 def environment_state_names(colors: list[str]) -> list[str]:
     """Names of :func:`environment_state`'s entries (the LeRobot feature's ``names``)."""
     names = ["cube.x", "cube.y", "cube.z", "cube.cos4yaw", "cube.sin4yaw"]

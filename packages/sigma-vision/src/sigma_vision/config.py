@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from sigma_core import StrictModel
 
@@ -55,6 +55,20 @@ class PerceiverVisionConfig(ResamplerConfig):
         " Diffusion Policy): the expected (x, y) of each of K feature maps over the stem's"
         " grid, each keypoint a token (MLP of its coordinates + camera embedding)",
     )
+    tau_stem: bool = Field(
+        False,
+        description="telepathy in the stem (not in the paper): the tau pass encodes the"
+        " images again through the stem with weights W + dW and FiLM by tau after each"
+        " layer (both zero-initialized: it starts as the base's stem), so tau can change"
+        " what the vision sees, e.g. the distractors the instruction does not name"
+        " (trained by sigma declutter); needs stem_channels. The tau = 0 path is unchanged",
+    )
+
+    @model_validator(mode="after")
+    def _tau_stem_needs_a_stem(self) -> PerceiverVisionConfig:
+        if self.tau_stem and not self.stem_channels:
+            raise ValueError("vision.tau_stem needs a stem: set vision.stem_channels")
+        return self
 
 
 class TowerVisionConfig(ResamplerConfig):

@@ -72,18 +72,23 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         """Create the patch encoder's modules; return its feature width."""
         raise NotImplementedError
 
-    def patch_features(self, images: Tensor) -> Tensor:
-        """(B, C, F, 3, P, P) -> patch features (B, C*F*N_patches, feature width)."""
+    def patch_features(self, images: Tensor, tau: Tensor | None = None) -> Tensor:
+        """(B, C, F, 3, P, P) -> patch features (B, C*F*N_patches, feature width); ``tau``
+        (B, E) is read only where :attr:`tau_sees_pixels`."""
         raise NotImplementedError
 
-    def encode_patches(self, images: Tensor) -> Tensor:
+    def encode_patches(self, images: Tensor, tau: Tensor | None = None) -> Tensor:
         """(B, C, F, 3, P, P) -> projected patch tokens (B, C*F*N_patches, D)."""
-        return self.projector(self.patch_features(images))
+        return self.projector(self.patch_features(images, tau))
+
+    def resample(self, images: Tensor, tau: Tensor | None = None) -> Tensor:
+        """The resampled tokens before the modulator and block (B, N_v, D)."""
+        patches = self.encode_patches(images, tau)
+        queries = self.queries.expand(images.shape[0], -1, -1)
+        return self.resampler_norm(self.resampler(queries, patches))
 
     def forward(self, images: Tensor, state: Tensor, tau: Tensor | None = None) -> VisionOutput:
-        patches = self.encode_patches(images)
-        queries = self.queries.expand(images.shape[0], -1, -1)
-        v_base = self.resampler_norm(self.resampler(queries, patches))
+        v_base = self.resample(images)
         state_tokens = self.encode_state(state)  # before the block: the RNG order of old runs
         out = VisionOutput(self.block(v_base), state_tokens, reuse=v_base)
         return out if tau is None else self.modulate(out, images, state, tau)
@@ -119,14 +124,54 @@ class ResamplerVision(VisionWorkspace, abstract=True):
         """Pass 2 from pass 1's V_base: only the modulator and the block see tau.
 
         The patch encoder (a SigLIP tower for ``tower``), projector, resampler and
-        state tokens do not depend on tau, so they are not recomputed.
+        state tokens do not depend on tau, so they are not recomputed; with
+        :attr:`tau_sees_pixels` (``tau_stem``) the images are encoded again through the
+        tau-conditioned stem, and only the state tokens are reused.
         """
         if base.reuse is None:
             return self(images, state, tau)
-        if not self.config.film:
+        v = self.resample(images, tau) if self.tau_sees_pixels else base.reuse
+        if self.config.film:
+            v = self.modulator(v, tau)
+        elif not self.tau_sees_pixels:
             return base  # V_mod = V_base
-        v_mod = self.modulator(base.reuse, tau)
-        return VisionOutput(self.block(v_mod), base.state_tokens, reuse=base.reuse)
+        return VisionOutput(self.block(v), base.state_tokens, reuse=base.reuse)
+
+
+class TauStem(nn.Module):
+    """The stem on the tau pass (``vision.tau_stem``; not in the paper).
+
+    For each block l of the stem (``Conv_l``, GELU) with the base's frozen ``W_l, b_l``::
+
+        h_l = GELU(Conv(h_{l-1}; W_l + dW_l, b_l + db_l))
+        h_l = h_l * (1 + gamma_l(tau)) + beta_l(tau)        ((gamma_l, beta_l) = Linear_l(tau))
+
+    ``dW_l, db_l`` and ``Linear_l`` start at zero, so the tau pass starts as the base's
+    stem (the same trainable-copy start as ControlNet's); the base's own stem, which the
+    tau = 0 path reads, is never changed. Why in the stem: the paper's FiLM acts on the
+    resampled tokens, after the stem has mixed the named cube with the distractors the
+    instruction does not name; here tau can act on the pixels' first features.
+    """
+
+    def __init__(self, stem: nn.Sequential, tau_dim: int) -> None:
+        super().__init__()
+        convs = [m for m in stem if isinstance(m, nn.Conv2d)]
+        self.weight = nn.ParameterList(nn.Parameter(torch.zeros_like(c.weight)) for c in convs)
+        self.bias = nn.ParameterList(nn.Parameter(torch.zeros(c.out_channels)) for c in convs)
+        self.film = nn.ModuleList(nn.Linear(tau_dim, 2 * c.out_channels) for c in convs)
+        for film in self.film:
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
+
+    def forward(self, stem: nn.Sequential, x: Tensor, tau: Tensor) -> Tensor:
+        """``x`` (N, 3, P, P) through ``stem`` (the base's) modulated by ``tau`` (N, E)."""
+        convs = [m for m in stem if isinstance(m, nn.Conv2d)]
+        for conv, dw, db, film in zip(convs, self.weight, self.bias, self.film, strict=True):
+            assert conv.bias is not None
+            x = nn.functional.conv2d(x, conv.weight + dw, conv.bias + db, conv.stride, conv.padding)
+            gamma, beta = film(tau)[:, :, None, None].chunk(2, dim=1)
+            x = nn.functional.gelu(x) * (1 + gamma) + beta
+        return x
 
 
 class PerceiverVision(ResamplerVision):
@@ -152,6 +197,11 @@ class PerceiverVision(ResamplerVision):
 
     name = "perceiver"
     config_class = PerceiverVisionConfig
+    telepathy_params = ("modulator.", "stem_tau.")
+
+    @property
+    def tau_sees_pixels(self) -> bool:
+        return self.config.tau_stem
 
     def init_patch_encoder(self) -> int:
         dims, p, d = self.dims, self.config.patch_size, self.dims.d_model
@@ -170,6 +220,8 @@ class PerceiverVision(ResamplerVision):
         for c_in, c_out in itertools.pairwise(widths):
             stem += [nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1), nn.GELU()]
         self.stem = nn.Sequential(*stem)
+        if self.config.tau_stem:  # the config refuses it without a stem
+            self.stem_tau = TauStem(self.stem, dims.d_model)
         self.patch = nn.Conv2d(widths[-1], d, kernel_size=p // scale, stride=p // scale)
         self.camera_embed = nn.Parameter(torch.randn(len(dims.cameras), d) * 0.02)
         self.frame_embed = nn.Parameter(torch.randn(dims.frame_history, d) * 0.02)
@@ -181,12 +233,15 @@ class PerceiverVision(ResamplerVision):
             self.keypoint_embed = nn.Parameter(torch.randn(k, d) * 0.02)
         return d
 
-    def patch_features(self, images: Tensor) -> Tensor:
+    def patch_features(self, images: Tensor, tau: Tensor | None = None) -> Tensor:
         b, c, f = images.shape[:3]
         flat = images.flatten(0, 2)
         if self.config.random_shift and self.training and self.patch.weight.requires_grad:
             flat = random_shift(flat, self.config.random_shift)
-        features = self.stem(flat)
+        if tau is not None and self.tau_sees_pixels:
+            features = self.stem_tau(self.stem, flat, tau.repeat_interleave(c * f, dim=0))
+        else:
+            features = self.stem(flat)
         x = self.patch(features)  # (B*C*F, D, h, w)
         x = x.flatten(2).transpose(1, 2).unflatten(0, (b, c, f))  # (B, C, F, N, D)
         x = x + self.pos_embed

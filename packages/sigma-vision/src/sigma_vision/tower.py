@@ -61,7 +61,7 @@ class TowerVision(ResamplerVision):
         self.frame_embed = nn.Parameter(torch.randn(dims.frame_history, width) * 0.02)
         return width
 
-    def patch_features(self, images: Tensor) -> Tensor:
+    def patch_features(self, images: Tensor, tau: Tensor | None = None) -> Tensor:
         b, c, f = images.shape[:3]
         x = images.flatten(0, 2)
         if x.shape[-1] != self.tower_size:

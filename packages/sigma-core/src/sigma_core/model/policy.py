@@ -8,6 +8,9 @@ Forward for one batch (paper §1-3; symbols as in the paper):
 4. ``V_mod, S_tok = vision(images, state, tau)`` (pass 2: tau fed back to vision),
    computed as ``vision.modulate(pass 1, tau)``, which reuses pass 1's encoding
    where tau does not enter (the paper's stack: all but the modulator and block).
+   Where tau enters the image encoding (``vision.tau_stem``, not in the paper) and the
+   scene state is estimated, the tau pass estimates it again from V_mod
+   (:meth:`SigmaPolicy.telepathy_vision`).
    With ``model.scene_correction`` (a camera-only base, not in the paper) the tau pass's
    state tokens read the corrected estimate ``s_tau = s_hat + C([Attn(W_q tau, V_mod);
    tau; s_hat])`` (:class:`sigma_core.layers.SceneCorrection`) instead of ``s_hat``.
@@ -372,6 +375,39 @@ class SigmaPolicy(nn.Module):
         m0 = self.memory.initial_state(batch.batch_size, batch.state.device)
         return self._tau0_query(*self._encode(batch, m0)[:2])
 
+    def telepathy_vision(
+        self,
+        batch: SigmaBatch,
+        vis_base: VisionOutput,
+        vision_state: Tensor,
+        s_hat: Tensor | None,
+        tau: Tensor,
+    ) -> tuple[VisionOutput, Tensor | None]:
+        """Pass 2: ``(V_mod, s_tau)``, the vision the tau path reads and its scene estimate.
+
+        ``V_mod = vision.modulate(V_base, tau)``, which reuses pass 1's encoding where tau
+        does not enter. Where tau enters the image encoding (``vision.tau_sees_pixels``,
+        e.g. ``vision.tau_stem``) and the scene state is estimated, the tau pass estimates
+        it again from its own tokens, ``s_tau = head(mean_n V_mod,n)``, and its state
+        tokens read ``[state; sg(s_tau)]``; else ``s_tau = s_hat``. With
+        ``model.scene_correction``, ``s_tau <- s_tau + C([Attn(W_q tau, V_mod); tau;
+        s_tau])`` and the state tokens read that.
+        """
+        vis_mod = self.vision.modulate(vis_base, batch.images, vision_state, tau)
+        s_tau = s_hat
+        if self.vision.tau_sees_pixels and s_hat is not None:
+            # the tau pass looked at the scene anew: its own estimate of it
+            s_tau = self.auxiliary_state(vis_mod.tokens.mean(dim=1))
+            state_tau = self._with_scene(batch.state, s_tau.detach())
+            vis_mod = self.vision.restate(vis_mod, batch.images, state_tau)
+        if self.spec.model.scene_correction:
+            # the tau pass reads the corrected scene estimate (model.scene_correction)
+            assert s_tau is not None
+            s_tau = self.scene_correction(s_tau.detach(), tau, vis_mod.tokens)
+            state_tau = self._with_scene(batch.state, s_tau)
+            vis_mod = self.vision.restate(vis_mod, batch.images, state_tau)
+        return vis_mod, s_tau
+
     def _branches(self, queries: Tensor, c_act: Tensor, noise: Tensor) -> ActionSet:
         return ActionSet(
             self.vector(queries, c_act),
@@ -405,15 +441,9 @@ class SigmaPolicy(nn.Module):
         noise = sampler_noise(b, self.dims.horizon, self.dims.action_dim, device)
         extras: dict[str, Tensor] = {}
         if pathway:
-            # pass 2 reuses pass 1's vision encoding (only the modulator and block see tau)
-            vis_mod = self.vision.modulate(vis_base, batch.images, vision_state, tau)
-            if self.spec.model.scene_correction:
-                # the tau pass reads the corrected scene estimate (model.scene_correction)
-                s_tau = self.scene_correction(s_hat.detach(), tau, vis_mod.tokens)
-                state_tau = self._with_scene(batch.state, s_tau)
-                vis_mod = self.vision.restate(vis_mod, batch.images, state_tau)
-                if self.training:  # the target only training reads
-                    extras["corrected_state"] = s_tau
+            vis_mod, s_tau = self.telepathy_vision(batch, vis_base, vision_state, s_hat, tau)
+            if self.spec.model.scene_correction and self.training:
+                extras["corrected_state"] = s_tau  # the target only training reads
             # the tau = 0 and tau passes of the query and branches run as one batch of 2B:
             # each head's weights are read once, and the flow sampler loops once, not twice
             both_q = self.query(

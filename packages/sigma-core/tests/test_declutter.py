@@ -1,0 +1,106 @@
+"""The tau pass that sees the pixels (``vision.tau_stem``) and ``L_declutter``
+(:mod:`sigma_core.train.declutter`) on a tiny random policy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sigma_core import SigmaUserError, build_policy, get_registry, validate_spec
+from sigma_core.testing.fakes import example_batch
+from sigma_core.train.declutter import (
+    ClutteredStates,
+    declutter_loss,
+    declutter_parameters,
+    fit_declutter,
+)
+
+SCENE = 6
+
+
+def _policy(tau_stem: bool = True, stage: str = "sigma", seed: int = 0):
+    vision = {"type": "perceiver", "stem_channels": [4, 8], "film": False, "tau_stem": tau_stem}
+    dims = {"d_model": 32, "image_size": 32, "chunk_horizon": 4, "horizon": 8}
+    dims |= {"environment_state_dim": SCENE, "auxiliary_state_dim": SCENE}
+    raw = {
+        "model": {"dims": dims, "scene_state": "estimated", "vision": vision},
+        "train": {"stage": stage},
+    }
+    torch.manual_seed(seed)
+    return build_policy(validate_spec(raw, get_registry())).eval()
+
+
+def _states(policy, n: int = 8, seed: int = 0) -> ClutteredStates:
+    batch = example_batch(policy.dims, n, seed=seed, targets=False)
+    g = torch.Generator().manual_seed(seed + 1)
+    clean = (batch.images + 0.3 * torch.rand(batch.images.shape, generator=g)).clamp(0, 1)
+    return ClutteredStates(
+        images=batch.images.half(),
+        state=batch.state,
+        truth=batch.environment_state,
+        clean=clean.half(),
+        memory=policy.memory.initial_state(n, torch.device("cpu")),
+        texts=batch.texts,
+    )
+
+
+def test_the_tau_pass_starts_as_the_base_and_re_estimates_the_scene():
+    """At the start (tau stem zero), the tau pass sees what pass 1 sees: the same tokens
+    and the same scene estimate; once the stem moves, s_tau is the estimator's reading
+    of the tau pass's tokens, and the tau = 0 path is untouched."""
+    policy = _policy()
+    batch = example_batch(policy.dims, 3, targets=False)
+    with torch.no_grad():
+        intent, vis_base, state, s_hat = policy._encode(batch, torch.zeros(3, 32))
+        vis_mod, s_tau = policy.telepathy_vision(batch, vis_base, state, s_hat, intent.tau)
+        torch.testing.assert_close(vis_mod.tokens, vis_base.tokens)
+        torch.testing.assert_close(s_tau, s_hat)
+        base_plan = policy(batch, telepathy=False).plan
+        for p in policy.vision.stem_tau.parameters():
+            p.normal_(0, 0.3)
+        vis_mod, s_tau = policy.telepathy_vision(batch, vis_base, state, s_hat, intent.tau)
+        assert not torch.allclose(s_tau, s_hat, atol=1e-4)
+        torch.testing.assert_close(s_tau, policy.auxiliary_state(vis_mod.tokens.mean(dim=1)))
+        torch.testing.assert_close(policy(batch, telepathy=False).plan, base_plan)
+
+
+def test_declutter_loss_is_zero_on_an_uncluttered_scene_at_the_start():
+    """Zero-initialized, the tau pass is the base: where the clean render is the image
+    itself (nothing to remove), L_declutter is exactly zero."""
+    policy = _policy()
+    states = _states(policy)
+    states.clean = states.images.clone()
+    idx = torch.arange(len(states))
+    from sigma_core.train.declutter import _targets
+
+    tokens, scene, taus = _targets(policy, states)
+    loss, parts = declutter_loss(policy, states.batch(idx), taus, tokens, scene)
+    assert loss.item() == pytest.approx(0.0, abs=1e-10) and set(parts) == {"tokens", "scene"}
+
+
+def test_fit_declutter_trains_only_the_tau_stem_and_lowers_the_loss():
+    policy = _policy()
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    trained = declutter_parameters(policy)
+    assert trained and all(n.startswith("vision.stem_tau.") for n in trained)
+    states = _states(policy)
+    log = fit_declutter(policy, states, steps=60, lr=1e-2, batch_size=8, log_every=59)
+    first, last = log[0], log[-1]
+    assert [r["step"] for r in log] == [0, 59]
+    assert last["tokens"] + last["scene"] < 0.5 * (first["tokens"] + first["scene"])
+    for name, p in policy.named_parameters():
+        assert torch.equal(p, before[name]) != (name in trained), name
+        assert not p.requires_grad
+    # deterministic: the same fit from the same start gives the same weights
+    again = _policy()
+    fit_declutter(again, states, steps=60, lr=1e-2, batch_size=8, log_every=59)
+    for (n, p), (_, q) in zip(policy.named_parameters(), again.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
+
+
+def test_declutter_refuses_a_policy_it_cannot_train():
+    states = _states(_policy())
+    with pytest.raises(SigmaUserError, match=r"vision\.tau_stem: true"):
+        fit_declutter(_policy(tau_stem=False), states, steps=1)
+    with pytest.raises(SigmaUserError, match="not stage 'base'"):
+        fit_declutter(_policy(stage="base"), states, steps=1)
