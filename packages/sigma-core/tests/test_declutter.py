@@ -104,3 +104,17 @@ def test_declutter_refuses_a_policy_it_cannot_train():
         fit_declutter(_policy(tau_stem=False), states, steps=1)
     with pytest.raises(SigmaUserError, match="not stage 'base'"):
         fit_declutter(_policy(stage="base"), states, steps=1)
+
+
+def test_neither_stage_trains_the_tau_stem():
+    """The tau stem is distilled only (distilled_params): stage sigma trains the rest of
+    the pathway, stage base the tau = 0 path, and both leave the stem at its start."""
+    from sigma_core.train import configure_stage, telepathy_parameter_names
+
+    policy = _policy()
+    stem = {n for n, _ in policy.named_parameters() if n.startswith("vision.stem_tau.")}
+    assert stem and stem <= telepathy_parameter_names(policy)
+    for stage in ("sigma", "base"):
+        configure_stage(policy, stage)
+        on = {n for n, p in policy.named_parameters() if p.requires_grad}
+        assert on and not on & stem, stage

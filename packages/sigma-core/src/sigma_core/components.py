@@ -82,6 +82,10 @@ class Component(nn.Module, metaclass=ABCMeta):
     #: Parameter-name prefixes that belong to the telepathy pathway (trained in stage
     #: ``sigma``, frozen in stage ``base``); ``("",)`` marks the whole component.
     telepathy_params: ClassVar[tuple[str, ...]] = ()
+    #: Prefixes, among ``telepathy_params``, of parameters trained only by their own
+    #: distillation (e.g. ``sigma declutter``), never by a stage's objective: frozen in
+    #: both stages, so stage sigma's losses cannot pull them away from their start.
+    distilled_params: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, kind: str | None = None, abstract: bool = False, **kw: Any) -> None:
         super().__init_subclass__(**kw)

@@ -61,7 +61,8 @@ class PerceiverVisionConfig(ResamplerConfig):
         " images again through the stem with weights W + dW and FiLM by tau after each"
         " layer (both zero-initialized: it starts as the base's stem), so tau can change"
         " what the vision sees, e.g. the distractors the instruction does not name"
-        " (trained by sigma declutter); needs stem_channels. The tau = 0 path is unchanged",
+        " (trained only by sigma declutter: stage sigma leaves it at its start); needs"
+        " stem_channels. The tau = 0 path is unchanged",
     )
 
     @model_validator(mode="after")

@@ -198,6 +198,9 @@ class PerceiverVision(ResamplerVision):
     name = "perceiver"
     config_class = PerceiverVisionConfig
     telepathy_params = ("modulator.", "stem_tau.")
+    #: the tau stem learns only from L_declutter (sigma declutter): trained by stage
+    #: sigma's L_act and TSAC it wrecked the tau pass (val L_act 0.19 -> 0.59 in 300 steps)
+    distilled_params = ("stem_tau.",)
 
     @property
     def tau_sees_pixels(self) -> bool:

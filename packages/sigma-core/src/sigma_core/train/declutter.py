@@ -13,10 +13,10 @@ fitted to what the frozen base's pass 1 sees in the uncluttered render::
     L_declutter = mean (V_mod(x; tau) - V_base(x_clean))^2 + mean (s_tau(x; tau) - s_hat(x_clean))^2
 
 (``V`` the vision tokens, ``s`` the scene estimate of ``model.scene_state: estimated``;
-:meth:`SigmaPolicy.telepathy_vision`). Only the vision's telepathy parameters train
-(the tau stem, and the FiLM modulator where it is on); tau itself comes from the trained
-intent workspace, frozen, which reads the instruction: the instruction is what says
-which cubes are distractors. The uncluttered render is privileged, used only while
+:meth:`SigmaPolicy.telepathy_vision`). Only the tau stem trains (the vision's
+``distilled_params``, which stage sigma leaves at their zero start); tau itself comes
+from the trained intent workspace, frozen, which reads the instruction: the instruction
+is what says which cubes are distractors. The uncluttered render is privileged, used only while
 training, like the scene state of the auxiliary head. The closed loop that collects the
 states lives in ``sigma_sim.declutter``.
 """
@@ -32,7 +32,7 @@ from torch import Tensor
 from sigma_core.errors import SigmaUserError
 from sigma_core.model.policy import SigmaPolicy
 from sigma_core.train.estimator import VisitedStates
-from sigma_core.train.stages import telepathy_parameter_names
+from sigma_core.train.stages import distilled_parameter_names
 from sigma_core.types import SigmaBatch
 
 
@@ -87,9 +87,9 @@ def check_declutter(policy: SigmaPolicy, source: str) -> None:
 
 
 def declutter_parameters(policy: SigmaPolicy) -> list[str]:
-    """Names of the parameters declutter trains: the vision's telepathy parameters (those
-    trainable at all: with ``film: false`` the modulator is frozen by construction)."""
-    names = telepathy_parameter_names(policy) & policy.trainable_at_build
+    """Names of the parameters declutter trains: the vision's distilled parameters (its
+    ``distilled_params``, the tau stem), which neither training stage touches."""
+    names = distilled_parameter_names(policy) & policy.trainable_at_build
     return sorted(n for n in names if n.startswith("vision."))
 
 

@@ -7,6 +7,9 @@
   modulator, the memory, the residual heads; ``model.scene_correction``'s head) plus
   the backbone's LoRA adapters.
 
+Pathway parameters a component lists in ``distilled_params`` (the vision's tau stem)
+train in neither stage: only their own distillation (``sigma declutter``) trains them.
+
 Parameters frozen by construction (a backbone's base weights) stay frozen in
 both stages. Because LoRA changes the backbone's hidden states, and with them
 ``a_0``, stage ``sigma`` takes ``a_base`` from a frozen copy of the base stage
@@ -42,6 +45,17 @@ def telepathy_parameter_names(policy: SigmaPolicy) -> set[str]:
     return names
 
 
+def distilled_parameter_names(policy: SigmaPolicy) -> set[str]:
+    """Full names of the pathway's parameters that only their own distillation trains
+    (each component's ``distilled_params``): frozen in both stages."""
+    return {
+        f"{slot}.{name}"
+        for slot, component in policy.named_components()
+        for name, _ in component.named_parameters()
+        if any(name.startswith(p) for p in type(component).distilled_params)
+    }
+
+
 def configure_stage(policy: SigmaPolicy, stage: Stage) -> dict[str, int]:
     """Set ``requires_grad`` for ``stage``; return {trainable, frozen} parameter counts.
 
@@ -51,10 +65,12 @@ def configure_stage(policy: SigmaPolicy, stage: Stage) -> dict[str, int]:
     if stage not in ("base", "sigma"):
         raise ValueError(f"unknown stage {stage!r}; choose base or sigma")
     telepathy = telepathy_parameter_names(policy)
+    distilled = distilled_parameter_names(policy)
     counts = {"trainable": 0, "frozen": 0}
     for name, p in policy.named_parameters():
         pathway = name in telepathy or is_lora(name)
         on = name in policy.trainable_at_build and (pathway if stage == "sigma" else not pathway)
+        on = on and name not in distilled
         p.requires_grad_(on)
         counts["trainable" if on else "frozen"] += p.numel()
     return counts
