@@ -220,6 +220,22 @@ def test_dagger_cli_names_a_bad_base_or_shard_directory(tmp_path, tiny_shards):
     assert "Traceback" not in nobase.stderr + noshards.stderr
 
 
+def test_declutter_cli_names_what_it_cannot_declutter(tmp_path, tiny_shards):
+    """sigma declutter: exit code 2 with the path and the reason, no traceback (the run
+    itself: packages/sigma-sim/tests/test_dagger.py)."""
+    from typer.testing import CliRunner
+
+    from sigma_cli.main import app
+
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "d")]
+    clean = runner.invoke(app, ["declutter", str(tmp_path), "--data", str(tiny_shards), *out])
+    assert clean.exit_code == 2 and "no distractor cubes" in clean.stderr
+    none = runner.invoke(app, ["declutter", str(tmp_path), "--data", str(tmp_path / "x"), *out])
+    assert none.exit_code == 2 and "x: no such shard directory" in none.stderr
+    assert "Traceback" not in clean.stderr + none.stderr
+
+
 def test_spec_prints_schema_and_reference():
     schema = sigma("spec", "--schema")
     assert schema.returncode == 0, schema.stderr
