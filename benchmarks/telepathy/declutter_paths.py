@@ -56,17 +56,64 @@ class BaseWithSigmaTau(SigmaPolicy):
             memory = self.sigma.memory.initial_state(batch.batch_size, batch.state.device)
         intent = self.sigma._encode(batch, memory)[0]
         self.sigma_memory = intent.m_t
+        self.tau = intent.tau
         self.vision.current_tau = intent.tau  # read by through_tau_stem
         return super().act(batch, m_prev)
+
+    def _encode(self, batch: Any, m_prev: Tensor) -> Any:
+        if not self.cluttered_prefix:
+            return super()._encode(batch, m_prev)
+        # the backbone and intent read the cluttered view (as Sigma's pass 1 does), the
+        # queries and heads the decluttered one
+        self.vision.current_tau = None
+        intent = super()._encode(batch, m_prev)[0]
+        self.vision.current_tau = self.tau
+        return (intent, *self.encode_vision(batch))
+
+
+def query_at_tau0(query: Any, rep: Tensor, tau: Tensor, state: Tensor, vision: Tensor) -> Any:
+    """Sigma's 2B query batch (tau = 0 half, tau half) with the tau half reading the tau = 0
+    half's c_text and tau = 0: tau reaches a_tau through the vision only."""
+    b = rep.shape[0] // 2
+    rep = torch.cat([rep[:b], rep[:b]])
+    return type(query).forward(query, rep, torch.zeros_like(tau), state, vision)
+
+
+def zero_residual(residual: Any, rep: Tensor, tau: Tensor) -> Any:
+    return type(residual).forward(residual, rep, tau).map(torch.zeros_like)
+
+
+def identity_adapt(out: Any) -> Any:
+    return out.actions, None  # a = a_base + delta_a
 
 
 def main() -> None:
     parser = closed_loop_parser(__doc__, "sigma")
     parser.add_argument("--base", required=True, help="the frozen base SIGMA was trained on")
+    parser.add_argument(
+        "--cluttered-prefix",
+        action="store_true",
+        help="the base's backbone reads the cluttered view; only its queries the decluttered",
+    )
+    parser.add_argument(
+        "--sigma-vision-only",
+        action="store_true",
+        help="run SIGMA itself, its tau pass's queries at (c_text, tau = 0), no residual"
+        " heads, no adapter: a = a_base + a_tau - a_0, tau only in the stem",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     shards, out = args.shards, args.out
     sigma = SigmaPolicy.from_pretrained(args.sigma).eval().requires_grad_(False)
+    meta = json.loads((Path(shards) / "meta.json").read_text())
+    if args.sigma_vision_only:
+        sigma.query.forward = functools.partial(query_at_tau0, sigma.query)
+        sigma.residual.forward = functools.partial(zero_residual, sigma.residual)
+        sigma.adapt = identity_adapt
+        results = closed_loop(sigma, meta, args)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_report(Path(out), "sigma-vision-only", results, vars(args))
+        return
     base = SigmaPolicy.from_pretrained(args.base).eval().requires_grad_(False)
     vision = base.vision
     vision.config = vision.config.model_copy(update={"tau_stem": True})  # tau_sees_pixels
@@ -75,7 +122,7 @@ def main() -> None:
     base.__class__ = BaseWithSigmaTau
     base.sigma = sigma
     base.sigma_memory = None
-    meta = json.loads((Path(shards) / "meta.json").read_text())
+    base.cluttered_prefix = args.cluttered_prefix
     results = closed_loop(base, meta, args)
     Path(out).mkdir(parents=True, exist_ok=True)
     write_report(Path(out), "base-tau-stem", results, vars(args))

@@ -159,6 +159,24 @@ def test_non_finite_losses_skip_steps_then_abort(shards, tmp_path, monkeypatch):
     assert all(torch.equal(before[k], after[k]) for k in before)  # skipped, never applied
 
 
+def test_stage_sigma_warns_when_the_base_does_not_fit_the_model(shards, tmp_path):
+    """A pathway built on another vision than the base's (here without the base's
+    keypoints) would train on a tau = 0 path that is not the base: stage sigma says so,
+    naming a tensor that has no place."""
+    from sigma_core import build_policy
+
+    keypoints = spec("base").model_dump(mode="json")
+    keypoints["model"]["vision"] |= {"spatial_softmax": 2}
+    base = tmp_path / "base"
+    build_policy(validate_spec(keypoints, get_registry())).save_pretrained(base)
+    s = spec("sigma", steps=1, init_from=str(base))
+    with pytest.warns(
+        UserWarning, match=r"7 of its tensors do not fit this model \(e\.g\. vision\.keypoint"
+    ):
+        t = Trainer(s, shards, tmp_path / "sigma")
+    assert t.init_counts["unused"] == 7 and t.init_counts["skipped"] == 0
+
+
 def test_stage_sigma_starts_from_the_base_and_checkpoints_heads_plus_adapter(shards, tmp_path):
     base = Trainer(spec("base", steps=2), shards, tmp_path / "base", checkpoint_every=2)
     base.train()

@@ -168,14 +168,16 @@ def check_versions(meta: dict[str, Any], registry: Registry, source: str) -> Non
         )
 
 
-def init_from_checkpoint(module: nn.Module, directory: str | Path) -> dict[str, int]:
+def init_from_checkpoint(module: nn.Module, directory: str | Path) -> dict[str, Any]:
     """Copy every tensor of a saved policy into ``module`` where name and shape match.
 
     Stage ``sigma`` starts from the base stage's weights this way: the frozen
     tau = 0 path (vision, backbone, query, heads) is the trained base rather
     than a random initialisation, and the new telepathy/LoRA tensors keep their
     own initialisation where the saved policy has none. Returns counts of
-    ``loaded`` tensors, ``skipped`` ones (shape differs) and ``new`` ones (absent).
+    ``loaded`` tensors, ``skipped`` ones (shape differs), ``new`` ones (absent) and
+    ``unused`` saved ones (no tensor of that name here: the saved model had a part
+    this one lacks), and the first few names of the last two kinds in ``examples``.
     """
     from safetensors import safe_open
 
@@ -183,6 +185,7 @@ def init_from_checkpoint(module: nn.Module, directory: str | Path) -> dict[str, 
     weights = weights_file(directory)
     own = module.state_dict()
     counts = {"loaded": 0, "skipped": 0, "new": 0}
+    examples: list[str] = []
     with safe_open(str(weights), framework="pt") as f:
         saved = set(f.keys())
         for name, tensor in own.items():
@@ -192,12 +195,15 @@ def init_from_checkpoint(module: nn.Module, directory: str | Path) -> dict[str, 
             value = f.get_tensor(name)
             if value.shape != tensor.shape:
                 counts["skipped"] += 1
+                examples.append(name)
                 continue
             tensor.copy_(value)  # state_dict tensors are detached views of the parameters
             counts["loaded"] += 1
+    unused = sorted(saved - set(own))
+    counts["unused"] = len(unused)
     if counts["loaded"] == 0:
         raise SigmaUserError(f"train.init_from {directory}: no tensor matches this model")
-    return counts
+    return {**counts, "examples": [*examples, *unused][:3]}
 
 
 def check_pretrained(meta: dict[str, Any], built: dict[str, dict[str, Any]], source: str) -> None:

@@ -160,10 +160,21 @@ class Trainer:
             sources = getattr(self.policy.base_policy, "pretrained_sources", {})
             check_base_sources(self.base_record, sources, str(data))
         self.init: dict[str, str] | None = None
-        self.init_counts: dict[str, int] = {}
+        self.init_counts: dict[str, Any] = {}
         if source := self.init_source:
             self.init_counts = init_from_checkpoint(self.policy, source)
             self.init = {"path": source, "sha256": sha256_file(Path(source) / WEIGHTS)}
+            lost = self.init_counts["skipped"] + self.init_counts["unused"]
+            if spec.train.stage == "sigma" and lost:
+                # the frozen tau = 0 path would not be the base: a silent change of model
+                warnings.warn(
+                    f"train.init_from {source}: {lost} of its tensors do not fit this model"
+                    f" (e.g. {', '.join(self.init_counts['examples'])}), so the frozen tau = 0"
+                    " path is not that base; build the pathway on the base's own"
+                    " architecture (its sigma.json's model: section)",
+                    UserWarning,
+                    stacklevel=2,
+                )
         configure_stage(self.policy, spec.train.stage)
         for message in untrained_slots(self.policy, spec.train.stage):
             warnings.warn(message, UserWarning, stacklevel=2)
