@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sigma_core import SigmaUserError, build_policy, get_registry, validate_spec
+from sigma_core.errors import SpecError
 from sigma_core.testing.fakes import example_batch
 from sigma_core.train.declutter import (
     ClutteredStates,
@@ -18,12 +19,12 @@ from sigma_core.train.declutter import (
 SCENE = 6
 
 
-def _policy(tau_stem: bool = True, stage: str = "sigma", seed: int = 0):
+def _policy(tau_stem: bool = True, stage: str = "sigma", seed: int = 0, route: str = "all"):
     vision = {"type": "perceiver", "stem_channels": [4, 8], "film": False, "tau_stem": tau_stem}
     dims = {"d_model": 32, "image_size": 32, "chunk_horizon": 4, "horizon": 8}
     dims |= {"environment_state_dim": SCENE, "auxiliary_state_dim": SCENE}
     raw = {
-        "model": {"dims": dims, "scene_state": "estimated", "vision": vision},
+        "model": {"dims": dims, "scene_state": "estimated", "vision": vision, "tau_route": route},
         "train": {"stage": stage},
     }
     torch.manual_seed(seed)
@@ -118,3 +119,35 @@ def test_neither_stage_trains_the_tau_stem():
         configure_stage(policy, stage)
         on = {n for n, p in policy.named_parameters() if p.requires_grad}
         assert on and not on & stem, stage
+
+
+def test_tau_route_vision_acts_as_the_base_reading_the_tau_pass_vision():
+    """model.tau_route: vision: delta_a = a_tau - a_0 with both queries at (c_text, 0), no
+    residual heads: zero while the tau stem is (so stage sigma's L_act is the base's),
+    then a_tau is the base's own heads on the tau pass's vision."""
+    policy = _policy(route="vision")
+    batch = example_batch(policy.dims, 3, targets=False)
+    m0 = torch.zeros(3, 32)
+    with torch.no_grad():
+        policy.residual.forward = None  # never called on this route
+        out = policy(batch, m0, telepathy=True)
+        assert torch.equal(out.residual.chunk, torch.zeros_like(out.residual.chunk))
+        for p in policy.vision.stem_tau.parameters():
+            p.normal_(0, 0.3)
+        out = policy(batch, m0, telepathy=True)
+        intent, vis_base, state, s_hat = policy._encode(batch, m0)
+        vis_mod, _ = policy.telepathy_vision(batch, vis_base, state, s_hat, intent.tau)
+        zero = torch.zeros_like(intent.tau)
+        q = policy.query(intent.c_text, zero, vis_mod.state_tokens, vis_mod.tokens)
+        q0 = policy.query(intent.c_text, zero, vis_base.state_tokens, vis_base.tokens)
+        noise = torch.zeros(3, policy.dims.horizon, policy.dims.action_dim)
+        a_tau = policy._branches(q.queries, q.c_act, noise)
+        a_0 = policy._branches(q0.queries, q0.c_act, noise)
+        torch.testing.assert_close(out.residual.chunk, a_tau.chunk - a_0.chunk)
+        assert out.residual.chunk.abs().amax() > 1e-4
+
+
+def test_tau_route_vision_needs_the_telepathy_path():
+    raw = {"model": {"telepathy": False, "tau_route": "vision"}}
+    with pytest.raises(SpecError, match="tau_route: vision routes tau through the vision"):
+        validate_spec(raw, get_registry())

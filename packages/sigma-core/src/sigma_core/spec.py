@@ -106,6 +106,15 @@ class ModelSpec(config.StrictModel):
         " s_tau, so the instruction selects the cube in the base's own state space"
         " (docs/paper.md, deviations); the tau = 0 path stays the base's",
     )
+    tau_route: Literal["all", "vision"] = Field(
+        "all",
+        description="how tau reaches the actions. all (the paper): through the vision"
+        " (FiLM / tau stem), the tau-conditioned queries (high_level_rep, tau) and the"
+        " residual heads, delta_a = (a_tau - a_0) + g([high_level_rep, tau]). vision: through"
+        " the vision only: the tau pass's queries read (c_text, tau = 0) as a_0's do and the"
+        " residual heads are not used, delta_a = a_tau - a_0, so a_tau is the base's own"
+        " policy reading the tau pass's vision (configs/sigma-declutter.yaml; docs/paper.md)",
+    )
     vision: ComponentRef = _ref("perceiver")
     backbone: ComponentRef = _ref("tiny")
     memory: ComponentRef = _ref("gated")
@@ -127,6 +136,11 @@ class ModelSpec(config.StrictModel):
                 "model.scene_state: estimated feeds the auxiliary head's estimate to the"
                 " vision's state encoder: it needs model.dims.environment_state_dim and"
                 f" auxiliary_state_dim, equal and > 0 (got {e} and {a})"
+            )
+        if self.tau_route == "vision" and not self.telepathy:
+            raise ValueError(
+                "model.tau_route: vision routes tau through the vision on the telepathy path:"
+                " it needs model.telepathy: true"
             )
         if self.scene_correction and not (self.scene_state == "estimated" and self.telepathy):
             raise ValueError(

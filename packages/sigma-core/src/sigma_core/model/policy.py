@@ -15,14 +15,16 @@ Forward for one batch (paper §1-3; symbols as in the paper):
    state tokens read the corrected estimate ``s_tau = s_hat + C([Attn(W_q tau, V_mod);
    tau; s_hat])`` (:class:`sigma_core.layers.SceneCorrection`) instead of ``s_hat``.
 5. Telepathy path: ``Q, c_act = query(high_level_rep, tau, S_tok, V_mod)`` and
-   ``a_tau = branches(Q, c_act)``. Baseline path: the same with ``tau = 0``,
+   ``a_tau = branches(Q, c_act)`` (with ``model.tau_route: vision``, not in the paper,
+   ``query(c_text, 0, S_tok, V_mod)``: tau reaches a_tau through the vision only). Baseline path: the same with ``tau = 0``,
    V_base and ``c_text`` (= high_level_rep at tau = 0), giving ``c_act_base`` and
    ``a_0``; no telepathy parameter (see :mod:`sigma_core.train.stages`) reaches it.
    Both paths run as one batch of 2B through the query and the branches (heads
    are per-sample functions), so each head's weights are read once per forward.
 6. ``a_base`` = the batch's ``base_actions`` (precomputed by ``sigma preprocess
    --base-policy``), else the ``base_policy`` slot's actions, else ``a_0``.
-7. ``delta_a = (a_tau - a_0) + g([high_level_rep, tau])`` (residual heads), and
+7. ``delta_a = (a_tau - a_0) + g([high_level_rep, tau])`` (residual heads; with
+   ``model.tau_route: vision`` ``delta_a = a_tau - a_0``, no residual heads), and
    ``a = a_base + delta_a`` at each scale. With the telepathy path disabled,
    ``delta_a = 0`` and ``a = a_base``.
 8. ``plan = controller(fusion(a.vector, a.chunk, a.trajectory))``.
@@ -446,9 +448,11 @@ class SigmaPolicy(nn.Module):
                 extras["corrected_state"] = s_tau  # the target only training reads
             # the tau = 0 and tau passes of the query and branches run as one batch of 2B:
             # each head's weights are read once, and the flow sampler loops once, not twice
+            vision_only = self.spec.model.tau_route == "vision"
+            rep = intent.c_text if vision_only else intent.high_level_rep
             both_q = self.query(
-                torch.cat([intent.c_text, intent.high_level_rep]),
-                torch.cat([torch.zeros_like(tau), tau]),
+                torch.cat([intent.c_text, rep]),
+                torch.cat([torch.zeros_like(tau), torch.zeros_like(tau) if vision_only else tau]),
                 torch.cat([vis_base.state_tokens, vis_mod.state_tokens]),
                 torch.cat([vis_base.tokens, vis_mod.tokens]),
             )
@@ -463,7 +467,9 @@ class SigmaPolicy(nn.Module):
         a_base = batch.base_actions or self.base_policy(batch) or a_0
 
         if pathway:
-            delta = (a_tau - a_0) + self.residual(intent.high_level_rep, tau)
+            delta = a_tau - a_0
+            if self.spec.model.tau_route == "all":
+                delta = delta + self.residual(intent.high_level_rep, tau)
             c_act = q.c_act
         elif telepathy:
             # model.telepathy false, the LoRA-only control: the residual heads read
