@@ -18,9 +18,10 @@ Forward for one batch (paper §1-3; symbols as in the paper):
    ``a_tau = branches(Q, c_act)`` (with ``model.tau_route: vision``, not in the paper,
    ``query(c_text, 0, S_tok, V_mod)``: tau reaches a_tau through the vision only).
    Baseline path: the same with ``tau = 0``, V_base and ``c_text`` (= high_level_rep
-   at tau = 0), giving ``c_act_base`` and ``a_0``; no telepathy parameter (see :mod:`sigma_core.train.stages`) reaches it.
-   Both paths run as one batch of 2B through the query and the branches (heads
-   are per-sample functions), so each head's weights are read once per forward.
+   at tau = 0), giving ``c_act_base`` and ``a_0``; no telepathy parameter (see
+   :mod:`sigma_core.train.stages`) reaches it. Both paths run as one batch of 2B
+   through the query and the branches (heads are per-sample functions), so each
+   head's weights are read once per forward.
 6. ``a_base`` = the batch's ``base_actions`` (precomputed by ``sigma preprocess
    --base-policy``), else the ``base_policy`` slot's actions, else ``a_0``.
 7. ``delta_a = (a_tau - a_0) + g([high_level_rep, tau])`` (residual heads; with
