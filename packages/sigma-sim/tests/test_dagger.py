@@ -255,3 +255,25 @@ def test_declutter_refuses_what_it_cannot_declutter(shards, cluttered, base, tmp
         declutter(tmp_path / "nowhere", cluttered, tmp_path / "out")
     with pytest.raises(SigmaUserError, match="steps must be >= 1, got 0"):
         declutter(base, cluttered, tmp_path / "out", steps=0)
+
+
+def test_declutter_also_visits_scenes_with_nothing_to_remove(
+    shards, cluttered, sigma_tau_stem, tmp_path
+) -> None:
+    """--also: one-cube scenes visited too (seeds SEED + 10000 on), their uncluttered
+    render the image itself, fitted with the rest."""
+    from safetensors import safe_open
+
+    from sigma_sim.declutter import VISITED_ALSO, declutter
+
+    settings = {"episodes": 1, "steps": 2, "max_seconds": 0.3, "seed": 70_000}
+    alone = declutter(sigma_tau_stem, cluttered, tmp_path / "a", **settings)
+    both = declutter(
+        sigma_tau_stem, cluttered, tmp_path / "b", also=shards, also_episodes=1, **settings
+    )
+    with safe_open(str(tmp_path / "b" / VISITED_ALSO), framework="pt") as f:
+        extra = {k: f.get_tensor(k) for k in ("images", "clean")}
+        assert json.loads(f.metadata()["settings"])["seed"] == 80_000
+    assert torch.equal(extra["images"], extra["clean"])  # nothing to remove
+    assert both["states"] == alone["states"] + len(extra["images"])
+    assert both["settings"]["also"]["shards"] == str(shards)

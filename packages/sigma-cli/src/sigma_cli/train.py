@@ -152,6 +152,14 @@ def declutter(
     max_seconds: Annotated[
         float, typer.Option(min=0.1, help="Simulated seconds per episode.")
     ] = 10.0,
+    also: Annotated[
+        Path | None,
+        typer.Option(
+            help="Shards of scenes to visit too (e.g. the base's one-cube scenes, where the"
+            " uncluttered render is the image itself), seeds SEED + 10000 on."
+        ),
+    ] = None,
+    also_episodes: Annotated[int, typer.Option(min=1, help="Episodes visited in --also.")] = 100,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
 ) -> None:
     """Teach a Sigma policy's tau pass to see the scene without the distractors.
@@ -177,6 +185,8 @@ def declutter(
         steps=steps,
         seed=seed,
         max_seconds=max_seconds,
+        also=also,
+        also_episodes=also_episodes,
         log=err.print,
     )
     out.print_json(json.dumps({"policy": str(out_dir / "policy")} | record))

@@ -30,6 +30,9 @@ from sigma_core.train.declutter import ClutteredStates, check_declutter, fit_dec
 from sigma_sim.rollout import EpisodeResult, _fps, rollout, scene_config
 
 VISITED = "visited.safetensors"
+VISITED_ALSO = "visited-also.safetensors"
+#: ``also``'s visits start this far after ``seed`` (disjoint from the main visits)
+ALSO_SEED_OFFSET = 10_000
 RECORD = "declutter.json"
 
 
@@ -115,6 +118,8 @@ def declutter(
     max_seconds: float = 10.0,
     batch_size: int = 32,
     lr: float = 3e-4,
+    also: str | Path | None = None,
+    also_episodes: int = 100,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) declutter on the Sigma policy at ``policy_dir`` (module docstring).
@@ -127,6 +132,11 @@ def declutter(
         out: where ``visited.safetensors``, ``policy/`` and ``declutter.json`` go.
         episodes, seed, max_seconds: the visits: episodes ``seed + i``.
         steps, batch_size, lr: the fit.
+        also: shards of scenes to visit too, ``also_episodes`` seeds from ``seed +
+            ALSO_SEED_OFFSET`` (``OUT/visited-also.safetensors``), e.g. the one-cube
+            scenes the base was trained in: there the uncluttered render is the image
+            itself, so the fit also learns to leave a scene with nothing to remove as
+            the base sees it.
         log: called with progress lines.
 
     Returns:
@@ -157,7 +167,15 @@ def declutter(
         "seed": seed,
         "max_seconds": max_seconds,
     }
-    fit_settings = {"steps": steps, "batch_size": batch_size, "lr": lr}
+    also_settings = None
+    if also is not None:
+        read_meta(Path(also))
+        also_settings = settings | {
+            "shards": str(also),
+            "episodes": also_episodes,
+            "seed": seed + ALSO_SEED_OFFSET,
+        }
+    fit_settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "also": also_settings}
     record_path = out / RECORD
     if record_path.is_file() and (out / "policy" / "sigma.json").is_file():
         record = json.loads(record_path.read_text())
@@ -178,6 +196,17 @@ def declutter(
         states, results = visit(policy, meta, episodes, seed, max_seconds)
         success = sum(r.success for r in results) / len(results)
         _save_states(out / VISITED, states, settings, success)
+    if also_settings is not None:
+        extra, _ = _load_states(out / VISITED_ALSO, also_settings)
+        if extra is None:
+            also_meta = read_meta(Path(also_settings["shards"]))
+            if log:
+                log(f"visiting {also_episodes} episodes of {also} too")
+            first = also_settings["seed"]
+            extra, results = visit(policy, also_meta, also_episodes, first, max_seconds)
+            rate = sum(r.success for r in results) / len(results)
+            _save_states(out / VISITED_ALSO, extra, also_settings, rate)
+        states = states + extra
     t1 = time.perf_counter()
     if log:
         log(f"fitting on {len(states)} states, {steps} steps")
