@@ -72,9 +72,9 @@ def test_declutter_loss_is_zero_on_an_uncluttered_scene_at_the_start():
     states = _states(policy)
     states.clean = states.images.clone()
     idx = torch.arange(len(states))
-    from sigma_core.train.declutter import _targets
+    from sigma_core.train.declutter import declutter_targets
 
-    tokens, scene, taus = _targets(policy, states)
+    tokens, scene, taus = declutter_targets(policy, states)
     loss, parts = declutter_loss(policy, states.batch(idx), taus, tokens, scene)
     assert loss.item() == pytest.approx(0.0, abs=1e-10) and set(parts) == {"tokens", "scene"}
 

@@ -27,7 +27,7 @@ import torch
 from sigma_core import SigmaPolicy, SigmaUserError, atomic_write_bytes
 from sigma_core.data import read_meta, shard_dims
 from sigma_core.train.declutter import ClutteredStates, check_declutter, fit_declutter
-from sigma_sim.rollout import EpisodeResult, _fps, rollout, scene_config
+from sigma_sim.rollout import EpisodeResult, control_fps, rollout, scene_config
 
 VISITED = "visited.safetensors"
 VISITED_ALSO = "visited-also.safetensors"
@@ -153,7 +153,7 @@ def declutter(
     out, shards, policy_dir = Path(out), Path(shards), Path(policy_dir)
     meta = read_meta(shards)  # a clear error for a missing or incomplete shard directory
     size = int(shard_dims(meta)["image_size"])
-    if not scene_config(meta, distractors=None, image_size=size, fps=_fps(meta)).distractors:
+    if not scene_config(meta, distractors=None, image_size=size, fps=control_fps(meta)).distractors:
         raise SigmaUserError(
             f"{shards}: its scenes have no distractor cubes, so there is nothing to declutter"
             " (record them with sigma data sim --distractors N)"

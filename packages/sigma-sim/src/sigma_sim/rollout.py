@@ -307,7 +307,9 @@ def scene_config(
         raise SigmaUserError(f"bad simulator settings: {exc}") from None
 
 
-def _fps(meta: dict[str, Any]) -> int:
+def control_fps(meta: dict[str, Any]) -> int:
+    """The control rate of the shards' recording (``meta.json``'s ``source.fps``; default
+    :data:`DEFAULT_FPS`)."""
     fps = meta.get("source", {}).get("fps")
     return round(float(fps)) if fps else DEFAULT_FPS
 
@@ -764,7 +766,7 @@ def rollout(
         {k: have[k] for k in ("action_dim", "state_dim", "cameras", "image_size")},
         "meta.json",
     )
-    fps = _fps(meta)
+    fps = control_fps(meta)
     size = int(have["image_size"])
     n_steps = n_action_steps or policy.spec.run_stride()
     try:  # validates n_action_steps before the scene is built

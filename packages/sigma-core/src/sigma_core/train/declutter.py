@@ -94,7 +94,7 @@ def declutter_parameters(policy: SigmaPolicy) -> list[str]:
 
 
 @torch.no_grad()
-def _targets(
+def declutter_targets(
     policy: SigmaPolicy, states: ClutteredStates, chunk: int = 128
 ) -> tuple[Tensor, Tensor | None, Tensor]:
     """What the frozen base sees in the uncluttered renders (tokens, s_hat) and the tau
@@ -154,7 +154,7 @@ def fit_declutter(
     if steps < 1 or len(states) == 0:
         raise SigmaUserError(f"declutter needs steps >= 1 and states; got {steps}, {len(states)}")
     policy.eval().requires_grad_(False)
-    target_tokens, target_scene, taus = _targets(policy, states)
+    target_tokens, target_scene, taus = declutter_targets(policy, states)
     names = set(declutter_parameters(policy))
     params = [p for n, p in policy.named_parameters() if n in names]
     for p in params:
