@@ -96,6 +96,14 @@ def test_quickstart_trains_what_the_shipped_configs_say(tmp_path):
         ), name
         assert got.base_policy.type == want.base_policy.type == "checkpoint", name
         assert got.base_policy.path == str(tmp_path / "runs" / "base" / "policy")
+    # the declutter run: sigma-declutter.yaml's pathway, and the base's own vision with
+    # tau in the stem instead of FiLM on the tokens
+    want, got = load_spec(REPO / "configs" / "sigma-declutter.yaml"), built["sigma-declutter"]
+    for key in (*pathway, "tau_route"):
+        assert getattr(got.model, key) == getattr(want.model, key), key
+    assert got.model.tau_route == "vision" and got.model.adapter.type == "identity"
+    vision = base.model.vision.model_dump() | {"film": False, "tau_stem": True}
+    assert got.model.vision.model_dump() == vision
     longer = built["base-longer"]
     assert longer.model == base.model and longer.train.stage == "base"
     assert longer.train.steps == FULL.sigma_steps and longer.data.batch_size == FULL.batch_size

@@ -59,6 +59,8 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
         "transfer train sigma",
         "transfer train lora-only",
         "transfer train base-longer",
+        "transfer train sigma-declutter",
+        "transfer declutter",
         "transfer eval",
     }
     assert summary["demonstrations"]["episodes"] == 4
@@ -92,7 +94,13 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
     transfer = summary["transfer"]
     assert transfer["demonstrations"]["episodes"] == 4
     assert transfer["demonstrations"]["distractors"] == 2
-    assert set(transfer["closed_loop"]) == {"sigma", "lora-only", "base-longer", "base"}
+    assert set(transfer["closed_loop"]) == {
+        "sigma",
+        "lora-only",
+        "base-longer",
+        "declutter",
+        "base",
+    }
     for c in transfer["closed_loop"].values():  # the recording's distractors, by default
         assert c["distractors"] == 2 and 0 <= c["wrong_object_rate"] <= 1
     assert {"sigma:base", "lora-only:base", "base-longer"} <= set(transfer["groups"])
@@ -113,6 +121,8 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
         "eval/plots/closed_loop.png",
         "eval-transfer/report.md",
         "runs/transfer/base-longer/policy",
+        "runs/transfer/declutter/policy",
+        "runs/transfer/declutter/declutter.json",
         "eval/sigma_eval_checkA.json",
         "eval/sigma_eval_checkB.json",
         "quickstart.json",
@@ -153,7 +163,14 @@ def test_every_run_on_the_base_loads_all_of_its_tensors(smoke):
 
     base = load_file(smoke / "runs/base/policy/model.safetensors")
     # the LoRA-only control has no memory (memory: none): the pathway's, not the base's
-    for run, absent in (("sigma", ()), ("lora-only", ("memory.",)), ("transfer/base-longer", ())):
+    runs = (
+        ("sigma", ()),
+        ("lora-only", ("memory.",)),
+        ("transfer/base-longer", ()),
+        ("transfer/sigma-declutter", ()),
+        ("transfer/declutter", ()),
+    )
+    for run, absent in runs:
         policy = load_file(smoke / "runs" / run / "policy" / "model.safetensors")
         missing = [k for k in sorted(set(base) - set(policy)) if not k.startswith(absent)]
         assert not missing, (run, missing[:5])

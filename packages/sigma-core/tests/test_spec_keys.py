@@ -51,7 +51,7 @@ def test_every_spec_key_is_read() -> None:
 
 
 def test_model_slots_are_the_model_sections_components() -> None:
-    flags = {"dims", "telepathy", "scene_state", "scene_correction"}
+    flags = {"dims", "telepathy", "scene_state", "scene_correction", "tau_route"}
     assert set(ModelSpec.model_fields) - flags == set(MODEL_SLOTS)
 
 

@@ -25,10 +25,15 @@ With ``--transfer``, the setting Sigma is meant for, on top of the same base:
 
 7. ``data-transfer/``, ``shards-transfer/``  demonstrations in scenes with distractor
    cubes of other colours (only the instruction names the cube to move)
-8. ``runs/transfer/{sigma,lora-only,base-longer}``  trained there on the clean-scene base
-   (``base-longer``: the base itself trained further for Sigma's budget)
-9. ``eval-transfer/``  all three and the clean-scene base on held-out distractor scenes,
-   offline and in closed loop (wrong-object rates)
+8. ``runs/transfer/{sigma,lora-only,base-longer,sigma-declutter}``  trained there on
+   the clean-scene base (``base-longer``: the base itself trained further for Sigma's
+   budget; ``sigma-declutter``: configs/sigma-declutter.yaml, tau in the stem, reaching
+   the actions through the vision only)
+9. ``runs/transfer/declutter``  ``sigma declutter`` of ``sigma-declutter``: its tau stem
+   fitted, on the states it visits in closed loop, to what the base sees without the
+   distractors (seeds 50,000 on)
+10. ``eval-transfer/``  Sigma, LoRA-only, base-longer, declutter and the clean-scene base
+   on held-out distractor scenes, offline and in closed loop (wrong-object rates)
 
 Every demonstration and closed-loop episode uses the calibrated task :data:`TASK`.
 The specs are the configs shipped with the package (:data:`CONFIGS`, the
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -77,6 +83,8 @@ class Size:
     sim_seconds: float  # their time limit
     transfer_episodes: int  # --transfer: demonstrations in distractor scenes
     distractors: int  # --transfer: distractor cubes in those scenes
+    declutter_episodes: int  # --transfer: sigma declutter's closed-loop visits
+    declutter_steps: int  # --transfer: its fit steps
 
 
 FULL = Size(
@@ -99,6 +107,8 @@ FULL = Size(
     sim_seconds=10.0,
     transfer_episodes=50,
     distractors=2,
+    declutter_episodes=150,
+    declutter_steps=1500,
 )
 SMOKE = Size(
     episodes=4,
@@ -120,6 +130,8 @@ SMOKE = Size(
     sim_seconds=1.0,
     transfer_episodes=4,
     distractors=2,
+    declutter_episodes=1,
+    declutter_steps=2,
 )
 #: The calibrated default task (docs/results.md, "Calibration"): the simulator settings every
 #: quickstart demonstration and closed-loop episode uses. Cube and disc 7-12 cm from
@@ -135,6 +147,9 @@ TASK: dict[str, Any] = {
 #: The runs of each experiment, in evaluation order (the first is the reference).
 RUNS = ("sigma", "lora-only", "base")
 TRANSFER_RUNS = ("sigma", "lora-only", "base-longer")
+#: --transfer's Sigma with the declutter pathway: ``sigma-declutter`` trained (stage
+#: sigma), then ``sigma declutter`` on it (``runs/transfer/declutter``)
+DECLUTTER_RUN, DECLUTTERED = "sigma-declutter", "declutter"
 
 
 #: The shipped configs each quickstart run starts from (``sigma_cli/configs``, which is
@@ -143,6 +158,7 @@ CONFIGS = {
     "base": "base-estimated.yaml",
     "sigma": "sigma-tiny.yaml",
     "lora-only": "control-lora-only.yaml",
+    "sigma-declutter": "sigma-declutter.yaml",
 }
 #: The model every pathway config is written against (its differences from this one are
 #: the run's own pathway settings, laid over the base's architecture by :func:`specs`).
@@ -221,7 +237,7 @@ def specs(size: Size, root: Path, base: dict[str, Any]) -> dict[str, SigmaSpec]:
     base_policy = str(root / "runs" / "base" / "policy")
     registry = get_registry()
     out = {"base": validate_spec(base, registry, source="quickstart:base")}
-    for name in ("sigma", "lora-only"):
+    for name in ("sigma", "lora-only", DECLUTTER_RUN):
         raw = on_base(shipped_config(CONFIGS[name]), base)
         raw["data"] = {"batch_size": size.batch_size, "run_length": size.run_length}
         raw["train"]["steps"] = size.sigma_steps
@@ -398,9 +414,11 @@ def _experiment(
     size: Size,
     seed: int,
     timings: dict[str, float],
+    then: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``runs`` on ``shards`` (each skipped when done), evaluate ``evaluated``
-    offline and in closed loop into ``root/<eval dir>``; return the summary section."""
+    """Train ``runs`` on ``shards`` (each skipped when done), run ``then`` (a stage
+    between training and evaluation), evaluate ``evaluated`` offline and in closed loop
+    into ``root/<eval dir>``; return the summary section."""
     from sigma_core.eval import evaluate
     from sigma_core.train import Trainer
 
@@ -412,6 +430,8 @@ def _experiment(
             trainer = Trainer(spec, shards, run, checkpoint_every=100, val_every=250)
             trainer.train(resume=(run / "last").exists())
             timings[f"{prefix}train {name}"] = time.perf_counter() - t
+    if then is not None:
+        then()
     report_dir = root / (f"eval-{tag}" if tag else "eval")
     done = (report_dir / "report.json").is_file()
     if (t := _stage(f"{prefix}eval", done, timings)) is not None:
@@ -491,10 +511,29 @@ def run_quickstart(
         if (t := _stage("transfer preprocess", done, timings)) is not None:
             _preprocess(tdata, tshards, size.split, dims, seed, base_policy)
             timings["transfer preprocess"] = time.perf_counter() - t
-        truns = {name: run_specs[name] for name in TRANSFER_RUNS}
+        truns = {name: run_specs[name] for name in (*TRANSFER_RUNS, DECLUTTER_RUN)}
         tevaluated = [root / "runs" / "transfer" / n for n in TRANSFER_RUNS]
-        tevaluated.append(root / "runs" / "base")
-        section = _experiment(root, "transfer", tshards, truns, tevaluated, size, seed, timings)
+        tevaluated += [root / "runs" / "transfer" / DECLUTTERED, root / "runs" / "base"]
+
+        def declutter_stage() -> None:
+            runs = root / "runs" / "transfer"
+            done = (runs / DECLUTTERED / "policy").is_dir()
+            if (t := _stage("transfer declutter", done, timings)) is not None:
+                from sigma_sim.declutter import declutter
+
+                declutter(
+                    runs / DECLUTTER_RUN / "policy",
+                    tshards,
+                    runs / DECLUTTERED,
+                    episodes=size.declutter_episodes,
+                    steps=size.declutter_steps,
+                    max_seconds=size.sim_seconds,
+                )
+                timings["transfer declutter"] = time.perf_counter() - t
+
+        section = _experiment(
+            root, "transfer", tshards, truns, tevaluated, size, seed, timings, declutter_stage
+        )
         section["demonstrations"] = {
             k: tdemo[k] for k in ("episodes", "frames", "yield") if k in tdemo
         } | {"distractors": size.distractors}
@@ -549,7 +588,7 @@ def print_table(summary: dict[str, Any]) -> None:
         print_section(
             summary["transfer"],
             f"transfer: held-out scenes with {k} distractor cubes",
-            ("base", "base-longer", "lora-only", "sigma", "sigma:no-adapter"),
+            ("base", "base-longer", "lora-only", "sigma", "sigma:no-adapter", DECLUTTERED),
         )
     seconds = sum(summary["seconds"].values())
     out.print(f"{seconds:.0f} s; report: {summary['report']}; runs under {summary['root']}/runs")

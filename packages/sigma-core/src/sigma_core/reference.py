@@ -169,6 +169,7 @@ def _table_of_dims_only(prefix: str) -> list[str]:
     telepathy = ModelSpec.model_fields["telepathy"].description
     scene_state = ModelSpec.model_fields["scene_state"].description
     correction = ModelSpec.model_fields["scene_correction"].description
+    route = ModelSpec.model_fields["tau_route"].description
     return [
         "| key | type | default | description |",
         "|---|---|---|---|",
@@ -176,6 +177,7 @@ def _table_of_dims_only(prefix: str) -> list[str]:
         f"| `{prefix}telepathy` | bool | `true` | {telepathy} |",
         f"| `{prefix}scene_state` | 'observed' \\| 'estimated' | `\"observed\"` | {scene_state} |",
         f"| `{prefix}scene_correction` | bool | `false` | {correction} |",
+        f"| `{prefix}tau_route` | 'all' \\| 'vision' | `\"all\"` | {route} |",
         *(
             f"| `{prefix}{slot}` | component | `{{type: {getattr(defaults, slot).type}}}` |"
             f" a registered {kind} |"
