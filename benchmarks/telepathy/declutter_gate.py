@@ -13,9 +13,10 @@ the base stem's by a per-image gate,
 
 (``F_0 = stem(x)``, pooled over the grid; ``w = 0``, ``b = 2`` at the start), fitted with the
 stem by ``L_declutter`` on the visits (``sigma_core.train.declutter.fit_declutter``,
-1,500 steps, batch 32, Adam 3e-4). Where there is nothing to remove, the loss can now be
-met by closing the gate, exactly. A prototype outside the model (the gate lives on the
-policy's tau stem for this process only); writes ``OUT/stem.safetensors`` and, with
+1,500 steps, batch 32, Adam 3e-4; ``--supervise-gate W`` adds ``W * BCE(g, d)``, ``d``
+whether the state's uncluttered render differs from its image). Where there is nothing
+to remove, the loss can now be met by closing the gate, exactly. A prototype outside the
+model (the gate lives on the policy's tau stem for this process only); writes ``OUT/stem.safetensors`` and, with
 ``--eval-shards``, ``DIR/report.json`` (closed loop as ``sigma eval --sim``, policy
 ``declutter-gate``, one worker) and the mean gate of the episodes' planning steps.
 """
@@ -38,7 +39,46 @@ from declutter_error import load
 from estimated_oracle import write_report
 
 from sigma_core import SigmaPolicy
-from sigma_core.train.declutter import fit_declutter
+from sigma_core.train.declutter import (
+    declutter_loss,
+    declutter_parameters,
+    declutter_targets,
+    fit_declutter,
+)
+
+
+def fit_supervised(
+    policy: SigmaPolicy, stem_tau: nn.Module, states, steps: int, weight: float
+) -> list[dict]:
+    """:func:`fit_declutter` plus ``weight * BCE(g, d)`` per image, ``d`` = whether the
+    uncluttered render differs from the image (something to remove; the visits know)."""
+    policy.eval().requires_grad_(False)
+    tokens, scene, taus = declutter_targets(policy, states)
+    names = set(declutter_parameters(policy))
+    params = [p for n, p in policy.named_parameters() if n in names]
+    for p in params:
+        p.requires_grad_(True)
+    cameras = states.images.shape[1] * states.images.shape[2]
+    clutter = (states.images != states.clean).flatten(1).any(dim=1).float()
+    opt = torch.optim.Adam(params, lr=3e-4)
+    gen = torch.Generator().manual_seed(0)
+    log = []
+    for step in range(steps):
+        idx = torch.randint(len(states), (32,), generator=gen)
+        target_scene = None if scene is None else scene[idx]
+        loss, parts = declutter_loss(
+            policy, states.batch(idx), taus[idx], tokens[idx], target_scene
+        )
+        g = stem_tau.live_gate.clamp(1e-6, 1 - 1e-6)
+        target = clutter[idx].repeat_interleave(cameras)
+        gate_loss = nn.functional.binary_cross_entropy(g, target)
+        opt.zero_grad()
+        (loss + weight * gate_loss).backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            log.append({"step": step, **parts, "gate": gate_loss.item()})
+    policy.requires_grad_(False)
+    return log
 
 
 def gated_forward(self: nn.Module, stem: nn.Sequential, x: Tensor, tau: Tensor) -> Tensor:
@@ -48,6 +88,7 @@ def gated_forward(self: nn.Module, stem: nn.Sequential, x: Tensor, tau: Tensor) 
     pooled = torch.cat([base.mean(dim=(2, 3)), base.amax(dim=(2, 3)), tau], dim=1)
     g = torch.sigmoid(self.gate(pooled))[:, :, None, None]
     self.last_gate = g.detach().flatten()
+    self.live_gate = g.flatten()  # for --supervise-gate
     return base + g * (moved - base)
 
 
@@ -69,6 +110,12 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--visits", nargs="*", default=[])
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument(
+        "--supervise-gate",
+        type=float,
+        default=0.0,
+        help="W > 0: also W * BCE(g, whether the render has anything to remove)",
+    )
     parser.add_argument("--eval-shards")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--eval-seed", type=int, default=10_050)
@@ -86,7 +133,10 @@ def main() -> None:
         states = load(args.visits[0])
         for path in args.visits[1:]:
             states = states + load(path)
-        log = fit_declutter(policy, states, args.steps)
+        if args.supervise_gate > 0:
+            log = fit_supervised(policy, stem_tau, states, args.steps, args.supervise_gate)
+        else:
+            log = fit_declutter(policy, states, args.steps)
         out.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in stem_tau.state_dict().items()}, str(saved))
         (out / "fit.json").write_text(json.dumps({"states": len(states), "log": log}, indent=1))
