@@ -11,12 +11,13 @@ the base stem's by a per-image gate,
 
     F = stem(x) + g * (stem_tau(x; tau) - stem(x)),   g = sigmoid(w [mean F_0; max F_0; tau] + b)
 
-(``F_0 = stem(x)``, pooled over the grid; ``w = 0``, ``b = 2`` at the start), fitted with the
-stem by ``L_declutter`` on the visits (``sigma_core.train.declutter.fit_declutter``,
-1,500 steps, batch 32, Adam 3e-4; ``--supervise-gate W`` adds ``W * BCE(g, d)``, ``d``
-whether the state's uncluttered render differs from its image). Where there is nothing
-to remove, the loss can now be met by closing the gate, exactly. A prototype outside the
-model (the gate lives on the policy's tau stem for this process only); writes ``OUT/stem.safetensors`` and, with
+(``F_0 = stem(x)``, pooled over the grid; ``w = 0``, ``b = 2`` at the start), fitted
+with the stem by ``L_declutter`` on the visits
+(``sigma_core.train.declutter.fit_declutter``, 1,500 steps, batch 32, Adam 3e-4;
+``--supervise-gate W`` adds ``W * BCE(g, d)``, ``d`` whether the state's uncluttered
+render differs from its image). Where there is nothing to remove, the loss can now be
+met by closing the gate, exactly. A prototype outside the model (the gate lives on the
+policy's tau stem for this process only); writes ``OUT/stem.safetensors`` and, with
 ``--eval-shards``, ``DIR/report.json`` (closed loop as ``sigma eval --sim``, policy
 ``declutter-gate``, one worker) and the mean gate of the episodes' planning steps.
 """
