@@ -93,12 +93,18 @@ def gated_forward(self: nn.Module, stem: nn.Sequential, x: Tensor, tau: Tensor) 
     return base + g * (moved - base)
 
 
-def add_gate(policy: SigmaPolicy) -> nn.Module:
+def add_gate(policy: SigmaPolicy, hidden: int = 0) -> nn.Module:
+    """The gate on the policy's tau stem: linear (``hidden`` 0) or an MLP with one GELU
+    layer of ``hidden`` units (whether a distractor is present depends on the colours
+    seen *and* the instruction: an interaction a linear gate cannot express)."""
     stem_tau = policy.vision.stem_tau
     width = stem_tau.film[-1].out_features // 2
-    stem_tau.gate = nn.Linear(2 * width + policy.dims.d_model, 1)
-    nn.init.zeros_(stem_tau.gate.weight)
-    nn.init.constant_(stem_tau.gate.bias, 2.0)
+    n_in = 2 * width + policy.dims.d_model
+    last = nn.Linear(hidden or n_in, 1)
+    nn.init.zeros_(last.weight)
+    nn.init.constant_(last.bias, 2.0)
+    # the linear gate keeps the layout of the first run's saved stem (gate.weight, gate.bias)
+    stem_tau.gate = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), last) if hidden else last
     stem_tau.forward = types.MethodType(gated_forward, stem_tau)
     names = {f"vision.stem_tau.gate.{n}" for n, _ in stem_tau.gate.named_parameters()}
     policy.trainable_at_build = policy.trainable_at_build | names
@@ -111,6 +117,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--visits", nargs="*", default=[])
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--gate-hidden", type=int, default=0, help="an MLP gate of H units")
     parser.add_argument(
         "--supervise-gate",
         type=float,
@@ -126,7 +133,7 @@ def main() -> None:
     torch.manual_seed(0)
     out = Path(args.out)
     policy = SigmaPolicy.from_pretrained(args.policy).eval()
-    stem_tau = add_gate(policy)
+    stem_tau = add_gate(policy, args.gate_hidden)
     saved = out / "stem.safetensors"
     if saved.is_file():
         stem_tau.load_state_dict(load_file(str(saved)))
