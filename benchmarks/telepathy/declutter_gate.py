@@ -28,7 +28,9 @@ import argparse
 import json
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -40,46 +42,22 @@ from declutter_error import load
 from estimated_oracle import write_report
 
 from sigma_core import SigmaPolicy
-from sigma_core.train.declutter import (
-    declutter_loss,
-    declutter_parameters,
-    declutter_targets,
-    fit_declutter,
-)
+from sigma_core.train.declutter import fit_declutter
 
 
-def fit_supervised(
-    policy: SigmaPolicy, stem_tau: nn.Module, states, steps: int, weight: float
-) -> list[dict]:
-    """:func:`fit_declutter` plus ``weight * BCE(g, d)`` per image, ``d`` = whether the
-    uncluttered render differs from the image (something to remove; the visits know)."""
-    policy.eval().requires_grad_(False)
-    tokens, scene, taus = declutter_targets(policy, states)
-    names = set(declutter_parameters(policy))
-    params = [p for n, p in policy.named_parameters() if n in names]
-    for p in params:
-        p.requires_grad_(True)
+def gate_loss(stem_tau: nn.Module, states: Any, weight: float) -> Callable[[Tensor], Tensor]:
+    """``weight * BCE(g, d)`` per image for ``fit_declutter(extra_loss=...)``, ``d`` =
+    whether the uncluttered render differs from the image (something to remove; the
+    visits know), ``g`` the gate of the step's forward."""
     cameras = states.images.shape[1] * states.images.shape[2]
     clutter = (states.images != states.clean).flatten(1).any(dim=1).float()
-    opt = torch.optim.Adam(params, lr=3e-4)
-    gen = torch.Generator().manual_seed(0)
-    log = []
-    for step in range(steps):
-        idx = torch.randint(len(states), (32,), generator=gen)
-        target_scene = None if scene is None else scene[idx]
-        loss, parts = declutter_loss(
-            policy, states.batch(idx), taus[idx], tokens[idx], target_scene
-        )
+
+    def loss(idx: Tensor) -> Tensor:
         g = stem_tau.live_gate.clamp(1e-6, 1 - 1e-6)
         target = clutter[idx].repeat_interleave(cameras)
-        gate_loss = nn.functional.binary_cross_entropy(g, target)
-        opt.zero_grad()
-        (loss + weight * gate_loss).backward()
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            log.append({"step": step, **parts, "gate": gate_loss.item()})
-    policy.requires_grad_(False)
-    return log
+        return weight * nn.functional.binary_cross_entropy(g, target)
+
+    return loss
 
 
 def gated_forward(self: nn.Module, stem: nn.Sequential, x: Tensor, tau: Tensor) -> Tensor:
@@ -141,10 +119,8 @@ def main() -> None:
         states = load(args.visits[0])
         for path in args.visits[1:]:
             states = states + load(path)
-        if args.supervise_gate > 0:
-            log = fit_supervised(policy, stem_tau, states, args.steps, args.supervise_gate)
-        else:
-            log = fit_declutter(policy, states, args.steps)
+        extra = gate_loss(stem_tau, states, args.supervise_gate) if args.supervise_gate else None
+        log = fit_declutter(policy, states, args.steps, extra_loss=extra)
         out.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in stem_tau.state_dict().items()}, str(saved))
         (out / "fit.json").write_text(json.dumps({"states": len(states), "log": log}, indent=1))

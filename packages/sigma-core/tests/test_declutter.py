@@ -151,3 +151,20 @@ def test_tau_route_vision_needs_the_telepathy_path():
     raw = {"model": {"telepathy": False, "tau_route": "vision"}}
     with pytest.raises(SpecError, match="tau_route: vision routes tau through the vision"):
         validate_spec(raw, get_registry())
+
+
+def test_fit_declutter_adds_an_extra_loss_on_the_drawn_states():
+    """extra_loss(idx) joins each step's loss (logged as ``extra``): here a pull of the
+    stem's first FiLM bias towards 1, which L_declutter alone leaves near 0."""
+    policy = _policy()
+    states = _states(policy)
+    drawn: list[torch.Tensor] = []
+
+    def pull(idx: torch.Tensor) -> torch.Tensor:
+        drawn.append(idx)
+        return (policy.vision.stem_tau.film[0].bias - 1).pow(2).sum()
+
+    log = fit_declutter(policy, states, steps=30, lr=1e-2, batch_size=4, extra_loss=pull)
+    assert len(drawn) == 30 and all(i.shape == (4,) and int(i.max()) < len(states) for i in drawn)
+    assert log[-1]["extra"] < 0.6 * log[0]["extra"]
+    assert policy.vision.stem_tau.film[0].bias.mean() > 0.2

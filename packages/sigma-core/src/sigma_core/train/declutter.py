@@ -23,6 +23,7 @@ states lives in ``sigma_sim.declutter``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,13 +143,15 @@ def fit_declutter(
     lr: float = 3e-4,
     batch_size: int = 32,
     log_every: int = 100,
+    extra_loss: Callable[[Tensor], Tensor] | None = None,
 ) -> list[dict[str, Any]]:
     """Train the vision's telepathy parameters on ``L_declutter`` over ``states``, in place.
 
     Adam at a constant ``lr``, ``batch_size`` states drawn per step from a generator
     seeded with ``seed`` (deterministic). Everything else stays frozen; the policy is
-    left in eval mode with nothing trainable. Returns the loss every ``log_every`` steps
-    and at the last one.
+    left in eval mode with nothing trainable. ``extra_loss(idx)``, when given, is added
+    to each step's loss after ``L_declutter``'s forward (logged as ``extra``). Returns
+    the loss every ``log_every`` steps and at the last one.
     """
     check_declutter(policy, "the policy")
     if steps < 1 or len(states) == 0:
@@ -169,6 +172,10 @@ def fit_declutter(
             loss, parts = declutter_loss(
                 policy, states.batch(idx), taus[idx], target_tokens[idx], scene
             )
+            if extra_loss is not None:
+                extra = extra_loss(idx)
+                loss = loss + extra
+                parts["extra"] = extra.item()
             opt.zero_grad()
             loss.backward()
             opt.step()
