@@ -44,6 +44,8 @@ from sigma_core.types import SigmaBatch, VisionOutput
 
 CUBE, GOAL = (0, 1, 2), (5, 6, 7)  # sigma_sim.scene.environment_state's layout
 GRIPPER = 5  # the joint state's last entry (normalized)
+OPENED, CLOSED = 0.5, 0.0  # normalized gripper: jaws opened for the approach / closed again
+MOVED = 0.1  # squared normalized (x, y) distance from its place at plan 1: the cube moved
 
 
 class Traced(SigmaPolicy):
@@ -96,15 +98,21 @@ def _mse(a: list[float], b: list[float], idx: tuple[int, ...]) -> float:
 def analyse(path: Path, report: Path | None, open_above: float) -> None:
     """Print the estimate's error by phase and outcome, and the offline EMA proxies."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    outcome: dict[int, bool] = {}
+    outcome: dict[int, dict] = {}
     if report is not None and report.exists():
         (policy,) = json.loads(report.read_text())["closed_loop"].values()
-        outcome = {i + 1: e["success"] for i, e in enumerate(policy["episodes_detail"])}
+        outcome = {i + 1: e for i, e in enumerate(policy["episodes_detail"])}
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
         phase = "open" if r["joints"][GRIPPER] > open_above else "closed"
         when = "plans 0-3" if r["plan"] < 4 else "plans 4-7" if r["plan"] < 8 else "plans 8+"
-        ok = {True: "success", False: "failure"}.get(outcome.get(r["episode"]), "?")
+        ok = (
+            "?"
+            if r["episode"] not in outcome
+            else "success"
+            if outcome[r["episode"]]["success"]
+            else "failure"
+        )
         err = (_mse(r["s_hat"], r["truth"], CUBE[:2]), _mse(r["s_hat"], r["truth"], GOAL[:2]))
         for key in ("all", phase, when, f"{phase}, {ok}", f"{when}, {phase}"):
             groups[key].append(err)
@@ -114,6 +122,7 @@ def analyse(path: Path, report: Path | None, open_above: float) -> None:
         cube = sum(e[0] for e in v) / len(v)
         goal = sum(e[1] for e in v) / len(v)
         print(f"  {key:28s} plans {len(v):5d}  cube {cube:.3f}  goal {goal:.3f}")
+    contact(rows, outcome)
     print("offline EMA proxies on the same plans (open-gripper plans only for the cube):")
     by_episode: dict[int, list[dict]] = defaultdict(list)
     for r in rows:
@@ -132,6 +141,68 @@ def analyse(path: Path, report: Path | None, open_above: float) -> None:
                     n_cube += 1
         cube, goal = cube_err / max(n_cube, 1), goal_err / n_goal
         print(f"  A {a:.1f}: cube (open) {cube:.3f}  goal {goal:.3f}")
+
+
+def contact(rows: list[dict], outcome: dict[int, dict]) -> None:
+    """Per outcome: the cube's (x, y) error at the plan before the cube first moved, how
+    many episodes moved it before their jaws closed again and at which plan, and the error
+    at the last open-gripper plan; then the truth-on-estimate slope over plans 1-7."""
+    by_episode: dict[int, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_episode[r["episode"]].append(r)
+    groups: dict[str, list[tuple]] = defaultdict(list)
+    for e, plans in by_episode.items():
+        if e not in outcome:
+            continue
+        o = outcome[e]
+        kind = "success" if o["success"] else "grasped, failed" if o["grasped"] else "no grasp"
+        ref = plans[min(1, len(plans) - 1)]["truth"]
+        moved = next(
+            (
+                k
+                for k, p in enumerate(plans)
+                if k > 1 and _mse(p["truth"], ref, CUBE[:2]) * 2 > MOVED
+            ),
+            None,
+        )
+        g = [p["joints"][GRIPPER] for p in plans]
+        opened = next((k for k, v in enumerate(g) if v > OPENED), None)
+        closed = (
+            None
+            if opened is None
+            else next((k for k in range(opened, len(g)) if g[k] < CLOSED), None)
+        )
+        before = (
+            None
+            if not moved
+            else 2 * _mse(plans[moved - 1]["s_hat"], plans[moved - 1]["truth"], CUBE[:2])
+        )
+        last_open = (
+            None
+            if not closed
+            else 2 * _mse(plans[closed - 1]["s_hat"], plans[closed - 1]["truth"], CUBE[:2])
+        )
+        groups[kind].append((moved, closed, before, last_open))
+    print("by outcome, cube (x, y) squared error (normalized):")
+    for kind, v in groups.items():
+
+        def mean(xs: list) -> str:
+            xs = [x for x in xs if x is not None]
+            return f"{sum(xs) / len(xs):.2f}" if xs else "-"
+
+        early = sum(1 for m, c, _, _ in v if m is not None and c is not None and m < c)
+        moved = [x[0] for x in v]
+        print(f"  {kind:16s} n {len(v):3d}  before it moved {mean([x[2] for x in v])}")
+        print(f"  {'':16s} moved {sum(m is not None for m in moved)}, at plan {mean(moved)};"
+              f" before the jaws closed {early}; closed at {mean([x[1] for x in v])};"
+              f" last open plan {mean([x[3] for x in v])}")  # fmt: skip
+    for i, name in ((0, "cube.x"), (1, "cube.y")):
+        pairs = [(p["s_hat"][i], p["truth"][i]) for ps in by_episode.values() for p in ps[1:8]]
+        n = len(pairs)
+        ms, mt = sum(a for a, _ in pairs) / n, sum(b for _, b in pairs) / n
+        slope = sum((a - ms) * (b - mt) for a, b in pairs) / sum((a - ms) ** 2 for a, _ in pairs)
+        mse = sum((a - b) ** 2 for a, b in pairs) / n
+        print(f"  plans 1-7, {name}: MSE {mse:.3f}, slope of truth on estimate {slope:.2f}")
 
 
 def main() -> None:

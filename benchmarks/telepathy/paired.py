@@ -6,7 +6,8 @@ Each report is a ``sigma eval --sim`` report.json; episodes are paired by seed (
 seeds both ran), and ``a - b`` of the per-episode outcome (``success``,
 ``wrong_object``, ``lifted``, ...; booleans as 0/1) is printed with a 95% percentile
 bootstrap interval over seeds (10,000 resamples, seed 0), as ``sigma eval`` computes
-``closed_loop_comparisons`` within one report.
+``closed_loop_comparisons`` within one report. ``R1#P+R2#P`` pools a policy's episodes
+from several reports (seed ranges evaluated separately).
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ import numpy as np
 
 
 def outcomes(ref: str, metric: str) -> dict[int, float]:
-    path, _, policy = ref.partition("#")
-    loop = json.loads(Path(path).read_text())["closed_loop"]
-    episodes = loop[policy or next(iter(loop))]["episodes_detail"]
-    return {int(e["seed"]): float(e[metric]) for e in episodes}
+    """Per seed outcome of ``REPORT#POLICY``, or of several joined by ``+`` (one policy
+    evaluated on several seed ranges: their episodes pooled)."""
+    pooled: dict[int, float] = {}
+    for part in ref.split("+"):
+        path, _, policy = part.partition("#")
+        loop = json.loads(Path(path).read_text())["closed_loop"]
+        episodes = loop[policy or next(iter(loop))]["episodes_detail"]
+        pooled |= {int(e["seed"]): float(e[metric]) for e in episodes}
+    return pooled
 
 
 def main() -> None:
