@@ -277,3 +277,45 @@ def test_declutter_also_visits_scenes_with_nothing_to_remove(
     assert torch.equal(extra["images"], extra["clean"])  # nothing to remove
     assert both["states"] == alone["states"] + len(extra["images"])
     assert both["settings"]["also"]["shards"] == str(shards)
+
+
+def test_before_contact_keeps_each_episodes_plans_until_its_cube_first_moves() -> None:
+    from types import SimpleNamespace
+
+    from sigma_core.train import VisitedStates
+    from sigma_sim.dagger import before_contact
+
+    # three episodes of 3, 2 and 4 plans (ceil(steps / n_action_steps)); the cube's
+    # (x, y) per plan: plan 0 may still be settling, plan 1 is the reference
+    xy = [(0, 0), (1, 1), (1.5, 1)]  # moved by 0.25 at plan 2
+    xy += [(2, 2), (2.2, 2.1)]  # moved by 0.05: never
+    xy += [(0, 0), (0, 0), (0, 0.5), (0, 0)]  # moved at plan 2, back at plan 3
+    truth = torch.zeros(len(xy), 20)
+    truth[:, :2] = torch.tensor(xy)
+    n = len(xy)
+    visited = VisitedStates(torch.arange(n).view(n, 1, 1, 1, 1, 1).half(), torch.zeros(n, 6), truth)
+    results = [SimpleNamespace(steps=s, n_action_steps=8) for s in (20, 16, 25)]
+    kept = before_contact(visited, results)
+    assert kept.images.flatten().tolist() == [0, 1, 3, 4, 5, 6]
+    assert torch.equal(kept.truth, truth[[0, 1, 3, 4, 5, 6]])
+    with pytest.raises(ValueError, match="9 visited plans, but the episodes planned 8 times"):
+        before_contact(visited, [*results[:2], SimpleNamespace(steps=24, n_action_steps=8)])
+
+
+def test_estimator_dagger_before_contact_refits_on_fewer_plans_and_keeps_its_setting(
+    shards, base, tmp_path
+) -> None:
+    from sigma_sim.dagger import estimator_dagger
+
+    settings = {"episodes": 2, "steps": 2, "max_seconds": 0.3}
+    every = estimator_dagger(base, shards, tmp_path / "all", rounds=1, log=None, **settings)
+    approach = estimator_dagger(
+        base, shards, tmp_path / "near", rounds=1, log=None, keep="before-contact", **settings
+    )
+    assert approach[0]["keep"] == "before-contact" and every[0]["keep"] == "all"
+    assert approach[0]["rollout_success"] == every[0]["rollout_success"]  # the same loop
+    assert 0 < approach[0]["aggregate"] <= every[0]["aggregate"]
+    with pytest.raises(SigmaUserError, match=r"other settings \(keep before-contact -> all\)"):
+        estimator_dagger(base, shards, tmp_path / "near", rounds=2, log=None, **settings)
+    with pytest.raises(SigmaUserError, match="keep must be one of all, before-contact"):
+        estimator_dagger(base, shards, tmp_path / "x", log=None, keep="after")  # type: ignore[arg-type]

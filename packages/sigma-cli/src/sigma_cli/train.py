@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.progress import Progress, TextColumn
@@ -103,6 +103,13 @@ def dagger(
         float, typer.Option(min=0.1, help="Simulated seconds per episode.")
     ] = 10.0,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
+    keep: Annotated[
+        Literal["all", "before-contact"],
+        typer.Option(
+            help="The visited plans the refit learns from: all, or each episode's plans"
+            " before the arm first moved the cube (the approach).",
+        ),
+    ] = "all",
 ) -> None:
     """Refit a camera-only base's scene estimator on the states its own policy visits.
 
@@ -123,7 +130,7 @@ def dagger(
         err.print(json.dumps(row))
 
     rows = estimator_dagger(
-        base, data, out_dir, rounds, episodes, steps, seed, max_seconds, log=show
+        base, data, out_dir, rounds, episodes, steps, seed, max_seconds, log=show, keep=keep
     )
     out.print_json(json.dumps({"policy": str(out_dir / f"round_{rounds - 1}"), "rounds": rows}))
 

@@ -8,7 +8,8 @@ closed loop, which the demonstrations never showed. Each round of :func:`estimat
    (round ``k`` uses ``seed + k·episodes`` on; keep them disjoint from the evaluation's
    ``10_000 + i``), and records at every planning step what it read and the simulator's
    truth (:func:`visit`);
-2. adds them to the aggregate of every round so far;
+2. adds them to the aggregate of every round so far (with ``keep="before-contact"``,
+   only each episode's plans before the arm first moved the cube: :func:`before_contact`);
 3. refits vision and estimator on the aggregate while stage base's objective keeps the
    action path on the demonstrations (:func:`sigma_core.train.refit_estimator`, refit
    seed ``k``);
@@ -27,7 +28,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -39,6 +40,45 @@ from sigma_sim.rollout import EpisodeResult, rollout
 #: The random state saved beside each round's policy (safetensors, one uint8 tensor).
 RNG_FILE = "rng.safetensors"
 LOG_FILE = "dagger.json"
+#: What the refit learns from (``sigma dagger --keep``): every visited plan, or the plans
+#: of each episode before its cube was first moved (:func:`before_contact`).
+KEEP = ("all", "before-contact")
+#: :func:`before_contact`: the cube has moved once its (x, y) is this far (squared,
+#: normalized units, about 0.5 cm) from where it lay at its episode's second plan.
+CONTACT_MOVED = 0.1
+
+
+def before_contact(
+    visited: VisitedStates, results: list[EpisodeResult], moved: float = CONTACT_MOVED
+) -> VisitedStates:
+    """Each episode's plans before its named cube first moved: the approach.
+
+    In the shipped base's failures the arm knocks the cube as it comes down, and the
+    rest of such an episode shows a pushed cube where cubes never start (about half of
+    all visited plans); the grasp depends on the estimate before the first touch. Plan
+    ``k`` of an episode is kept while ``|xy_k - xy_1|^2 <= moved`` for every ``k' <= k``
+    (``xy``: the truth's entries 0 and 1, the named cube; plan 1 is the first after the
+    cube settled). ``visited`` holds ``results``' episodes in order, episode ``i``
+    planning ``ceil(steps_i / n_action_steps_i)`` times (what :func:`visit` records).
+
+    Raises:
+        ValueError: ``visited`` does not hold that many plans.
+    """
+    keep: list[int] = []
+    start = 0
+    for r in results:
+        plans = -(-r.steps // r.n_action_steps)
+        xy = visited.truth[start : start + plans, :2]
+        ref = xy[min(1, plans - 1)]
+        for k in range(plans):
+            if k > 1 and (xy[k] - ref).pow(2).sum() > moved:
+                break
+            keep.append(start + k)
+        start += plans
+    if start != len(visited):
+        raise ValueError(f"{len(visited)} visited plans, but the episodes planned {start} times")
+    idx = torch.tensor(keep, dtype=torch.long)
+    return VisitedStates(visited.images[idx], visited.state[idx], visited.truth[idx])
 
 
 def visit(
@@ -100,6 +140,7 @@ def estimator_dagger(
     seed: int = 20_000,
     max_seconds: float = 10.0,
     log: Callable[[dict[str, Any]], None] | None = None,
+    keep: Literal["all", "before-contact"] = "all",
 ) -> list[dict[str, Any]]:
     """Run (or resume) ``rounds`` rounds of estimator DAgger from the policy at ``base``.
 
@@ -113,6 +154,8 @@ def estimator_dagger(
         seed: the first closed-loop seed; round ``k`` runs ``seed + k·episodes`` on.
         max_seconds: simulated seconds per episode.
         log: called with each round's row as it is saved.
+        keep: the visited plans the refit learns from (:data:`KEEP`); with
+            ``before-contact`` the row's ``closed_loop_named_mse`` is over those.
 
     Returns:
         One row per round: the closed loop's success rate, the estimate's error on the
@@ -126,6 +169,13 @@ def estimator_dagger(
     for name, value in (("rounds", rounds), ("episodes", episodes), ("steps", steps)):
         if value < 1:
             raise SigmaUserError(f"{name} must be >= 1, got {value}")
+    if keep not in KEEP:
+        raise SigmaUserError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
+
+    def visit_kept(policy: SigmaPolicy, first_seed: int) -> tuple[VisitedStates, list]:
+        visited, results = visit(policy, meta, episodes, first_seed, max_seconds)
+        return (visited if keep == "all" else before_contact(visited, results)), results
+
     out, shards = Path(out), Path(shards)
     meta = read_meta(shards)  # a clear error for a missing or incomplete shard directory
     if not (Path(base) / "sigma.json").is_file():
@@ -149,13 +199,15 @@ def estimator_dagger(
     demonstrations = ShardDataset(str(shards), "train", **windows)
     val = ShardDataset(str(shards), "val", **windows)
     trained_on = saved.get("trained_on")
-    settings = {"episodes": episodes, "steps": steps, "max_seconds": max_seconds}
+    settings = {"episodes": episodes, "steps": steps, "max_seconds": max_seconds, "keep": keep}
     done = _done_rounds(out)[:rounds]
     for row in done:  # a resumed run must be the same run
         wanted = settings | {
             "seeds": [seed + row["round"] * episodes, seed + (row["round"] + 1) * episodes - 1]
         }
-        changed = [f"{k} {row.get(k)} -> {v}" for k, v in wanted.items() if row.get(k) != v]
+        # rows saved before the option existed have no "keep": they kept every plan
+        had = {k: row.get(k, "all" if k == "keep" else None) for k in wanted}
+        changed = [f"{k} {had[k]} -> {v}" for k, v in wanted.items() if had[k] != v]
         if changed:
             raise SigmaUserError(
                 f"{out / LOG_FILE}: round {row['round']} was made with other settings"
@@ -168,7 +220,7 @@ def estimator_dagger(
     for k in range(len(done)):  # rebuild the aggregate: replay the saved rounds' closed loops
         if k:
             policy = SigmaPolicy.from_pretrained(_round_dir(out, k - 1)).eval()
-        visited, results = visit(policy, meta, episodes, seed + k * episodes, max_seconds)
+        visited, results = visit_kept(policy, seed + k * episodes)
         success = sum(r.success for r in results) / len(results)
         if success != done[k]["rollout_success"]:
             raise SigmaUserError(
@@ -185,7 +237,7 @@ def estimator_dagger(
         torch.set_rng_state(load_file(str(last / RNG_FILE))["torch"])
     for k in range(len(done), rounds):
         start = time.perf_counter()
-        visited, results = visit(policy, meta, episodes, seed + k * episodes, max_seconds)
+        visited, results = visit_kept(policy, seed + k * episodes)
         pool = visited if pool is None else pool + visited
         row = {
             "round": k,
