@@ -56,10 +56,11 @@ def before_contact(
     In the shipped base's failures the arm knocks the cube as it comes down, and the
     rest of such an episode shows a pushed cube where cubes never start (about half of
     all visited plans); the grasp depends on the estimate before the first touch. Plan
-    ``k`` of an episode is kept while ``|xy_k - xy_1|^2 <= moved`` for every ``k' <= k``
-    (``xy``: the truth's entries 0 and 1, the named cube; plan 1 is the first after the
-    cube settled). ``visited`` holds ``results``' episodes in order, episode ``i``
-    planning ``ceil(steps_i / n_action_steps_i)`` times (what :func:`visit` records).
+    ``k`` of an episode is kept when ``|xy_j - xy_1|^2 <= moved`` for every
+    ``2 <= j <= k`` (``xy``: the truth's entries 0 and 1, the named cube; plan 1 is the
+    first after the cube settled; plans 0 and 1 are always kept). ``visited`` holds
+    ``results``' episodes in order, episode ``i`` planning ``ceil(steps_i /
+    n_action_steps_i)`` times (what :func:`visit` records).
 
     Raises:
         ValueError: ``visited`` does not hold that many plans.
