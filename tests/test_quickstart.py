@@ -49,6 +49,7 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
         "train base",
         "continue base",
         "base DAgger",
+        "base approach DAgger",
         "demonstrations",
         "preprocess",
         "train sigma",
@@ -134,13 +135,20 @@ def test_smoke_runs_every_stage_and_reports_the_comparison(smoke):
     base_meta = json.loads((root / "runs/base/policy/sigma.json").read_text())
     assert base_meta["spec"]["model"]["scene_state"] == "estimated"
     assert base_meta["spec"]["train"]["teacher_forcing"] == 1.0  # trained on the truth only
-    # the base is the continued base after its estimator DAgger: the last round, copied
+    # the base is the continued base after its estimator DAgger, then DAgger on the
+    # approach only from its last round: that last round, copied
     dagger = json.loads((root / "base-dagger/dagger.json").read_text())
     assert [r["round"] for r in dagger] == [0] and dagger[0]["aggregate"] > 0
-    last = (root / "base-dagger/round_0/model.safetensors").read_bytes()
+    assert dagger[0]["keep"] == "all"
+    approach = json.loads((root / "base-approach/dagger.json").read_text())
+    assert [(r["round"], r["keep"]) for r in approach] == [(0, "before-contact")]
+    assert approach[0]["seeds"][0] == 40_000  # disjoint from the first rounds' seeds
+    first = (root / "base-dagger/round_0/model.safetensors").read_bytes()
+    last = (root / "base-approach/round_0/model.safetensors").read_bytes()
+    assert last != first  # the approach rounds refitted it
     assert (root / "runs/base/policy/model.safetensors").read_bytes() == last
     continued = root / "runs/base-continued/policy/model.safetensors"
-    assert continued.read_bytes() != last
+    assert continued.read_bytes() != first
     assert (
         base_meta["trained_on"]
         == json.loads((root / "runs/base-continued/policy/sigma.json").read_text())["trained_on"]

@@ -4,12 +4,13 @@ Stages, each skipped when its output is already complete (a rerun resumes):
 
 1. ``runs/base``  the frozen base, the CPU stand-in for π0.5: the pretrained base shipped
    with the package (:data:`SHIPPED_BASE`, a camera-only ``configs/base-estimated.yaml``
-   trained on 204 demonstrations, then its scene estimator refitted by ``sigma dagger``;
+   trained on 204 demonstrations, then its scene estimator refitted by ``sigma dagger``,
+   on every visited plan and then on the approach only (``--keep before-contact``);
    the paper starts from ``lerobot/pi05_base`` the same way), copied into the run
    directory. With ``--train-base`` it is trained here from scratch instead
    (``data-base/``, ``shards-base/``, ``runs/base-trained``, ``runs/base-continued``,
-   ``base-dagger/``: :func:`train_base`), which reproduces the shipped file (same
-   commands, seeds and one torch thread).
+   ``base-dagger/``, ``base-approach/``: :func:`train_base`), which reproduces the
+   shipped file (same commands, seeds and one torch thread).
 2. ``data/``    scripted SO-101 demonstrations in MuJoCo (``data_source: so101-pickplace``),
    recorded with a seed the base's demonstrations do not use (held-out episodes stay
    held out from the base too)
@@ -74,6 +75,7 @@ class Size:
     dagger_rounds: int  # --train-base: estimator DAgger (sigma dagger) on the continued base
     dagger_episodes: int  # closed-loop episodes per round
     dagger_steps: int  # refit steps per round
+    approach_rounds: int  # --train-base: then sigma dagger --keep before-contact on its last round
     base_split: float  # the base's val and test fraction each
     shipped_base: bool  # start from SHIPPED_BASE unless --train-base (False: always train)
     batch_size: int
@@ -98,6 +100,7 @@ FULL = Size(
     dagger_rounds=9,
     dagger_episodes=100,
     dagger_steps=1500,
+    approach_rounds=12,
     base_split=0.05,
     shipped_base=True,
     batch_size=8,
@@ -121,6 +124,7 @@ SMOKE = Size(
     dagger_rounds=1,
     dagger_episodes=1,
     dagger_steps=2,
+    approach_rounds=1,
     base_split=0.25,
     shipped_base=False,
     batch_size=2,
@@ -300,6 +304,9 @@ def continued_spec(raw: dict[str, Any], size: Size, init_from: Path) -> dict[str
 #: The first closed-loop seed of the base's estimator DAgger (``sigma dagger --seed``):
 #: rounds use 20,000 on, disjoint from every evaluation's 10,000 + i.
 DAGGER_SEED = 20_000
+#: ... and of its rounds on the approach only (``sigma dagger --keep before-contact``),
+#: 40,000 on: disjoint from the first rounds' and from every evaluation's.
+APPROACH_SEED = 40_000
 
 
 def train_base(root: Path, size: Size, seed: int, timings: dict[str, float]) -> dict[str, Any]:
@@ -314,7 +321,9 @@ def train_base(root: Path, size: Size, seed: int, timings: dict[str, float]) -> 
     3. ``size.dagger_rounds`` rounds of estimator DAgger on the continued base
        (:func:`sigma_sim.dagger.estimator_dagger`, ``base-dagger/``): its scene estimate
        refitted on the states its own policy visits in the simulator;
-    4. the last round copied to ``runs/base/policy``.
+    4. ``size.approach_rounds`` more rounds from the last one, refitted on each
+       episode's approach only (``keep="before-contact"``, ``base-approach/``);
+    5. the last round copied to ``runs/base/policy``.
 
     One torch thread throughout. At the full size this is how :data:`SHIPPED_BASE` was
     made. Returns the demonstrations' summary.
@@ -327,7 +336,8 @@ def train_base(root: Path, size: Size, seed: int, timings: dict[str, float]) -> 
     spec = validate_spec(raw, registry, source="quickstart:base")
     data, shards = root / "data-base", root / "shards-base"
     first, second = root / "runs" / "base-trained", root / "runs" / "base-continued"
-    rounds, final = root / "base-dagger", root / "runs" / "base" / "policy"
+    rounds, approach = root / "base-dagger", root / "base-approach"
+    final = root / "runs" / "base" / "policy"
     err.print("[bold]base demonstrations[/] ...")
     t = time.perf_counter()
     demo = _demonstrations(data, size.base_episodes, size.image_size, seed, 0)
@@ -345,20 +355,35 @@ def train_base(root: Path, size: Size, seed: int, timings: dict[str, float]) -> 
             trainer = Trainer(run_spec, shards, run, checkpoint_every=500, val_every=1000)
             trainer.train(resume=(run / "last").exists())
             timings[name] = time.perf_counter() - t
-    if (t := _stage("base DAgger", final.is_dir(), timings)) is not None:
-        estimator_dagger(
-            second / "policy",
-            shards,
-            rounds,
-            size.dagger_rounds,
-            size.dagger_episodes,
-            size.dagger_steps,
-            DAGGER_SEED,
-            size.sim_seconds,
-            log=lambda row: err.print(json.dumps(row)),
-        )
-        _copy_policy(rounds / f"round_{size.dagger_rounds - 1}", final)
-        timings["base DAgger"] = time.perf_counter() - t
+    dagger_stages = (  # (stage, start, out, rounds, first seed, kept plans)
+        ("base DAgger", second / "policy", rounds, size.dagger_rounds, DAGGER_SEED, "all"),
+        (
+            "base approach DAgger",
+            rounds / f"round_{size.dagger_rounds - 1}",
+            approach,
+            size.approach_rounds,
+            APPROACH_SEED,
+            "before-contact",
+        ),
+    )
+    for name, start, run, n, first_seed, keep in dagger_stages:
+        done = final.is_dir() or (run / f"round_{n - 1}").is_dir()
+        if (t := _stage(name, done, timings)) is not None:
+            estimator_dagger(
+                start,
+                shards,
+                run,
+                n,
+                size.dagger_episodes,
+                size.dagger_steps,
+                first_seed,
+                size.sim_seconds,
+                keep=keep,
+                log=lambda row: err.print(json.dumps(row)),
+            )
+            timings[name] = time.perf_counter() - t
+    if not final.is_dir():
+        _copy_policy(approach / f"round_{size.approach_rounds - 1}", final)
     return {k: demo[k] for k in ("episodes", "frames", "yield") if k in demo}
 
 
@@ -612,8 +637,8 @@ def quickstart(
         typer.Option(
             "--train-base",
             help="Train the base from scratch (204 demonstrations, 8,000 + 8,000 steps, 9"
-            " rounds of sigma dagger: about 2 hours on 2 cores) instead of starting from"
-            " the shipped one; reproduces it.",
+            " rounds of sigma dagger, then 12 on the approach only: about 3 hours on 2"
+            " cores) instead of starting from the shipped one; reproduces it.",
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of demonstrations, split and training.")] = 0,
