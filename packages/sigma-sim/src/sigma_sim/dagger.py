@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -42,7 +42,8 @@ RNG_FILE = "rng.safetensors"
 LOG_FILE = "dagger.json"
 #: What the refit learns from (``sigma dagger --keep``): every visited plan, or the plans
 #: of each episode before its cube was first moved (:func:`before_contact`).
-KEEP = ("all", "before-contact")
+Keep = Literal["all", "before-contact"]
+KEEP: tuple[str, ...] = get_args(Keep)
 #: :func:`before_contact`: the cube has moved once its (x, y) is this far (squared,
 #: normalized units, about 0.5 cm) from where it lay at its episode's second plan.
 CONTACT_MOVED = 0.1
@@ -141,7 +142,7 @@ def estimator_dagger(
     seed: int = 20_000,
     max_seconds: float = 10.0,
     log: Callable[[dict[str, Any]], None] | None = None,
-    keep: Literal["all", "before-contact"] = "all",
+    keep: Keep = "all",
 ) -> list[dict[str, Any]]:
     """Run (or resume) ``rounds`` rounds of estimator DAgger from the policy at ``base``.
 
